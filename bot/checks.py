@@ -1,0 +1,69 @@
+"""`robot check`: what robot.yaml points at is there, and (online) the tokens work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.errors import BotError
+from bot.github import GitHubGateway
+from bot.steps.ansible import find_ansible_playbook
+from bot.store import SqlStore
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the check report."""
+
+    what: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings, environ: Mapping[str, str], online: bool) -> Iterator[CheckResult]:
+    """Offline checks always; GitHub access per repo with ``online``."""
+    yield CheckResult("config", True, f"{len(settings.repos)} repo(s) in {settings.path}")
+    for repo, repo_settings in settings.repos.items():
+        for env_name, env in repo_settings.environments.items():
+            what = f"{repo} {env_name}"
+            folder = settings.folder(env)
+            if not folder.is_dir():
+                yield CheckResult(what, False, f"folder {folder} does not exist")
+                continue
+            if env.ansible is None:
+                yield CheckResult(what, True, f"{len(env.commands or [])} command(s) in {folder}")
+                continue
+            playbook = folder / env.ansible.playbook
+            inventory = folder / env.ansible.inventory if env.ansible.inventory else None
+            if not playbook.is_file():
+                yield CheckResult(what, False, f"playbook {playbook} does not exist")
+            elif inventory is not None and not inventory.exists():
+                yield CheckResult(what, False, f"inventory {inventory} does not exist")
+            elif find_ansible_playbook(environ.get("PATH", "")) is None:
+                yield CheckResult(what, False, "ansible-playbook not found; install ansible-core")
+            else:
+                yield CheckResult(what, True, f"playbook {playbook}")
+    yield _check_store(settings)
+    if online:
+        yield from _check_github(settings)
+
+
+def _check_store(settings: Settings) -> CheckResult:
+    try:
+        SqlStore.from_url(settings.state.url).close()
+    except BotError as exc:
+        return CheckResult("state", False, str(exc))
+    return CheckResult("state", True, settings.state.url.split("@")[-1])
+
+
+def _check_github(settings: Settings) -> Iterator[CheckResult]:
+    gh = settings.github
+    github = GitHubGateway(
+        gh.token, gh.api_url, timeout=gh.timeout, max_retries=min(gh.max_retries, 2)
+    )
+    for repo in settings.repos:
+        try:
+            yield CheckResult(f"github {repo}", True, github.check_access(repo))
+        except BotError as exc:
+            yield CheckResult(f"github {repo}", False, str(exc))

@@ -1,0 +1,178 @@
+"""The `robot` command line: check, deploy, status, run."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from bot.checks import run_checks
+from bot.config import Settings, load_settings
+from bot.console import STATE_ICONS, ConsoleObserver
+from bot.errors import BotError
+from bot.models import Deploy, DeployState, Source
+from bot.store import SqlStore
+from bot.wiring import build_core
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `robot` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(Path(args.config), os.environ)
+        code: int = args.func(settings, args)
+    except BotError as exc:
+        print(f"robot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot", description="Deploy robot: chat-ops deploys.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default="robot.yaml", help="path to robot.yaml (default: %(default)s)")
+        return p
+
+    run = command("run", "the Slack bot: Socket Mode + merge poller")
+    run.set_defaults(func=_run)
+
+    check = command("check", "validate robot.yaml and what it points at")
+    check.add_argument("--online", action="store_true", help="also try the tokens and each repo")
+    check.set_defaults(func=_check)
+
+    deploy = command("deploy", "one deploy from this terminal, with live progress")
+    deploy.add_argument("target", metavar="REPO[@REF]", help="owner/name or a unique name, optional @ref")
+    deploy.add_argument("--env", help="environment (default: the repo's default_environment)")
+    deploy.add_argument("--force", action="store_true", help="skip the CI gate")
+    deploy.set_defaults(func=_deploy)
+
+    status = command("status", "deploy history from the store")
+    status.add_argument("repo", nargs="?", help="only this repo")
+    status.add_argument("--limit", type=int, default=20, help="rows to show (default: %(default)s)")
+    status.set_defaults(func=_status)
+    return parser
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    missing = [k for k in ("bot_token", "app_token") if not getattr(settings.slack, k)]
+    if missing:
+        keys = " and ".join(f"slack.{k}" for k in missing)
+        raise BotError(
+            f"{settings.path}: set {keys} (e.g. bot_token: ${{SLACK_BOT_TOKEN}} with an xoxb- token, "
+            "app_token: ${SLACK_APP_TOKEN} with an xapp- token); see README 'Create the Slack app'."
+        )
+    raise BotError("the Slack app is not built yet; use `robot deploy` from a terminal meanwhile.")
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    problems = 0
+    for result in run_checks(settings, os.environ, online=args.online):
+        print(f"{'✓' if result.ok else '✗'} {result.what}: {result.detail}")
+        problems += not result.ok
+    if problems:
+        print(f"{problems} problem(s) in {settings.path}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{settings.path} is ready.")
+    return EXIT_OK
+
+
+def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    repo, _, ref = args.target.partition("@")
+    observer = ConsoleObserver()
+    core = build_core(settings, os.environ, observer)
+    try:
+        deploy, created = core.service.request(
+            repo,
+            ref=ref or None,
+            env=args.env,
+            user=f"cli:{getpass.getuser()}",
+            source=Source.CLI,
+            force=args.force,
+        )
+        observer.follow(deploy.id)
+        if not created:
+            print(f"Deploy #{deploy.id} of the same commit is already {deploy.state.value}; following it.")
+        else:
+            print(f"Deploy #{deploy.id} queued: {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}")
+        final = _run_in_foreground(core.service.run_one, deploy)
+    finally:
+        core.close()
+    if final.state is DeployState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_INTERRUPTED if final.state is DeployState.CANCELLED else EXIT_FAILED
+
+
+def _run_in_foreground(run_one: Callable[[int, threading.Event], Deploy], deploy: Deploy) -> Deploy:
+    """Run the deploy on a worker thread so Ctrl-C / SIGTERM here become a clean cancel."""
+    cancel = threading.Event()
+    result: list[Deploy] = []
+    worker = threading.Thread(target=lambda: result.append(run_one(deploy.id, cancel)), daemon=True)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if not result:
+        raise BotError(f"deploy #{deploy.id} ended without a result; see `robot status`.")
+    return result[0]
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    repo = settings.repo(args.repo)[0] if args.repo else None
+    store = SqlStore.from_url(settings.state.url)
+    try:
+        deploys = store.list_deploys(repo=repo, limit=args.limit)
+    finally:
+        store.close()
+    console = Console(highlight=False)
+    if not deploys:
+        console.print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for column in ("#", "repo", "env", "sha", "state", "who", "when", "took", "why"):
+        table.add_column(column, overflow="fold")
+    for d in deploys:
+        took = d.duration_seconds
+        table.add_row(
+            str(d.id),
+            d.repo,
+            d.env,
+            d.short_sha,
+            f"{STATE_ICONS[d.state]} {d.state.value}",
+            d.requested_by,
+            d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
+            f"{took:.0f} s" if took is not None else "",
+            d.error or "",
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

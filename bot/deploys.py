@@ -1,0 +1,274 @@
+"""The deploy service: requests, dedupe, per-environment FIFO queue, locks, cancel, workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.errors import AccessDenied, EnvironmentLocked, UnknownDeploy
+from bot.models import Deploy, DeployRequest, DeployState, Lock, Source
+from bot.pipeline import Pipeline
+from bot.ports import DeployObserver, GitHubPort, StorePort
+from bot.validation import check_ref, check_repo_name
+
+log = logging.getLogger(__name__)
+
+# Idle workers look at the store this often: it is how deploys queued by another robot
+# process sharing the database get served. Local requests wake workers at once.
+_IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A repo + environment resolved against the config."""
+
+    repo: str
+    env: str
+
+
+class DeployService:
+    """Turns requests into queued deploys and runs them on its own bounded worker pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StorePort,
+        github: GitHubPort,
+        pipeline: Pipeline,
+        observer: DeployObserver,
+        members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._github = github
+        self._pipeline = pipeline
+        self._observer = observer
+        self._members_of = members_of
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._cancels: dict[int, threading.Event] = {}
+        self._cancels_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # --- requests -------------------------------------------------------------------------
+
+    def target(self, repo: str, env: str | None = None) -> Target:
+        """Validate and resolve a repo (owner/name or unique name) and environment."""
+        full, _ = self._settings.repo(check_repo_name(repo))
+        env_name, _ = self._settings.environment(full, env)
+        return Target(full, env_name)
+
+    def request(
+        self,
+        repo: str,
+        *,
+        ref: str | None = None,
+        env: str | None = None,
+        user: str,
+        source: Source,
+        force: bool = False,
+        channel: str | None = None,
+        message_ts: str | None = None,
+    ) -> tuple[Deploy, bool]:
+        """Queue a deploy (or return the identical one already queued/running, and False)."""
+        target = self.target(repo, env)
+        settings = self._settings.repos[target.repo]
+        if source is not Source.CLI:
+            self._check_access(user, settings.deployers, target.repo, "deploy")
+            if force:
+                self._check_access(user, settings.force, target.repo, "force a deploy of", empty_means_anyone=False)
+        self._check_unlocked(target)
+        ref_name = check_ref(ref or settings.branch)
+        sha = self._github.resolve_ref(target.repo, ref_name)
+        request = DeployRequest(
+            repo=target.repo,
+            env=target.env,
+            ref=ref_name,
+            sha=sha,
+            requested_by=user,
+            source=source,
+            force=force,
+            channel=channel or self._settings.channel(target.repo),
+            message_ts=message_ts,
+        )
+        deploy, created = self._store.create_deploy(request)
+        if created:
+            self._observer.deploy_changed(deploy)
+            self._notify_workers()
+        return deploy, created
+
+    def cancel(self, deploy_id: int, user: str) -> Deploy:
+        """Remove a queued deploy, or stop a running one (its process group is killed)."""
+        deploy = self._store.get_deploy(deploy_id)
+        if deploy is None:
+            raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+        if deploy.state.is_final:
+            raise UnknownDeploy(f"Deploy #{deploy_id} already {deploy.state.value}; nothing to cancel.")
+        cancelled = self._store.cancel_queued(deploy_id)
+        if cancelled is not None:
+            self._store.append_log(deploy_id, [f"==> cancelled by {user} while queued"])
+            self._observer.deploy_changed(cancelled)
+            return cancelled
+        running = self._store.request_cancel(deploy_id)
+        if running is None:
+            # It finished between our read and our write: report what it became.
+            latest = self._store.get_deploy(deploy_id)
+            state = latest.state.value if latest else "gone"
+            raise UnknownDeploy(f"Deploy #{deploy_id} already {state}; nothing to cancel.")
+        self._store.append_log(deploy_id, [f"==> cancel requested by {user}"])
+        self._signal_cancel(deploy_id)
+        return running
+
+    # --- locks and status -----------------------------------------------------------------
+
+    def lock(self, repo: str, env: str | None, user: str, reason: str) -> Lock:
+        target = self.target(repo, env)
+        return self._store.set_lock(target.repo, target.env, user, reason)
+
+    def unlock(self, repo: str, env: str | None) -> Lock:
+        target = self.target(repo, env)
+        removed = self._store.remove_lock(target.repo, target.env)
+        if removed is None:
+            raise UnknownDeploy(f"{target.repo} {target.env} is not locked.")
+        self._notify_workers()
+        return removed
+
+    def locks(self, repo: str | None = None) -> list[Lock]:
+        return self._store.list_locks(repo)
+
+    def history(
+        self,
+        repo: str | None = None,
+        env: str | None = None,
+        states: Sequence[DeployState] | None = None,
+        limit: int = 20,
+    ) -> list[Deploy]:
+        if repo is not None:
+            target = self.target(repo, env)
+            repo, env = target.repo, (target.env if env else None)
+        return self._store.list_deploys(repo, env, states, limit)
+
+    def get(self, deploy_id: int) -> Deploy:
+        deploy = self._store.get_deploy(deploy_id)
+        if deploy is None:
+            raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+        return deploy
+
+    # --- running --------------------------------------------------------------------------
+
+    def recover(self) -> list[Deploy]:
+        """Deploys found running from a previous robot become interrupted (GitHub: error)."""
+        interrupted = self._store.interrupt_running()
+        for deploy in interrupted:
+            self._pipeline.report_interrupted(deploy)
+            self._observer.deploy_changed(deploy)
+        return interrupted
+
+    def start(self) -> None:
+        """Recover, then serve the queue on ``deploys.workers`` threads."""
+        self.recover()
+        for number in range(self._settings.deploys.workers):
+            thread = threading.Thread(target=self._work, name=f"deploy-worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        watcher = threading.Thread(target=self._watch_cancels, name="cancel-watcher", daemon=True)
+        watcher.start()
+        self._threads.append(watcher)
+
+    def stop(self, timeout: float) -> None:
+        """Cancel running deploys and wait up to ``timeout`` s for the workers to finish them."""
+        self._stopping.set()
+        with self._cancels_lock:
+            for event in self._cancels.values():
+                event.set()
+        self._notify_workers()
+        per_thread = timeout / max(len(self._threads), 1)
+        for thread in self._threads:
+            thread.join(per_thread)
+
+    def run_one(self, deploy_id: int, cancel: threading.Event, poll: float = _IDLE_POLL_SECONDS) -> Deploy:
+        """Wait for ``deploy_id`` to reach the front of its queue, then run it here (the CLI)."""
+        while True:
+            deploy = self._store.claim_next(only_id=deploy_id)
+            if deploy is not None:
+                return self._run(deploy, cancel)
+            current = self.get(deploy_id)
+            if current.state.is_final:
+                return current
+            if cancel.wait(poll):
+                self.cancel(deploy_id, current.requested_by)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            deploy = self._store.claim_next()
+            if deploy is None:
+                with self._wake:
+                    self._wake.wait(_IDLE_POLL_SECONDS)
+                continue
+            self._run(deploy, threading.Event())
+            self._notify_workers()
+
+    def _run(self, deploy: Deploy, cancel: threading.Event) -> Deploy:
+        with self._cancels_lock:
+            self._cancels[deploy.id] = cancel
+        if deploy.cancel_requested or self._stopping.is_set():
+            cancel.set()
+        try:
+            return self._pipeline.run(deploy, self._observer, cancel)
+        finally:
+            with self._cancels_lock:
+                self._cancels.pop(deploy.id, None)
+
+    def _watch_cancels(self) -> None:
+        """Cancels asked by another robot process arrive through the store's flag."""
+        while not self._stopping.wait(_IDLE_POLL_SECONDS):
+            with self._cancels_lock:
+                local = list(self._cancels)
+            for deploy_id in local:
+                deploy = self._store.get_deploy(deploy_id)
+                if deploy is not None and deploy.cancel_requested:
+                    self._signal_cancel(deploy_id)
+
+    def _signal_cancel(self, deploy_id: int) -> None:
+        with self._cancels_lock:
+            event = self._cancels.get(deploy_id)
+        if event is not None:
+            event.set()
+
+    def _notify_workers(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def _check_access(
+        self,
+        user: str,
+        allowed: Sequence[str],
+        repo: str,
+        action: str,
+        empty_means_anyone: bool = True,
+    ) -> None:
+        if not allowed and empty_means_anyone:
+            return
+        if user in allowed or any(user in self._members_of(g) for g in allowed if g.startswith("S")):
+            return
+        who = ", ".join(f"<@{a}>" if a.startswith("U") else f"<!subteam^{a}>" for a in allowed)
+        raise AccessDenied(
+            f"You may not {action} {repo}. "
+            + (f"Allowed: {who}." if who else "Nobody may, from Slack (no `force` list).")
+        )
+
+    def _check_unlocked(self, target: Target) -> None:
+        lock = self._store.get_lock(target.repo, target.env)
+        if lock is not None:
+            when = lock.locked_at.strftime("%Y-%m-%d %H:%M UTC")
+            why = f": {lock.reason}" if lock.reason else ""
+            raise EnvironmentLocked(
+                f"{target.repo} {target.env} is locked by {lock.locked_by} since {when}{why}. "
+                f"Unlock with `/deploy unlock {target.repo} to {target.env}`."
+            )
+

@@ -1,0 +1,74 @@
+"""The robot's one error hierarchy.
+
+Every failure a user can cause or must be told about is a ``BotError``; its ``str()`` is one
+line fit to show a person as-is (no traceback, no secrets). Listeners and the CLI catch only
+``BotError``; anything else is a bug and goes to the one error hook that logs the traceback.
+
+    BotError
+    ├── ConfigError            robot.yaml unreadable or invalid (names file, key path, what is allowed)
+    ├── RequestError           a deploy request that cannot be honoured as asked
+    │   ├── UnknownRepo        repo not configured / ambiguous short name
+    │   ├── UnknownEnvironment env not configured for the repo
+    │   ├── InvalidRef         malformed ref, or one GitHub does not know
+    │   ├── InvalidRepoName    not owner/name
+    │   ├── AccessDenied       user not in deployers / force
+    │   ├── EnvironmentLocked  someone locked repo+env
+    │   └── UnknownDeploy      no deploy with that id, or not cancellable
+    ├── GitHubError            GitHub refused or failed after retries
+    │   └── DeploymentRefused  create-deployment answered 409/422 (reason attached)
+    └── StepSetupError         a step cannot start (missing folder, missing ansible-playbook)
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error whose message may be shown to a user verbatim."""
+
+
+class ConfigError(BotError):
+    """robot.yaml could not be read or validated."""
+
+
+class RequestError(BotError):
+    """A deploy, lock or cancel request that cannot be honoured as asked."""
+
+
+class UnknownRepo(RequestError):
+    """The repo is not configured, or a short name matches several repos."""
+
+
+class UnknownEnvironment(RequestError):
+    """The environment is not configured for the repo."""
+
+
+class InvalidRef(RequestError):
+    """A ref that is malformed or that GitHub does not know."""
+
+
+class InvalidRepoName(RequestError):
+    """A repo name that is not owner/name."""
+
+
+class AccessDenied(RequestError):
+    """The user may not do this (not a deployer, or forcing without the right)."""
+
+
+class EnvironmentLocked(RequestError):
+    """The repo + environment is locked."""
+
+
+class UnknownDeploy(RequestError):
+    """No such deploy, or it is no longer cancellable."""
+
+
+class GitHubError(BotError):
+    """GitHub refused a call or kept failing after retries."""
+
+
+class DeploymentRefused(GitHubError):
+    """GitHub answered create-deployment with 409 or 422; the message carries its reason."""
+
+
+class StepSetupError(BotError):
+    """A step cannot start: its folder is missing, or ansible-playbook is not installed."""

@@ -1,0 +1,260 @@
+"""One deploy from claim to final state: CI gate → GitHub Deployment → steps → statuses."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.config import EnvironmentSettings, RepoSettings, Settings
+from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError
+from bot.logsink import LogSink
+from bot.models import (
+    ContextResult,
+    Deploy,
+    DeployState,
+    GateResult,
+    StepResult,
+    StepStatus,
+    TaskEvent,
+)
+from bot.ports import DeployObserver, GitHubPort, StepContext, StepRunner, StorePort
+from bot.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION_LIMIT = 140
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a deploy ended: our state, GitHub's deployment state, and one line saying why."""
+
+    state: DeployState
+    github_state: str
+    summary: str
+
+
+class Pipeline:
+    """Runs one claimed deploy to a final state; never raises for anything a deploy can hit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        github: GitHubPort,
+        store: StorePort,
+        runner: StepRunner,
+        redactor: Redactor,
+        environ: Mapping[str, str],
+        log_url: Callable[[Deploy], str | None] = lambda deploy: None,
+    ) -> None:
+        self._settings = settings
+        self._github = github
+        self._store = store
+        self._runner = runner
+        self._redact = redactor
+        self._environ = environ
+        self._log_url = log_url
+
+    def run(self, deploy: Deploy, observer: DeployObserver, cancel: threading.Event) -> Deploy:
+        """Gate, record, run and report ``deploy``; returns it in its final state."""
+        repo = self._settings.repos[deploy.repo]
+        env = repo.environments[deploy.env]
+        sink = LogSink(self._store, deploy.id)
+        observer.deploy_changed(deploy)
+        try:
+            outcome = self._gate(deploy, repo, observer, cancel)
+            if outcome is None:
+                deploy, outcome = self._deploy(deploy, repo, env, observer, cancel, sink)
+        except BotError as exc:
+            outcome = Outcome(DeployState.FAILED, "error", str(exc))
+        except Exception:
+            log.exception("deploy #%s: robot fault", deploy.id)
+            outcome = Outcome(DeployState.FAILED, "error", "robot fault (see the robot's log)")
+        sink.write(f"==> {outcome.state.value}: {outcome.summary}")
+        sink.flush()
+        return self._finish(deploy, outcome, observer)
+
+    def report_interrupted(self, deploy: Deploy) -> None:
+        """Tell GitHub that a deploy found mid-flight on start will not finish."""
+        self._status(deploy, "error", "interrupted: the robot stopped during the deploy")
+
+    def _gate(
+        self, deploy: Deploy, repo: RepoSettings, observer: DeployObserver, cancel: threading.Event
+    ) -> Outcome | None:
+        """None when CI allows the deploy, else the outcome that stops it."""
+        if deploy.force or not repo.required_contexts:
+            return None
+        deadline = time.monotonic() + repo.ci_timeout
+        last_waiting: tuple[ContextResult, ...] | None = None
+        while True:
+            gate = self._github.ci_state(deploy.repo, deploy.sha, repo.required_contexts)
+            if gate.failing:
+                return Outcome(DeployState.BLOCKED, "error", "CI failed: " + _contexts(gate.failing))
+            if gate.green:
+                return None
+            if gate.waiting != last_waiting:
+                observer.gate_waiting(deploy, gate)
+                last_waiting = gate.waiting
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Outcome(
+                    DeployState.BLOCKED,
+                    "error",
+                    f"CI still pending after {repo.ci_timeout:g} s: {_names(gate)}",
+                )
+            if cancel.wait(min(self._settings.deploys.ci_poll_interval, remaining)):
+                return Outcome(DeployState.CANCELLED, "error", "cancelled while waiting for CI")
+
+    def _deploy(
+        self,
+        deploy: Deploy,
+        repo: RepoSettings,
+        env: EnvironmentSettings,
+        observer: DeployObserver,
+        cancel: threading.Event,
+        sink: LogSink,
+    ) -> tuple[Deploy, Outcome]:
+        try:
+            deployment_id = self._github.create_deployment(
+                deploy.repo,
+                deploy.sha,
+                deploy.env,
+                [] if deploy.force else repo.required_contexts,
+                self._payload(deploy),
+                _cut(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requested_by}"),
+            )
+        except DeploymentRefused as exc:
+            return deploy, Outcome(DeployState.BLOCKED, "error", f"GitHub refused: {exc}")
+        deploy = self._store.update_deploy(deploy.id, github_deployment_id=deployment_id)
+        self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps")
+        return deploy, self._steps(deploy, env, observer, cancel, sink)
+
+    def _steps(
+        self,
+        deploy: Deploy,
+        env: EnvironmentSettings,
+        observer: DeployObserver,
+        cancel: threading.Event,
+        sink: LogSink,
+    ) -> Outcome:
+        steps = env.steps()
+        folder = self._settings.folder(env)
+        if not folder.is_dir():
+            raise StepSetupError(f"Folder {folder} does not exist for {deploy.repo} {deploy.env}.")
+        deploy_vars = self._deploy_vars(deploy)
+        started = time.monotonic()
+        self._status(deploy, "in_progress", f"Deploying {deploy.short_sha} to {deploy.env}")
+
+        def on_output(line: str) -> None:
+            clean = self._redact(line)
+            sink.write(clean)
+            observer.step_output(deploy, clean)
+
+        def on_task(event: TaskEvent) -> None:
+            observer.task_event(deploy, TaskEvent(self._redact(event.task), event.status, event.host))
+
+        for index, step in enumerate(steps, start=1):
+            remaining = env.deploy_timeout - (time.monotonic() - started)
+            if remaining <= 0:
+                return Outcome(
+                    DeployState.FAILED,
+                    "error",
+                    f"deploy timed out after {env.deploy_timeout:g} s before step {index}/{len(steps)}",
+                )
+            label = self._redact(step.label)
+            sink.write(f"==> step {index}/{len(steps)}: {label}")
+            observer.step_started(deploy, index, len(steps), label)
+            ctx = StepContext(
+                folder=folder,
+                env=self._step_env(env, deploy_vars),
+                deploy_vars=deploy_vars,
+                timeout=min(env.timeout, remaining),
+                cancel=cancel,
+                on_output=on_output,
+                on_task=on_task,
+                kill_grace=self._settings.deploys.kill_grace,
+            )
+            result = self._runner.run(step, ctx)
+            sink.flush()
+            observer.step_finished(deploy, index, result)
+            if not result.ok:
+                return _step_outcome(index, len(steps), label, result)
+        took = time.monotonic() - started
+        return Outcome(
+            DeployState.SUCCEEDED, "success", f"Deployed {deploy.short_sha} to {deploy.env} in {took:.0f} s"
+        )
+
+    def _deploy_vars(self, deploy: Deploy) -> dict[str, str]:
+        previous = self._store.last_succeeded(deploy.repo, deploy.env)
+        return {
+            "DEPLOY_ID": str(deploy.id),
+            "DEPLOY_REPO": deploy.repo,
+            "DEPLOY_REF": deploy.ref,
+            "DEPLOY_SHA": deploy.sha,
+            "DEPLOY_ENV": deploy.env,
+            "DEPLOY_USER": deploy.requested_by,
+            "DEPLOY_PREVIOUS_SHA": previous.sha if previous else "",
+        }
+
+    def _step_env(self, env: EnvironmentSettings, deploy_vars: Mapping[str, str]) -> dict[str, str]:
+        """The robot's environment without its own tokens, plus DEPLOY_* and the env's `env:`."""
+        tokens = self._settings.tokens
+        inherited = {k: v for k, v in self._environ.items() if v not in tokens}
+        return {**inherited, **deploy_vars, **env.env}
+
+    def _payload(self, deploy: Deploy) -> dict[str, object]:
+        return {
+            "robot_deploy_id": deploy.id,
+            "requested_by": deploy.requested_by,
+            "source": deploy.source.value,
+            "slack_channel": deploy.channel,
+            "slack_thread_ts": deploy.message_ts,
+        }
+
+    def _status(self, deploy: Deploy, state: str, description: str) -> str | None:
+        """Post a deployment status; a GitHub failure is returned as text, not raised."""
+        if deploy.github_deployment_id is None:
+            return None
+        try:
+            self._github.set_deployment_status(
+                deploy.repo, deploy.github_deployment_id, state, _cut(description), self._log_url(deploy)
+            )
+        except GitHubError as exc:
+            log.warning("deploy #%s: GitHub status %s not recorded: %s", deploy.id, state, exc)
+            return str(exc)
+        return None
+
+    def _finish(self, deploy: Deploy, outcome: Outcome, observer: DeployObserver) -> Deploy:
+        current = self._store.get_deploy(deploy.id) or deploy
+        problem = self._status(current, outcome.github_state, outcome.summary)
+        error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
+        if problem:
+            error = f"{error or outcome.summary}; GitHub status not recorded: {problem}"
+        final = self._store.finish_deploy(deploy.id, outcome.state, error)
+        observer.deploy_changed(final)
+        return final
+
+
+def _step_outcome(index: int, total: int, label: str, result: StepResult) -> Outcome:
+    where = f"step {index}/{total} `{label}`"
+    if result.status is StepStatus.CANCELLED:
+        return Outcome(DeployState.CANCELLED, "error", f"cancelled during {where}")
+    if result.status is StepStatus.TIMED_OUT:
+        return Outcome(DeployState.FAILED, "error", f"{where} {result.reason}")
+    return Outcome(DeployState.FAILED, "failure", f"{where} {result.reason}")
+
+
+def _contexts(results: tuple[ContextResult, ...]) -> str:
+    return ", ".join(f"{c.name} ({c.url})" if c.url else c.name for c in results)
+
+
+def _names(gate: GateResult) -> str:
+    return ", ".join(f"{c.name} {c.state.value}" for c in gate.waiting)
+
+
+def _cut(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """GitHub rejects longer deployment status descriptions."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

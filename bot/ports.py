@@ -1,0 +1,162 @@
+"""The small interfaces at each boundary; tests replace them with hand-written fakes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.models import (
+    BranchHead,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    GateResult,
+    Lock,
+    Step,
+    StepResult,
+    TaskEvent,
+)
+
+
+class GitHubPort(Protocol):
+    """Everything the robot asks of GitHub."""
+
+    def resolve_ref(self, repo: str, ref: str) -> str:
+        """The commit SHA of a branch, tag or SHA; raises InvalidRef if GitHub does not know it."""
+        ...
+
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult:
+        """The newest status / check run of each required context for the commit."""
+        ...
+
+    def create_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        required_contexts: Sequence[str],
+        payload: Mapping[str, object],
+        description: str,
+    ) -> int:
+        """Create a Deployment and return its id; raises DeploymentRefused on 409/422."""
+        ...
+
+    def set_deployment_status(
+        self,
+        repo: str,
+        deployment_id: int,
+        state: str,
+        description: str,
+        log_url: str | None = None,
+    ) -> None:
+        """Post a deployment status; description is cut to 140 characters."""
+        ...
+
+    def commit_url(self, repo: str, sha: str) -> str:
+        """The web address of a commit (for links in messages)."""
+        ...
+
+
+class StorePort(Protocol):
+    """The source of truth for deploys, queue, locks, logs and last-seen heads."""
+
+    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
+        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False."""
+        ...
+
+    def get_deploy(self, deploy_id: int) -> Deploy | None: ...
+
+    def claim_next(self, only_id: int | None = None) -> Deploy | None:
+        """Atomically move the oldest claimable queued deploy to running (one per repo+env)."""
+        ...
+
+    def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
+        """Set github_deployment_id, channel, message_ts or error."""
+        ...
+
+    def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
+        """Move a deploy to a final state and stamp finished_at."""
+        ...
+
+    def cancel_queued(self, deploy_id: int) -> Deploy | None:
+        """Queued → cancelled in one conditional write; None if it was not queued."""
+        ...
+
+    def request_cancel(self, deploy_id: int) -> Deploy | None:
+        """Flag a running deploy for cancellation; None if it was not running."""
+        ...
+
+    def interrupt_running(self) -> list[Deploy]:
+        """Every running deploy → interrupted (a restart found it mid-flight)."""
+        ...
+
+    def list_deploys(
+        self,
+        repo: str | None = None,
+        env: str | None = None,
+        states: Sequence[DeployState] | None = None,
+        limit: int = 50,
+    ) -> list[Deploy]:
+        """Newest first."""
+        ...
+
+    def last_succeeded(self, repo: str, env: str) -> Deploy | None: ...
+
+    def append_log(self, deploy_id: int, lines: Sequence[str]) -> None: ...
+
+    def read_log(self, deploy_id: int) -> str: ...
+
+    def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock: ...
+
+    def get_lock(self, repo: str, env: str) -> Lock | None: ...
+
+    def list_locks(self, repo: str | None = None) -> list[Lock]: ...
+
+    def remove_lock(self, repo: str, env: str) -> Lock | None: ...
+
+    def get_head(self, repo: str) -> BranchHead | None: ...
+
+    def set_head(self, head: BranchHead) -> None: ...
+
+
+@dataclass
+class StepContext:
+    """What a step runner needs besides the step: where, with what environment, and callbacks."""
+
+    folder: Path
+    env: Mapping[str, str]
+    deploy_vars: Mapping[str, str]
+    timeout: float
+    cancel: threading.Event
+    on_output: Callable[[str], None]
+    on_task: Callable[[TaskEvent], None]
+    kill_grace: float = 5.0
+
+
+class StepRunner(Protocol):
+    """Runs one step to completion, streaming output line by line."""
+
+    def run(self, step: Step, ctx: StepContext) -> StepResult: ...
+
+
+class DeployObserver(Protocol):
+    """Told of everything a deploy does, to show it (terminal, Slack thread)."""
+
+    def deploy_changed(self, deploy: Deploy) -> None:
+        """State or message fields changed (queued, running, final)."""
+        ...
+
+    def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None: ...
+
+    def step_started(self, deploy: Deploy, index: int, total: int, label: str) -> None: ...
+
+    def step_output(self, deploy: Deploy, line: str) -> None:
+        """One line of output, already redacted."""
+        ...
+
+    def task_event(self, deploy: Deploy, event: TaskEvent) -> None: ...
+
+    def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None: ...

@@ -1,0 +1,55 @@
+"""The composition root of the core: builds store, GitHub gateway, runners, pipeline, service once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.deploys import DeployService
+from bot.github import GitHubGateway
+from bot.models import Deploy
+from bot.pipeline import Pipeline
+from bot.ports import DeployObserver
+from bot.redact import Redactor
+from bot.steps.dispatch import DispatchingRunner
+from bot.store import SqlStore
+
+
+@dataclass
+class Core:
+    """Everything a front end (CLI, Slack) drives; close() releases the store."""
+
+    settings: Settings
+    store: SqlStore
+    github: GitHubGateway
+    redactor: Redactor
+    pipeline: Pipeline
+    service: DeployService
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_core(
+    settings: Settings,
+    environ: Mapping[str, str],
+    observer: DeployObserver,
+    log_url: Callable[[Deploy], str | None] = lambda deploy: None,
+    members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
+) -> Core:
+    """Wire the core from validated settings and the process environment."""
+    gh = settings.github
+    github = GitHubGateway(
+        gh.token,
+        gh.api_url,
+        seconds_between_requests=gh.seconds_between_requests,
+        seconds_between_writes=gh.seconds_between_writes,
+        timeout=gh.timeout,
+        max_retries=gh.max_retries,
+    )
+    store = SqlStore.from_url(settings.state.url)
+    redactor = Redactor.for_environment(settings.secrets, environ)
+    pipeline = Pipeline(settings, github, store, DispatchingRunner(), redactor, environ, log_url)
+    service = DeployService(settings, store, github, pipeline, observer, members_of)
+    return Core(settings, store, github, redactor, pipeline, service)

@@ -1,0 +1,1 @@
+"""Bolt listeners: parse a Slack payload, call one service, render, reply."""

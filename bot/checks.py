@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.errors import BotError
 from bot.github import GitHubGateway
-from bot.steps.ansible import find_ansible_playbook
+from bot.steps.ansible import playbook_env
 from bot.store import SqlStore
 
 
@@ -25,28 +26,33 @@ def run_checks(settings: Settings, environ: Mapping[str, str], online: bool) -> 
     """Offline checks always; GitHub access per repo with ``online``."""
     yield CheckResult("config", True, f"{len(settings.repos)} repo(s) in {settings.path}")
     for repo, repo_settings in settings.repos.items():
-        for env_name, env in repo_settings.environments.items():
-            what = f"{repo} {env_name}"
-            folder = settings.folder(env)
-            if not folder.is_dir():
-                yield CheckResult(what, False, f"folder {folder} does not exist")
-                continue
-            if env.ansible is None:
-                yield CheckResult(what, True, f"{len(env.commands or [])} command(s) in {folder}")
-                continue
-            playbook = folder / env.ansible.playbook
-            inventory = folder / env.ansible.inventory if env.ansible.inventory else None
-            if not playbook.is_file():
-                yield CheckResult(what, False, f"playbook {playbook} does not exist")
-            elif inventory is not None and not inventory.exists():
-                yield CheckResult(what, False, f"inventory {inventory} does not exist")
-            elif find_ansible_playbook(environ.get("PATH", "")) is None:
-                yield CheckResult(what, False, "ansible-playbook not found; install ansible-core")
-            else:
-                yield CheckResult(what, True, f"playbook {playbook}")
+        for env_name in repo_settings.environments:
+            yield check_environment(settings, repo, env_name, environ)
     yield _check_store(settings)
     if online:
         yield from _check_github(settings)
+
+
+def check_environment(
+    settings: Settings, repo: str, env_name: str, environ: Mapping[str, str]
+) -> CheckResult:
+    """Whether an environment's steps can start here: folder, playbook, ansible-playbook."""
+    what = f"{repo} {env_name}"
+    env = settings.repos[repo].environments[env_name]
+    folder = settings.folder(env)
+    if not folder.is_dir():
+        return CheckResult(what, False, f"folder {folder} does not exist")
+    if env.ansible is None:
+        return CheckResult(what, True, f"{len(env.commands or [])} command(s) in {folder}")
+    playbook = folder / env.ansible.playbook
+    inventory = folder / env.ansible.inventory if env.ansible.inventory else None
+    if not playbook.is_file():
+        return CheckResult(what, False, f"playbook {playbook} does not exist")
+    if inventory is not None and not inventory.exists():
+        return CheckResult(what, False, f"inventory {inventory} does not exist")
+    if shutil.which("ansible-playbook", path=playbook_env(environ)["PATH"]) is None:
+        return CheckResult(what, False, "ansible-playbook not found on PATH; install ansible-core")
+    return CheckResult(what, True, f"playbook {playbook}")
 
 
 def _check_store(settings: Settings) -> CheckResult:

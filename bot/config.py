@@ -46,7 +46,7 @@ class GitHubSettings(_Model):
     poll_interval: float = Field(30, ge=1)
     seconds_between_requests: float = Field(0.25, ge=0)
     seconds_between_writes: float = Field(1.0, ge=0)
-    timeout: float = Field(15, gt=0)
+    timeout: int = Field(15, ge=1)  # PyGithub takes whole seconds
     max_retries: int = Field(5, ge=0, le=20)
 
 

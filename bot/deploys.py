@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.errors import AccessDenied, EnvironmentLocked, UnknownDeploy
+from bot.checks import check_environment
+from bot.errors import AccessDenied, EnvironmentLocked, StepSetupError, UnknownDeploy
 from bot.models import Deploy, DeployRequest, DeployState, Lock, Source
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
@@ -39,9 +40,11 @@ class DeployService:
         github: GitHubPort,
         pipeline: Pipeline,
         observer: DeployObserver,
+        environ: Mapping[str, str],
         members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
     ) -> None:
         self._settings = settings
+        self._environ = environ
         self._store = store
         self._github = github
         self._pipeline = pipeline
@@ -81,6 +84,9 @@ class DeployService:
             if force:
                 self._check_access(user, settings.force, target.repo, "force a deploy of", empty_means_anyone=False)
         self._check_unlocked(target)
+        ready = check_environment(self._settings, target.repo, target.env, self._environ)
+        if not ready.ok:
+            raise StepSetupError(f"{ready.what}: {ready.detail}.")
         ref_name = check_ref(ref or settings.branch)
         sha = self._github.resolve_ref(target.repo, ref_name)
         request = DeployRequest(

@@ -12,7 +12,7 @@ from bot.models import Deploy
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver
 from bot.redact import Redactor
-from bot.steps.dispatch import DispatchingRunner
+from bot.steps.dispatch import StepDispatcher
 from bot.store import SqlStore
 
 
@@ -50,6 +50,6 @@ def build_core(
     )
     store = SqlStore.from_url(settings.state.url)
     redactor = Redactor.for_environment(settings.secrets, environ)
-    pipeline = Pipeline(settings, github, store, DispatchingRunner(), redactor, environ, log_url)
-    service = DeployService(settings, store, github, pipeline, observer, members_of)
+    pipeline = Pipeline(settings, github, store, StepDispatcher(), redactor, environ, log_url)
+    service = DeployService(settings, store, github, pipeline, observer, environ, members_of)
     return Core(settings, store, github, redactor, pipeline, service)

@@ -1,0 +1,465 @@
+"""The only place that talks to GitHub: PyGithub with bounded retries and human error messages."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from itertools import islice
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from github import Auth, Github, GithubRetry
+from github.CheckRun import CheckRun
+from github.CommitStatus import CommitStatus
+from github.GithubException import (
+    GithubException,
+    RateLimitExceededExceedsMaxWait,
+    RateLimitExceededException,
+)
+from github.PaginatedList import PaginatedList
+from github.Repository import Repository
+from github.Requester import Requester
+from urllib3 import Retry
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.response import HTTPResponse
+
+from bot.errors import BotError, DeploymentRefused, GitHubError, InvalidRef, UnknownRepo
+from bot.models import ContextResult, ContextState, GateResult
+
+DESCRIPTION_MAX = 140
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_MAX_LISTED = 1000  # statuses / check runs read per commit; GitHub caps statuses at 1000 too
+_AUTO_MERGE_TRIES = 4
+_STATUS_STATES = {
+    "success": ContextState.SUCCESS,
+    "pending": ContextState.PENDING,
+    "failure": ContextState.FAILURE,
+    "error": ContextState.FAILURE,
+}
+_GREEN_CONCLUSIONS = {"success", "neutral", "skipped"}
+_SEVERITY = {ContextState.SUCCESS: 0, ContextState.PENDING: 1, ContextState.FAILURE: 2}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    """A response header, whatever the case of its name."""
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def _rate_limit_wait(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds GitHub asks us to wait: Retry-After, or the reset of an exhausted primary limit."""
+    retry_after = _header(headers, "Retry-After")
+    if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
+        return float(retry_after)
+    reset = _header(headers, "X-RateLimit-Reset")
+    if _header(headers, "X-RateLimit-Remaining") == "0" and reset is not None and reset.isdigit():
+        return max(0.0, int(reset) - time.time()) + 1
+    return None
+
+
+class _Retry(GithubRetry):
+    """GithubRetry that also retries 429 rate limits and gives up early on waits beyond the cap.
+
+    GithubRetry honours X-RateLimit-Reset only on 403; GitHub answers a primary rate limit with
+    403 or 429, so a 429 without Retry-After waits for the reset here too.
+    """
+
+    _rate_wait: float | None = None
+
+    def get_backoff_time(self) -> float:
+        base = super().get_backoff_time()
+        return base if self._rate_wait is None else max(base, self._rate_wait)
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: HTTPResponse | None = None,  # type: ignore[override]
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Retry:
+        if response is not None and response.status in (403, 429):
+            wait = _rate_limit_wait(response.headers)
+            cap = self.max_rate_limit_wait
+            if wait is not None and cap is not None and wait > cap:
+                raise RateLimitExceededExceedsMaxWait(
+                    response.status, None, dict(response.headers), wait=wait
+                )
+            if response.status == 429 and _header(response.headers, "Retry-After") is None:
+                retry = Retry.increment(self, method, url, response, error, _pool, _stacktrace)
+                if isinstance(retry, _Retry):
+                    # No reset either: GitHub asks for at least a minute on secondary limits.
+                    retry._rate_wait = self.secondary_rate_wait if wait is None else wait
+                return retry
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def cut_description(text: str) -> str:
+    """A deployment status description GitHub accepts: one line, at most 140 characters."""
+    return _one_line(text, DESCRIPTION_MAX)
+
+
+def _github_reason(exc: GithubException) -> str:
+    """GitHub's own message, with the details of its ``errors`` list (contexts, fields)."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    message = str(data.get("message") or exc.message or f"HTTP {exc.status}")
+    details: list[str] = []
+    for error in data.get("errors") or []:
+        if not isinstance(error, dict):
+            details.append(str(error))
+        elif isinstance(error.get("contexts"), list):
+            details += [f"{c.get('context')}: {c.get('state')}" for c in error["contexts"]]
+        elif error.get("message"):
+            details.append(str(error["message"]))
+        elif error.get("field"):
+            details.append(f"{error.get('field')} {error.get('code', 'invalid')}")
+    if details:
+        message = f"{message} ({'; '.join(details)})"
+    return _one_line(message)
+
+
+def _json_object(body: str) -> dict[str, Any]:
+    """A JSON object body, or {} for anything else (empty, HTML error page, a list)."""
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _web_root(api_url: str) -> str:
+    """The web host behind an API URL: api.github.com → github.com, GHE /api/v3 → the host."""
+    parts = urlsplit(api_url)
+    host, path = parts.netloc, parts.path.rstrip("/")
+    if path.endswith("/api/v3"):
+        path = path.removesuffix("/api/v3")
+    elif host.startswith("api.") and not path:
+        host = host.removeprefix("api.")
+    return f"{parts.scheme}://{host}{path}"
+
+
+class GitHubGateway:
+    """GitHubPort on real PyGithub: retries 5xx, timeouts and rate limits; raises only BotError."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str = "https://api.github.com",
+        *,
+        seconds_between_requests: float = 0.25,
+        seconds_between_writes: float = 1.0,
+        timeout: float = 15,
+        max_retries: int = 5,
+        max_backoff: float = 60,
+    ) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._timeout = max(1, math.ceil(timeout))
+        self._tries = max_retries + 1
+        self._max_backoff = max_backoff
+        retry = _Retry(
+            total=max_retries,
+            backoff_factor=0.5,
+            backoff_max=max_backoff,
+            retry_after_max=max(1, math.ceil(max_backoff)),
+            status_forcelist=[*range(500, 600), 429],  # GithubRetry adds 403 (checked by message)
+            raise_on_status=False,  # the last answer reaches PyGithub, which names its status
+            secondary_rate_wait=min(60.0, max_backoff),
+            max_rate_limit_wait=max_backoff,
+        )
+        self._gh = Github(
+            base_url=self._api_url,
+            auth=Auth.Token(token),
+            timeout=max(1, math.ceil(timeout)),  # PyGithub asserts a whole number of seconds
+            retry=retry,
+            per_page=100,
+            seconds_between_requests=seconds_between_requests,
+            seconds_between_writes=seconds_between_writes,
+            user_agent="deploy-robot",
+        )
+        self._repos: dict[str, Repository] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close PyGithub's connections."""
+        self._gh.close()
+
+    # ---- GitHubPort ------------------------------------------------------------------
+
+    def resolve_ref(self, repo: str, ref: str) -> str:
+        """The commit SHA of a branch, tag or (short) SHA."""
+        handle = self._repo(repo)
+        unknown = self._unknown_ref(repo, ref)
+        with self._guard("resolve ref", repo, {404: unknown, 422: unknown}):
+            return str(handle.get_commit(ref).sha)
+
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult:
+        """The newest commit status or check run of each required context, in the given order."""
+        handle = self._repo(repo)
+        unknown = self._unknown_ref(repo, sha)
+        with self._guard("read CI state", repo, {404: unknown, 422: unknown}):
+            found = _newest(self._statuses(handle, sha), self._check_runs(handle, sha))
+        return GateResult(
+            tuple(found.get(name) or ContextResult(name, ContextState.MISSING) for name in contexts)
+        )
+
+    def create_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        required_contexts: Sequence[str],
+        payload: Mapping[str, object],
+        description: str,
+    ) -> int:
+        """Create a Deployment of exactly ``sha``; 409/422 → DeploymentRefused."""
+        handle = self._repo(repo)
+
+        def refused(exc: GithubException) -> BotError:
+            return DeploymentRefused(
+                f"GitHub refused the deployment ({exc.status}): {_github_reason(exc)}"
+            )
+
+        reason = ""
+        for attempt in range(_AUTO_MERGE_TRIES):
+            if attempt:
+                time.sleep(min(0.5 * 2 ** (attempt - 1), self._max_backoff))
+            with self._guard("create deployment", repo, {409: refused, 422: refused}):
+                deployment = handle.create_deployment(
+                    ref=sha,
+                    task="deploy",
+                    auto_merge=False,
+                    required_contexts=list(required_contexts),
+                    payload=dict(payload),
+                    environment=environment,
+                    description=description,
+                )
+                if deployment.id is not None:
+                    return int(deployment.id)
+                # 202: GitHub merged the default branch into the ref instead of deploying.
+                reason = str(deployment.raw_data.get("message") or "202 Accepted")
+        raise GitHubError(
+            f"GitHub kept answering 202 on create deployment for {repo} "
+            f"({_AUTO_MERGE_TRIES} tries): {_one_line(reason)}"
+        )
+
+    def set_deployment_status(
+        self,
+        repo: str,
+        deployment_id: int,
+        state: str,
+        description: str,
+        log_url: str | None = None,
+    ) -> None:
+        """Post a deployment status; ``log_url`` is sent raw (PyGithub's create_status lacks it)."""
+        handle = self._repo(repo)
+        body: dict[str, Any] = {"state": state, "description": cut_description(description)}
+        if log_url:
+            body["log_url"] = log_url
+        with self._guard("set deployment status", repo):
+            handle.requester.requestJsonAndCheck(
+                "POST",
+                f"{handle.url}/deployments/{deployment_id}/statuses",
+                input=body,
+                headers={"Accept": "application/vnd.github+json"},
+            )
+
+    def commit_url(self, repo: str, sha: str) -> str:
+        """The commit's web page, derived from the API URL without a request."""
+        return f"{_web_root(self._api_url)}/{repo}/commit/{sha}"
+
+    # ---- beyond the port: poller and `robot check` -------------------------------------
+
+    def branch_head(
+        self, repo: str, branch: str, etag: str | None
+    ) -> tuple[str | None, str | None]:
+        """(head SHA, ETag) of a branch; SHA is None when GitHub answers 304 to ``etag``."""
+        handle = self._repo(repo)
+        headers = {"If-None-Match": etag} if etag else {}
+        url = f"{handle.url}/branches/{quote(branch, safe='')}"
+        with self._guard("read branch head", repo):
+            status, answer_headers, body = handle.requester.requestJson("GET", url, headers=headers)
+        new_etag = _header(answer_headers, "ETag") or etag
+        if status == 304:
+            return None, new_etag
+        data = _json_object(body)
+        if status == 404:
+            raise InvalidRef(f"Unknown branch `{branch}` in {repo}.")
+        if status >= 400:
+            exc = Requester.createException(status, answer_headers, data)
+            raise GitHubError(self._describe(exc, "read branch head", repo)) from exc
+        commit = data.get("commit")
+        sha = commit.get("sha") if isinstance(commit, dict) else None
+        if not isinstance(sha, str):
+            raise GitHubError(f"GitHub answered read branch head for {repo} without a commit SHA")
+        return sha, new_etag
+
+    def check_access(self, repo: str) -> str:
+        """One line on what the token may do in ``repo``; raises when it cannot deploy there."""
+        handle = self._repo(repo)
+        with self._guard("read permissions", repo):
+            perms = handle.permissions
+        if perms is None:
+            return f"{repo}: readable (GitHub did not say whether the token may deploy)"
+        if perms.push or perms.maintain or perms.admin:
+            return f"{repo}: readable; the token can create deployments (write access)"
+        raise GitHubError(
+            f"{repo}: readable, but the token has no write access, so it cannot create deployments"
+        )
+
+    def check_token(self) -> str:
+        """One line on whom the token acts as and how much of the hourly limit is left."""
+        with self._guard("check token", "the API"):
+            try:
+                login = self._gh.get_user().login
+            except GithubException as exc:
+                if exc.status != 403:
+                    raise
+                login = "a GitHub App installation"
+            remaining, limit = self._gh.rate_limiting
+        return f"token accepted: acting as {login}; {remaining}/{limit} requests left this hour"
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _repo(self, repo: str) -> Repository:
+        """The cached Repository (one GET per repo name for the life of the gateway)."""
+        key = repo.lower()
+        with self._lock:
+            cached = self._repos.get(key)
+        if cached is not None:
+            return cached
+        if not _REPO_NAME.fullmatch(repo):
+            raise UnknownRepo(f"`{repo}` is not an owner/name GitHub repo.")
+
+        def unknown(exc: GithubException) -> BotError:
+            return UnknownRepo(f"GitHub has no repo {repo}, or the token cannot read it.")
+
+        with self._guard("read repo", repo, {404: unknown}):
+            handle = self._gh.get_repo(repo)
+        with self._lock:
+            self._repos[key] = handle
+        return handle
+
+    @staticmethod
+    def _unknown_ref(repo: str, ref: str) -> Callable[[GithubException], BotError]:
+        def unknown(exc: GithubException) -> BotError:
+            return InvalidRef(f"Unknown ref `{ref}` in {repo}.")
+
+        return unknown
+
+    def _statuses(self, handle: Repository, sha: str) -> Iterable[CommitStatus]:
+        url = f"{handle.url}/commits/{quote(sha, safe='')}/statuses"
+        return islice(PaginatedList(CommitStatus, handle.requester, url, None), _MAX_LISTED)
+
+    def _check_runs(self, handle: Repository, sha: str) -> Iterable[CheckRun]:
+        url = f"{handle.url}/commits/{quote(sha, safe='')}/check-runs"
+        runs = PaginatedList(CheckRun, handle.requester, url, None, list_item="check_runs")
+        return islice(runs, _MAX_LISTED)
+
+    @contextmanager
+    def _guard(
+        self,
+        action: str,
+        repo: str,
+        on_status: Mapping[int, Callable[[GithubException], BotError]] | None = None,
+    ) -> Iterator[None]:
+        """Turn every PyGithub / transport failure inside into a one-line BotError."""
+        try:
+            yield
+        except GithubException as exc:
+            handler = (on_status or {}).get(exc.status)
+            if handler is not None:
+                raise handler(exc) from exc
+            raise GitHubError(self._describe(exc, action, repo)) from exc
+        except (requests.RequestException, Urllib3Error) as exc:
+            # `from None`: requests errors carry the prepared request and its Authorization header.
+            raise GitHubError(self._describe_transport(exc, action, repo)) from None
+
+    def _describe(self, exc: GithubException, action: str, repo: str) -> str:
+        where = f"on {action} for {repo}"
+        if isinstance(exc, RateLimitExceededExceedsMaxWait):
+            wait = exc.wait or 0
+            return (
+                f"GitHub rate limit {where}: it clears in {wait:.0f} s, "
+                f"longer than the {self._max_backoff:g} s the robot waits"
+            )
+        limited = exc.status == 429 or (
+            exc.status == 403 and _rate_limit_wait(exc.headers) is not None
+        )
+        if isinstance(exc, RateLimitExceededException) or limited:
+            return f"GitHub rate limit ({exc.status}) {where} after {self._tries} tries"
+        if exc.status >= 500:
+            return f"GitHub {exc.status} {where} after {self._tries} tries"
+        if exc.status == 401:
+            return f"GitHub refused the token (401 {_github_reason(exc)}) {where}"
+        return f"GitHub {exc.status} {where}: {_github_reason(exc)}"
+
+    def _describe_transport(self, exc: Exception, action: str, repo: str) -> str:
+        where = f"on {action} for {repo} after {self._tries} tries"
+        cause: BaseException | None = exc
+        for _ in range(5):  # bounded walk down the MaxRetryError / wrapper chain
+            if cause is None or isinstance(cause, (ReadTimeoutError, requests.Timeout)):
+                break
+            inner = getattr(cause, "reason", None)
+            if inner is None and cause.args and isinstance(cause.args[0], BaseException):
+                inner = cause.args[0]
+            cause = inner
+        if isinstance(cause, (ReadTimeoutError, requests.Timeout)):
+            return f"GitHub did not answer within {self._timeout:g} s {where}"
+        host = urlsplit(self._api_url).netloc
+        return f"Cannot reach GitHub at {host} {where} ({type(exc).__name__})"
+
+
+def _newest(statuses: Iterable[CommitStatus], runs: Iterable[CheckRun]) -> dict[str, ContextResult]:
+    """The newest report of each name across statuses and check runs."""
+    best: dict[str, tuple[str, datetime, int, ContextResult]] = {}
+
+    def offer(kind: str, when: datetime, ident: int, result: ContextResult) -> None:
+        current = best.get(result.name)
+        if current is None:
+            newer = True
+        elif current[0] == kind:
+            newer = (when, ident) > (current[1], current[2])
+        else:
+            # ids of statuses and check runs are not comparable; at the same instant trust the worse
+            newer = when > current[1] or (
+                when == current[1] and _SEVERITY[result.state] > _SEVERITY[current[3].state]
+            )
+        if newer:
+            best[result.name] = (kind, when, ident, result)
+
+    for status in statuses:
+        state = _STATUS_STATES.get(status.state, ContextState.FAILURE)
+        result = ContextResult(status.context, state, status.target_url, status.description)
+        offer("status", status.created_at or _EPOCH, status.id, result)
+    for run in runs:
+        if run.status != "completed":
+            state = ContextState.PENDING
+        elif run.conclusion in _GREEN_CONCLUSIONS:
+            state = ContextState.SUCCESS
+        else:
+            state = ContextState.FAILURE
+        title = run.output.title if run.output is not None else None
+        result = ContextResult(
+            run.name, state, run.details_url or run.html_url, title or run.conclusion or run.status
+        )
+        offer("check", run.started_at or run.completed_at or _EPOCH, run.id, result)
+    return {name: entry[3] for name, entry in best.items()}

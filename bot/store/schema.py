@@ -1,0 +1,130 @@
+"""The store's tables and the UTC timestamp column type they share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+from bot.models import ACTIVE_STATES, DeployState
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out timezone-aware UTC, whatever the database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store takes timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        # SQLite has no timezone type: store naive UTC so text ordering stays chronological.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+deploys = Table(
+    "deploys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repo", String(255), nullable=False),
+    Column("env", String(255), nullable=False),
+    Column("ref", String(255), nullable=False),
+    Column("sha", String(64), nullable=False),
+    Column("requested_by", String(255), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("force", Boolean, nullable=False, default=False),
+    Column("github_deployment_id", BigInteger, nullable=True),
+    Column("channel", String(255), nullable=True),
+    Column("message_ts", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    # Ids must never be reused: FIFO order and "Deploy #42" both rely on them.
+    sqlite_autoincrement=True,
+)
+
+_active = deploys.c.state.in_([s.value for s in ACTIVE_STATES])
+_running = deploys.c.state == DeployState.RUNNING.value
+
+# Dedupe: at most one queued-or-running deploy per repo+env+sha, enforced by the database.
+Index(
+    "ux_deploys_active_sha",
+    deploys.c.repo,
+    deploys.c.env,
+    deploys.c.sha,
+    unique=True,
+    sqlite_where=_active,
+    postgresql_where=_active,
+)
+# One running deploy per repo+env, whichever process claims it.
+Index(
+    "ux_deploys_running_env",
+    deploys.c.repo,
+    deploys.c.env,
+    unique=True,
+    sqlite_where=_running,
+    postgresql_where=_running,
+)
+Index("ix_deploys_state_id", deploys.c.state, deploys.c.id)
+Index("ix_deploys_repo_env_id", deploys.c.repo, deploys.c.env, deploys.c.id)
+
+deploy_logs = Table(
+    "deploy_logs",
+    metadata,
+    Column(
+        "deploy_id",
+        Integer,
+        ForeignKey("deploys.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("text", Text, nullable=False),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("repo", String(255), primary_key=True),
+    Column("env", String(255), primary_key=True),
+    Column("locked_by", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("locked_at", UTCDateTime, nullable=False),
+)
+
+heads = Table(
+    "heads",
+    metadata,
+    Column("repo", String(255), primary_key=True),
+    Column("sha", String(64), nullable=False),
+    Column("etag", String(255), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

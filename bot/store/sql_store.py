@@ -1,0 +1,420 @@
+"""SqlStore: the StorePort on SQLAlchemy Core, correct under threads and several processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Insert,
+    Row,
+    Table,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import UnknownDeploy
+from bot.models import ACTIVE_STATES, BranchHead, Deploy, DeployRequest, DeployState, Lock, Source
+from bot.store.engine import IMMEDIATE, make_engine
+from bot.store.schema import deploy_logs, deploys, heads, locks, metadata
+
+INTERRUPTED_ERROR = "robot restarted during the deploy"
+UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
+# Bounds on retries after a lost race with another thread or process.
+MAX_CREATE_ATTEMPTS = 5
+MAX_CLAIM_ROUNDS = 3
+CLAIM_CANDIDATES = 20
+MAX_APPEND_ATTEMPTS = 5
+SCHEMA_LOCK_KEY = 0x526F626F74  # any constant shared by every robot process: "Robot"
+
+_ACTIVE = [s.value for s in ACTIVE_STATES]
+_QUEUED = DeployState.QUEUED.value
+_RUNNING = DeployState.RUNNING.value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _claimable() -> ColumnElement[bool]:
+    """Queued, oldest queued of its repo+env, nothing running there, and not locked."""
+    older = deploys.alias("older")
+    running = deploys.alias("running")
+    return (
+        (deploys.c.state == _QUEUED)
+        & ~exists().where(
+            older.c.repo == deploys.c.repo,
+            older.c.env == deploys.c.env,
+            older.c.state == _QUEUED,
+            older.c.id < deploys.c.id,
+        )
+        & ~exists().where(
+            running.c.repo == deploys.c.repo,
+            running.c.env == deploys.c.env,
+            running.c.state == _RUNNING,
+        )
+        & ~exists().where(locks.c.repo == deploys.c.repo, locks.c.env == deploys.c.env)
+    )
+
+
+def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
+    m = row._mapping
+    return Deploy(
+        id=m["id"],
+        repo=m["repo"],
+        env=m["env"],
+        ref=m["ref"],
+        sha=m["sha"],
+        requested_by=m["requested_by"],
+        source=Source(m["source"]),
+        state=DeployState(m["state"]),
+        force=bool(m["force"]),
+        github_deployment_id=m["github_deployment_id"],
+        channel=m["channel"],
+        message_ts=m["message_ts"],
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        error=m["error"],
+        cancel_requested=bool(m["cancel_requested"]),
+    )
+
+
+def _lock(row: Row[tuple[object, ...]]) -> Lock:
+    m = row._mapping
+    return Lock(
+        repo=m["repo"],
+        env=m["env"],
+        locked_by=m["locked_by"],
+        reason=m["reason"],
+        locked_at=m["locked_at"],
+    )
+
+
+class SqlStore:
+    """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        """Open (and create the tables of) the database at ``url``."""
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            conn.execution_options(**{IMMEDIATE: True})
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    # Replicas starting together must not both try to create the tables.
+                    conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+                metadata.create_all(conn)
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    def _upsert(self, table: Table, keys: Sequence[str], values: dict[str, object]) -> Insert:
+        """INSERT … ON CONFLICT (keys) DO UPDATE, which both dialects have under one name."""
+        changed = {k: v for k, v in values.items() if k not in keys}
+        if self._engine.dialect.name == "sqlite":
+            lite = sqlite.insert(table).values(**values)
+            return lite.on_conflict_do_update(index_elements=list(keys), set_=changed)
+        pg = postgresql.insert(table).values(**values)
+        return pg.on_conflict_do_update(index_elements=list(keys), set_=changed)
+
+    # deploys
+
+    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
+        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False."""
+        same_active = select(deploys).where(
+            deploys.c.repo == request.repo,
+            deploys.c.env == request.env,
+            deploys.c.sha == request.sha,
+            deploys.c.state.in_(_ACTIVE),
+        )
+        values = {
+            "repo": request.repo,
+            "env": request.env,
+            "ref": request.ref,
+            "sha": request.sha,
+            "requested_by": request.requested_by,
+            "source": request.source.value,
+            "state": _QUEUED,
+            "force": request.force,
+            "channel": request.channel,
+            "message_ts": request.message_ts,
+            "created_at": _now(),
+            "cancel_requested": False,
+        }
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            try:
+                with self._write() as conn:
+                    existing = conn.execute(same_active).first()
+                    if existing is not None:
+                        return _deploy(existing), False
+                    row = conn.execute(insert(deploys).values(values).returning(deploys)).one()
+                    return _deploy(row), True
+            except IntegrityError:
+                # Another process inserted the same request between our read and our insert
+                # (PostgreSQL); its row is committed now, the next round returns it.
+                continue
+        raise RuntimeError(f"could not queue {request.repo}@{request.sha} → {request.env}")
+
+    def get_deploy(self, deploy_id: int) -> Deploy | None:
+        """The deploy with that id, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
+        return None if row is None else _deploy(row)
+
+    def claim_next(self, only_id: int | None = None) -> Deploy | None:
+        """Atomically move the oldest claimable queued deploy to running (one per repo+env)."""
+        claimable = _claimable()
+        candidates = select(deploys.c.id).where(claimable).order_by(deploys.c.id)
+        if only_id is not None:
+            candidates = candidates.where(deploys.c.id == only_id)
+        candidates = candidates.limit(CLAIM_CANDIDATES)
+        for _ in range(MAX_CLAIM_ROUNDS):
+            with self._read() as conn:
+                ids = list(conn.scalars(candidates))
+            if not ids:
+                return None
+            for deploy_id in ids:
+                claim = (
+                    update(deploys)
+                    .where(deploys.c.id == deploy_id, claimable)
+                    .values(state=_RUNNING, started_at=_now())
+                    .returning(deploys)
+                )
+                try:
+                    with self._write() as conn:
+                        row = conn.execute(claim).first()
+                except IntegrityError:
+                    # Another process claimed this repo+env first; the unique index said no.
+                    continue
+                if row is not None:
+                    return _deploy(row)
+        return None
+
+    def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
+        """Set github_deployment_id, channel, message_ts or error."""
+        unknown = sorted(set(fields) - UPDATABLE_FIELDS)
+        if unknown:
+            raise ValueError(f"update_deploy cannot set {', '.join(unknown)}")
+        for name, value in fields.items():
+            wanted: type = int if name == "github_deployment_id" else str
+            if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+                raise ValueError(f"update_deploy: {name} must be {wanted.__name__} or None")
+        if not fields:
+            found = self.get_deploy(deploy_id)
+            if found is None:
+                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+            return found
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys).where(deploys.c.id == deploy_id).values(**fields).returning(deploys)
+            ).first()
+        if row is None:
+            raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+        return _deploy(row)
+
+    def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
+        """Move a queued or running deploy to a final state; a final one is returned unchanged.
+
+        ``error=None`` keeps any error already recorded.
+        """
+        if not state.is_final:
+            raise ValueError(f"finish_deploy needs a final state, not {state.value}")
+        values: dict[str, object] = {"state": state.value, "finished_at": _now()}
+        if error is not None:
+            values["error"] = error
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state.in_(_ACTIVE))
+                .values(**values)
+                .returning(deploys)
+            ).first()
+            if row is None:
+                row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
+        if row is None:
+            raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+        return _deploy(row)
+
+    def cancel_queued(self, deploy_id: int) -> Deploy | None:
+        """Queued → cancelled in one conditional write; None if it was not queued."""
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _QUEUED)
+                .values(state=DeployState.CANCELLED.value, finished_at=_now())
+                .returning(deploys)
+            ).first()
+        return None if row is None else _deploy(row)
+
+    def request_cancel(self, deploy_id: int) -> Deploy | None:
+        """Flag a running deploy for cancellation; None if it was not running."""
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _RUNNING)
+                .values(cancel_requested=True)
+                .returning(deploys)
+            ).first()
+        return None if row is None else _deploy(row)
+
+    def interrupt_running(self) -> list[Deploy]:
+        """Every running deploy → interrupted (a restart found it mid-flight)."""
+        with self._write() as conn:
+            rows = conn.execute(
+                update(deploys)
+                .where(deploys.c.state == _RUNNING)
+                .values(
+                    state=DeployState.INTERRUPTED.value,
+                    finished_at=_now(),
+                    error=INTERRUPTED_ERROR,
+                )
+                .returning(deploys)
+            ).all()
+        return sorted((_deploy(r) for r in rows), key=lambda d: d.id)
+
+    def list_deploys(
+        self,
+        repo: str | None = None,
+        env: str | None = None,
+        states: Sequence[DeployState] | None = None,
+        limit: int = 50,
+    ) -> list[Deploy]:
+        """Newest first, optionally only one repo, environment or set of states."""
+        if limit <= 0:
+            return []
+        query = select(deploys).order_by(deploys.c.id.desc()).limit(limit)
+        if repo is not None:
+            query = query.where(deploys.c.repo == repo)
+        if env is not None:
+            query = query.where(deploys.c.env == env)
+        if states is not None:
+            query = query.where(deploys.c.state.in_([s.value for s in states]))
+        with self._read() as conn:
+            return [_deploy(r) for r in conn.execute(query)]
+
+    def last_succeeded(self, repo: str, env: str) -> Deploy | None:
+        """The newest succeeded deploy of repo+env (deploys of one env run in id order)."""
+        found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
+        return found[0] if found else None
+
+    # logs
+
+    def append_log(self, deploy_id: int, lines: Sequence[str]) -> None:
+        """Store a batch of output lines as one chunk: one small insert per batch."""
+        if not lines:
+            return
+        text = "\n".join(lines)
+        next_seq = select(func.coalesce(func.max(deploy_logs.c.seq) + 1, 0)).where(
+            deploy_logs.c.deploy_id == deploy_id
+        )
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            try:
+                with self._write() as conn:
+                    seq = conn.execute(next_seq).scalar_one()
+                    conn.execute(
+                        insert(deploy_logs).values(deploy_id=deploy_id, seq=seq, text=text)
+                    )
+                    return
+            except IntegrityError:
+                if self.get_deploy(deploy_id) is None:
+                    raise UnknownDeploy(f"There is no deploy #{deploy_id}.") from None
+                # Two appenders took the same seq (PostgreSQL); the loser tries the next one.
+                continue
+        raise RuntimeError(f"could not append to the log of deploy #{deploy_id}")
+
+    def read_log(self, deploy_id: int) -> str:
+        """The whole log of a deploy, lines joined by newlines ("" if none)."""
+        query = (
+            select(deploy_logs.c.text)
+            .where(deploy_logs.c.deploy_id == deploy_id)
+            .order_by(deploy_logs.c.seq)
+        )
+        with self._read() as conn:
+            return "\n".join(conn.scalars(query))
+
+    # locks
+
+    def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock:
+        """Lock repo+env; locking again replaces who, why and when."""
+        values: dict[str, object] = {
+            "repo": repo,
+            "env": env,
+            "locked_by": locked_by,
+            "reason": reason,
+            "locked_at": _now(),
+        }
+        with self._write() as conn:
+            row = conn.execute(self._upsert(locks, ("repo", "env"), values).returning(locks)).one()
+        return _lock(row)
+
+    def get_lock(self, repo: str, env: str) -> Lock | None:
+        """The lock on repo+env, or None."""
+        with self._read() as conn:
+            query = select(locks).where(locks.c.repo == repo, locks.c.env == env)
+            row = conn.execute(query).first()
+        return None if row is None else _lock(row)
+
+    def list_locks(self, repo: str | None = None) -> list[Lock]:
+        """Every lock (or one repo's), by repo then environment."""
+        query = select(locks).order_by(locks.c.repo, locks.c.env)
+        if repo is not None:
+            query = query.where(locks.c.repo == repo)
+        with self._read() as conn:
+            return [_lock(r) for r in conn.execute(query)]
+
+    def remove_lock(self, repo: str, env: str) -> Lock | None:
+        """Unlock repo+env; the lock that was removed, or None if there was none."""
+        with self._write() as conn:
+            row = conn.execute(
+                delete(locks).where(locks.c.repo == repo, locks.c.env == env).returning(locks)
+            ).first()
+        return None if row is None else _lock(row)
+
+    # heads
+
+    def get_head(self, repo: str) -> BranchHead | None:
+        """The last branch head the poller recorded for repo, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(heads).where(heads.c.repo == repo)).first()
+        if row is None:
+            return None
+        return BranchHead(repo=row.repo, sha=row.sha, etag=row.etag)
+
+    def set_head(self, head: BranchHead) -> None:
+        """Record the branch head (and its ETag) the poller saw."""
+        values: dict[str, object] = {
+            "repo": head.repo,
+            "sha": head.sha,
+            "etag": head.etag,
+            "updated_at": _now(),
+        }
+        with self._write() as conn:
+            conn.execute(self._upsert(heads, ("repo",), values))

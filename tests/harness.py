@@ -1,0 +1,139 @@
+"""Builders for end-to-end tests: real git repos, robot.yaml files, and a recording observer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.config import Settings, load_settings
+from bot.models import Deploy, DeployState, GateResult, StepResult, TaskEvent
+from bot.wiring import Core, build_core
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "ghp_test_token_0123456789"
+
+
+def git(folder: Path, *args: str) -> str:
+    """Run git in ``folder`` and return its stdout."""
+    done = subprocess.run(
+        ["git", *args], cwd=folder, check=True, capture_output=True, text=True, timeout=30
+    )
+    return done.stdout.strip()
+
+
+def make_git_repo(folder: Path) -> Path:
+    """A real git repo with one commit, standing in for a deploy checkout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "config", "user.email", "robot@example.com")
+    git(folder, "config", "user.name", "robot")
+    (folder / "VERSION").write_text("1\n")
+    git(folder, "add", "VERSION")
+    git(folder, "commit", "-q", "-m", "first")
+    return folder
+
+
+def write_config(tmp_path: Path, github_url: str, repos: Mapping[str, Any], **sections: Any) -> Path:
+    """A robot.yaml pointing at the fake GitHub, with no client-side throttling."""
+    config = {
+        "github": {
+            "token": "${GITHUB_TOKEN}",
+            "api_url": github_url,
+            "seconds_between_requests": 0,
+            "seconds_between_writes": 0,
+            "timeout": 5,
+            "max_retries": 3,
+        },
+        "state": {"url": f"sqlite:///{tmp_path / 'robot.db'}"},
+        "deploys": {"workers": 4, "ci_poll_interval": 0.2, "kill_grace": 1},
+        "repos": dict(repos),
+        **sections,
+    }
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def environ(**extra: str) -> dict[str, str]:
+    """The robot's environment for tests: the real one plus the fake token."""
+    return {**os.environ, "GITHUB_TOKEN": TOKEN, **extra}
+
+
+def run_cli(
+    config: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`robot` as a real process (python -m bot.cli), as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args, "--config", str(config)],
+        cwd=ROOT,
+        env=dict(env or environ()),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class RecordingObserver:
+    """A DeployObserver that remembers everything, for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, Any]] = []
+        self.lines: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def _add(self, kind: str, deploy: Deploy, detail: Any) -> None:
+        with self._lock:
+            self.events.append((kind, deploy.id, detail))
+
+    def deploy_changed(self, deploy: Deploy) -> None:
+        self._add("state", deploy, deploy.state)
+
+    def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None:
+        self._add("gate", deploy, tuple(c.name for c in gate.waiting))
+
+    def step_started(self, deploy: Deploy, index: int, total: int, label: str) -> None:
+        self._add("step", deploy, (index, total, label))
+
+    def step_output(self, deploy: Deploy, line: str) -> None:
+        with self._lock:
+            self.lines.setdefault(deploy.id, []).append(line)
+
+    def task_event(self, deploy: Deploy, event: TaskEvent) -> None:
+        self._add("task", deploy, event)
+
+    def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None:
+        self._add("step_done", deploy, (index, result))
+
+    def states(self, deploy_id: int) -> list[DeployState]:
+        with self._lock:
+            return [d for k, i, d in self.events if k == "state" and i == deploy_id]
+
+
+def start_core(config: Path, observer: RecordingObserver, env: Mapping[str, str] | None = None) -> Core:
+    """Load robot.yaml and wire the real core against it."""
+    settings: Settings = load_settings(config, env or environ())
+    return build_core(settings, env or environ(), observer)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    """Poll until ``predicate`` holds; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_final(core: Core, deploy_id: int, timeout: float = 60) -> Deploy:
+    """The deploy once it reaches a final state."""
+    wait_for(lambda: core.service.get(deploy_id).state.is_final, timeout, f"deploy #{deploy_id}")
+    return core.service.get(deploy_id)

@@ -1,0 +1,199 @@
+"""`robot` as a user runs it: a real process, exit codes, one-line errors, live output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import load_settings
+from bot.models import DeployState
+from bot.store import SqlStore
+from tests.fake_github import FakeGitHub
+from tests.harness import ROOT, TOKEN, environ, make_git_repo, run_cli, wait_for, write_config
+
+PY = sys.executable
+
+
+@pytest.fixture
+def setup(tmp_path: Path, github: FakeGitHub) -> Any:
+    def make(commands: list[list[str]], **repo: Any) -> Path:
+        github.add_repo("acme/api")
+        checkout = make_git_repo(tmp_path / "checkout")
+        envs = {"production": {"folder": str(checkout), "commands": commands}}
+        return write_config(tmp_path, github.url, {"acme/api": {"environments": envs, **repo}})
+
+    return make
+
+
+def recorded(config: Path) -> list[Any]:
+    store = SqlStore.from_url(load_settings(config, environ()).state.url)
+    try:
+        return store.list_deploys()
+    finally:
+        store.close()
+
+
+def test_deploy_shows_steps_and_output_and_exits_zero(setup: Any, github: FakeGitHub) -> None:
+    config = setup([["echo", "hello from {repo}"], [PY, "-c", "print('second')"]])
+    done = run_cli(config, "deploy", "acme/api@main")
+    assert done.returncode == 0, done.stderr
+    sha = github.head("acme/api", "main")
+    out = done.stdout
+    assert f"Deploy #1 queued: acme/api@main ({sha[:7]}) → production" in out
+    assert "▶ step 1/2: echo hello from {repo}" in out
+    assert "│ hello from acme/api" in out
+    assert "│ second" in out
+    assert "✅ succeeded" in out
+    assert out.index("hello from acme/api") < out.index("second") < out.index("✅ succeeded")
+    assert done.stderr == ""
+
+
+def test_failed_deploy_exits_one_and_says_why(setup: Any) -> None:
+    config = setup([[PY, "-c", "print('bad'); raise SystemExit(4)"]])
+    done = run_cli(config, "deploy", "api")
+    assert done.returncode == 1
+    assert "❌ failed" in done.stdout and "exited 4" in done.stdout
+    assert [d.state for d in recorded(config)] == [DeployState.FAILED]
+
+
+def test_blocked_deploy_exits_one_and_force_deploys(setup: Any, github: FakeGitHub) -> None:
+    config = setup([["true"]], required_contexts=["ci/test"])
+    github.set_status("acme/api", github.head("acme/api", "main"), "ci/test", "failure")
+    blocked = run_cli(config, "deploy", "acme/api")
+    assert blocked.returncode == 1
+    assert "🚫 blocked" in blocked.stdout and "CI failed: ci/test" in blocked.stdout
+    forced = run_cli(config, "deploy", "acme/api", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert github.deployments("acme/api")[0].required_contexts == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deploy", "acme/nope"], "robot: Unknown repo `acme/nope`. Configured repos: acme/api."),
+        (["deploy", "acme/api", "--env", "prod"], "robot: Unknown environment `prod` for acme/api. Environments: production."),
+        (["deploy", "acme//api"], "is not a repo name"),
+        (["deploy", "acme/api@no-such-branch"], "Unknown ref `no-such-branch` in acme/api."),
+        (["deploy", "acme/api@main;reboot"], "is not a valid ref"),
+        (["deploy", "acme/api@$(id)"], "is not a valid ref"),
+        (["status", "nope"], "robot: Unknown repo `nope`."),
+    ],
+)
+def test_bad_input_is_one_line_exit_two_nothing_recorded(
+    setup: Any, args: list[str], message: str
+) -> None:
+    config = setup([["true"]])
+    done = run_cli(config, *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert recorded(config) == []
+
+
+def test_missing_folder_and_unset_variable(setup: Any, tmp_path: Path) -> None:
+    config = setup([["true"]])
+    text = config.read_text().replace(str(tmp_path / "checkout"), str(tmp_path / "gone"))
+    config.write_text(text)
+    done = run_cli(config, "deploy", "acme/api")
+    assert done.returncode == 2
+    assert f"folder {tmp_path / 'gone'} does not exist" in done.stderr
+    assert recorded(config) == []
+    unset = run_cli(config, "deploy", "acme/api", env={k: v for k, v in environ().items() if k != "GITHUB_TOKEN"})
+    assert unset.returncode == 2
+    assert "github.token: environment variable GITHUB_TOKEN is not set" in unset.stderr
+
+
+def test_missing_ansible_playbook_is_refused(tmp_path: Path, github: FakeGitHub) -> None:
+    github.add_repo("acme/infra")
+    folder = tmp_path / "infra"
+    folder.mkdir()
+    (folder / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    config = write_config(
+        tmp_path, github.url, {"acme/infra": {"folder": str(folder), "ansible_playbook": "site.yml"}}
+    )
+    # An interpreter outside the venv's bin (and a PATH without it) cannot find ansible-playbook.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(Path(sys.base_prefix) / "bin" / Path(PY).name)
+    site = sysconfig.get_paths()["purelib"]
+    env = {**environ(), "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}{os.pathsep}{site}"}
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-m", "bot.cli", "deploy", "infra", "--config", str(config)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ansible-playbook not found on PATH; install ansible-core" in done.stderr
+    assert recorded(config) == []
+
+
+def test_status_lists_history_newest_first(setup: Any, github: FakeGitHub) -> None:
+    config = setup([["true"]])
+    assert run_cli(config, "deploy", "acme/api").returncode == 0
+    first_sha = github.head("acme/api", "main")
+    github.push("acme/api", "main")
+    assert run_cli(config, "deploy", "acme/api").returncode == 0
+    done = run_cli(config, "status", "api")
+    assert done.returncode == 0
+    rows = [line for line in done.stdout.splitlines() if "acme/api" in line]
+    assert len(rows) == 2
+    assert rows[0].split()[0] == "2" and rows[1].split()[0] == "1"
+    assert first_sha[:7] in rows[1] and "succeeded" in rows[1] and "cli:" in rows[1]
+
+
+def test_check_reports_each_environment(setup: Any, tmp_path: Path) -> None:
+    config = setup([["true"]])
+    good = run_cli(config, "check")
+    assert good.returncode == 0
+    assert "✓ acme/api production: 1 command(s)" in good.stdout
+    config.write_text(config.read_text().replace(str(tmp_path / "checkout"), "/nonexistent/x"))
+    bad = run_cli(config, "check")
+    assert bad.returncode == 1
+    assert "✗ acme/api production: folder /nonexistent/x does not exist" in bad.stdout
+
+
+def test_check_online_tries_each_repo(setup: Any, github: FakeGitHub) -> None:
+    config = setup([["true"]])
+    done = run_cli(config, "check", "--online")
+    assert done.returncode == 0, done.stdout
+    assert "✓ github acme/api:" in done.stdout
+    wrong = run_cli(config, "check", "--online", env=environ(GITHUB_TOKEN="ghp_wrong_token_123"))
+    assert wrong.returncode == 1
+    assert "✗ github acme/api:" in wrong.stdout
+    assert "ghp_wrong_token_123" not in wrong.stdout + wrong.stderr
+
+
+def test_sigterm_cancels_the_running_deploy(setup: Any, tmp_path: Path, github: FakeGitHub) -> None:
+    started = tmp_path / "started"
+    config = setup([["touch", str(started)], [PY, "-c", "import time; time.sleep(60)"]])
+    proc = subprocess.Popen(
+        [PY, "-m", "bot.cli", "deploy", "acme/api", "--config", str(config)],
+        cwd=ROOT, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(started.exists, what="the deploy to start")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "⛔ cancelled" in out
+    assert [d.state for d in recorded(config)] == [DeployState.CANCELLED]
+    statuses = github.deployments("acme/api")[0].statuses
+    assert statuses[-1]["body"]["state"] == "error"
+
+
+def test_secret_in_output_is_redacted_in_terminal(setup: Any) -> None:
+    config = setup([[PY, "-c", f"print('leak {TOKEN} and', __import__('os').environ.get('DB_PASSWORD'))"]])
+    done = run_cli(config, "deploy", "acme/api", env=environ(DB_PASSWORD="pa55word-xyz"))
+    assert done.returncode == 0
+    assert TOKEN not in done.stdout and "pa55word-xyz" not in done.stdout
+    assert "leak •••••• and ••••••" in done.stdout

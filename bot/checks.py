@@ -65,9 +65,7 @@ def _check_store(settings: Settings) -> CheckResult:
 
 def _check_github(settings: Settings) -> Iterator[CheckResult]:
     gh = settings.github
-    github = GitHubGateway(
-        gh.token, gh.api_url, timeout=gh.timeout, max_retries=min(gh.max_retries, 2)
-    )
+    github = GitHubGateway(gh.token, gh.api_url, timeout=gh.timeout, max_retries=min(gh.max_retries, 2))
     for repo in settings.repos:
         try:
             yield CheckResult(f"github {repo}", True, github.check_access(repo))

@@ -112,7 +112,9 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         if not created:
             print(f"Deploy #{deploy.id} of the same commit is already {deploy.state.value}; following it.")
         else:
-            print(f"Deploy #{deploy.id} queued: {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}")
+            print(
+                f"Deploy #{deploy.id} queued: {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
+            )
         final = _run_in_foreground(core.service.run_one, deploy)
     finally:
         core.close()
@@ -155,8 +157,9 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
         return EXIT_OK
     table = Table(box=None, pad_edge=False)
-    for column in ("#", "repo", "env", "sha", "state", "who", "when", "took", "why"):
-        table.add_column(column, overflow="fold")
+    for column in ("#", "repo", "env", "sha", "state", "who", "when", "took"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("why", overflow="fold")
     for d in deploys:
         took = d.duration_seconds
         table.add_row(
@@ -167,7 +170,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             f"{STATE_ICONS[d.state]} {d.state.value}",
             d.requested_by,
             d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
-            f"{took:.0f} s" if took is not None else "",
+            f"{took:.1f} s" if took is not None else "",
             d.error or "",
         )
     console.print(table)

@@ -138,7 +138,10 @@ class RepoSettings(_Model):
         if "ansible_playbook" in flat or "ansible_hosts" in flat:
             if "ansible_playbook" not in flat:
                 raise ValueError("`ansible_hosts` needs `ansible_playbook`")
-            env["ansible"] = {"playbook": flat["ansible_playbook"], "inventory": flat.get("ansible_hosts")}
+            env["ansible"] = {
+                "playbook": flat["ansible_playbook"],
+                "inventory": flat.get("ansible_hosts"),
+            }
         return {**rest, "environments": {"production": env}}
 
     @model_validator(mode="after")
@@ -200,8 +203,7 @@ class Settings(_Model):
         name = env or settings.default_env
         if name not in settings.environments:
             raise UnknownEnvironment(
-                f"Unknown environment `{name}` for {repo}. "
-                f"Environments: {', '.join(settings.environments)}."
+                f"Unknown environment `{name}` for {repo}. Environments: {', '.join(settings.environments)}."
             )
         return name, settings.environments[name]
 
@@ -226,8 +228,7 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: no such file. Copy robot.yaml.example to {path} and edit it, "
-            "or pass --config PATH."
+            f"{path}: no such file. Copy robot.yaml.example to {path} and edit it, or pass --config PATH."
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None

@@ -73,7 +73,9 @@ class ConsoleObserver:
             if self._live:
                 self._status = self._console.status(self._headline)
                 self._status.start()
-            self.line(f"🚀 Deploy #{deploy.id} · {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}")
+            self.line(
+                f"🚀 Deploy #{deploy.id} · {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
+            )
         elif deploy.state.is_final:
             self.flush()
             if self._status is not None:

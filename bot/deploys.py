@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.config import Settings
 from bot.checks import check_environment
+from bot.config import Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StepSetupError, UnknownDeploy
 from bot.models import Deploy, DeployRequest, DeployState, Lock, Source
 from bot.pipeline import Pipeline
@@ -82,7 +82,9 @@ class DeployService:
         if source is not Source.CLI:
             self._check_access(user, settings.deployers, target.repo, "deploy")
             if force:
-                self._check_access(user, settings.force, target.repo, "force a deploy of", empty_means_anyone=False)
+                self._check_access(
+                    user, settings.force, target.repo, "force a deploy of", empty_means_anyone=False
+                )
         self._check_unlocked(target)
         ready = check_environment(self._settings, target.repo, target.env, self._environ)
         if not ready.ok:
@@ -277,4 +279,3 @@ class DeployService:
                 f"{target.repo} {target.env} is locked by {lock.locked_by} since {when}{why}. "
                 f"Unlock with `/deploy unlock {target.repo} to {target.env}`."
             )
-

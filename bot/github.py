@@ -33,7 +33,14 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.response import HTTPResponse
 
-from bot.errors import BotError, DeploymentRefused, GitHubError, InvalidRef, UnknownRepo
+from bot.errors import (
+    BotError,
+    DeploymentRefused,
+    GitHubError,
+    InvalidRef,
+    InvalidRepoName,
+    UnknownRepo,
+)
 from bot.models import ContextResult, ContextState, GateResult
 
 DESCRIPTION_MAX = 140
@@ -234,9 +241,7 @@ class GitHubGateway:
         handle = self._repo(repo)
 
         def refused(exc: GithubException) -> BotError:
-            return DeploymentRefused(
-                f"GitHub refused the deployment ({exc.status}): {_github_reason(exc)}"
-            )
+            return DeploymentRefused(f"GitHub refused the deployment ({exc.status}): {_github_reason(exc)}")
 
         reason = ""
         for attempt in range(_AUTO_MERGE_TRIES):
@@ -288,9 +293,7 @@ class GitHubGateway:
 
     # ---- beyond the port: poller and `robot check` -------------------------------------
 
-    def branch_head(
-        self, repo: str, branch: str, etag: str | None
-    ) -> tuple[str | None, str | None]:
+    def branch_head(self, repo: str, branch: str, etag: str | None) -> tuple[str | None, str | None]:
         """(head SHA, ETag) of a branch; SHA is None when GitHub answers 304 to ``etag``."""
         handle = self._repo(repo)
         headers = {"If-None-Match": etag} if etag else {}
@@ -347,7 +350,7 @@ class GitHubGateway:
         if cached is not None:
             return cached
         if not _REPO_NAME.fullmatch(repo):
-            raise UnknownRepo(f"`{repo}` is not an owner/name GitHub repo.")
+            raise InvalidRepoName(f"`{repo}` is not a GitHub repo name (owner/name).")
 
         def unknown(exc: GithubException) -> BotError:
             return UnknownRepo(f"GitHub has no repo {repo}, or the token cannot read it.")
@@ -401,9 +404,7 @@ class GitHubGateway:
                 f"GitHub rate limit {where}: it clears in {wait:.0f} s, "
                 f"longer than the {self._max_backoff:g} s the robot waits"
             )
-        limited = exc.status == 429 or (
-            exc.status == 403 and _rate_limit_wait(exc.headers) is not None
-        )
+        limited = exc.status == 429 or (exc.status == 403 and _rate_limit_wait(exc.headers) is not None)
         if isinstance(exc, RateLimitExceededException) or limited:
             return f"GitHub rate limit ({exc.status}) {where} after {self._tries} tries"
         if exc.status >= 500:

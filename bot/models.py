@@ -135,9 +135,7 @@ class GateResult:
 
     @property
     def waiting(self) -> tuple[ContextResult, ...]:
-        return tuple(
-            c for c in self.contexts if c.state in (ContextState.PENDING, ContextState.MISSING)
-        )
+        return tuple(c for c in self.contexts if c.state in (ContextState.PENDING, ContextState.MISSING))
 
     @property
     def green(self) -> bool:

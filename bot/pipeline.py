@@ -127,7 +127,7 @@ class Pipeline:
                 _cut(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requested_by}"),
             )
         except DeploymentRefused as exc:
-            return deploy, Outcome(DeployState.BLOCKED, "error", f"GitHub refused: {exc}")
+            return deploy, Outcome(DeployState.BLOCKED, "error", str(exc))
         deploy = self._store.update_deploy(deploy.id, github_deployment_id=deployment_id)
         self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps")
         return deploy, self._steps(deploy, env, observer, cancel, sink)
@@ -184,7 +184,9 @@ class Pipeline:
                 return _step_outcome(index, len(steps), label, result)
         took = time.monotonic() - started
         return Outcome(
-            DeployState.SUCCEEDED, "success", f"Deployed {deploy.short_sha} to {deploy.env} in {took:.0f} s"
+            DeployState.SUCCEEDED,
+            "success",
+            f"Deployed {deploy.short_sha} to {deploy.env} in {took:.0f} s",
         )
 
     def _deploy_vars(self, deploy: Deploy) -> dict[str, str]:
@@ -220,7 +222,11 @@ class Pipeline:
             return None
         try:
             self._github.set_deployment_status(
-                deploy.repo, deploy.github_deployment_id, state, _cut(description), self._log_url(deploy)
+                deploy.repo,
+                deploy.github_deployment_id,
+                state,
+                _cut(description),
+                self._log_url(deploy),
             )
         except GitHubError as exc:
             log.warning("deploy #%s: GitHub status %s not recorded: %s", deploy.id, state, exc)

@@ -16,12 +16,7 @@ _REF = re.compile(r"[A-Za-z0-9._/+-]{1,200}")
 def is_valid_repo_name(name: str) -> bool:
     """True for ``owner/name`` as GitHub allows them."""
     owner, sep, repo = name.partition("/")
-    return bool(
-        sep
-        and _OWNER.fullmatch(owner)
-        and _NAME.fullmatch(repo)
-        and repo not in (".", "..")
-    )
+    return bool(sep and _OWNER.fullmatch(owner) and _NAME.fullmatch(repo) and repo not in (".", ".."))
 
 
 def check_repo_name(name: str) -> str:

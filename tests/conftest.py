@@ -9,6 +9,8 @@ import pytest
 from tests.fake_github import FakeGitHub
 from tests.harness import TOKEN
 
+pytest_plugins = ["tests.conftest_github"]
+
 
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:

@@ -23,9 +23,7 @@ TOKEN = "ghp_test_token_0123456789"
 
 def git(folder: Path, *args: str) -> str:
     """Run git in ``folder`` and return its stdout."""
-    done = subprocess.run(
-        ["git", *args], cwd=folder, check=True, capture_output=True, text=True, timeout=30
-    )
+    done = subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, text=True, timeout=30)
     return done.stdout.strip()
 
 

@@ -79,7 +79,10 @@ def test_blocked_deploy_exits_one_and_force_deploys(setup: Any, github: FakeGitH
     ("args", "message"),
     [
         (["deploy", "acme/nope"], "robot: Unknown repo `acme/nope`. Configured repos: acme/api."),
-        (["deploy", "acme/api", "--env", "prod"], "robot: Unknown environment `prod` for acme/api. Environments: production."),
+        (
+            ["deploy", "acme/api", "--env", "prod"],
+            "robot: Unknown environment `prod` for acme/api. Environments: production.",
+        ),
         (["deploy", "acme//api"], "is not a repo name"),
         (["deploy", "acme/api@no-such-branch"], "Unknown ref `no-such-branch` in acme/api."),
         (["deploy", "acme/api@main;reboot"], "is not a valid ref"),
@@ -87,9 +90,7 @@ def test_blocked_deploy_exits_one_and_force_deploys(setup: Any, github: FakeGitH
         (["status", "nope"], "robot: Unknown repo `nope`."),
     ],
 )
-def test_bad_input_is_one_line_exit_two_nothing_recorded(
-    setup: Any, args: list[str], message: str
-) -> None:
+def test_bad_input_is_one_line_exit_two_nothing_recorded(setup: Any, args: list[str], message: str) -> None:
     config = setup([["true"]])
     done = run_cli(config, *args)
     assert done.returncode == 2
@@ -106,7 +107,12 @@ def test_missing_folder_and_unset_variable(setup: Any, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"folder {tmp_path / 'gone'} does not exist" in done.stderr
     assert recorded(config) == []
-    unset = run_cli(config, "deploy", "acme/api", env={k: v for k, v in environ().items() if k != "GITHUB_TOKEN"})
+    unset = run_cli(
+        config,
+        "deploy",
+        "acme/api",
+        env={k: v for k, v in environ().items() if k != "GITHUB_TOKEN"},
+    )
     assert unset.returncode == 2
     assert "github.token: environment variable GITHUB_TOKEN is not set" in unset.stderr
 
@@ -117,7 +123,9 @@ def test_missing_ansible_playbook_is_refused(tmp_path: Path, github: FakeGitHub)
     folder.mkdir()
     (folder / "site.yml").write_text("- hosts: all\n  tasks: []\n")
     config = write_config(
-        tmp_path, github.url, {"acme/infra": {"folder": str(folder), "ansible_playbook": "site.yml"}}
+        tmp_path,
+        github.url,
+        {"acme/infra": {"folder": str(folder), "ansible_playbook": "site.yml"}},
     )
     # An interpreter outside the venv's bin (and a PATH without it) cannot find ansible-playbook.
     bin_dir = tmp_path / "bin"
@@ -127,7 +135,11 @@ def test_missing_ansible_playbook_is_refused(tmp_path: Path, github: FakeGitHub)
     env = {**environ(), "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}{os.pathsep}{site}"}
     done = subprocess.run(
         [str(bin_dir / "python"), "-m", "bot.cli", "deploy", "infra", "--config", str(config)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "ansible-playbook not found on PATH; install ansible-core" in done.stderr
@@ -175,7 +187,11 @@ def test_sigterm_cancels_the_running_deploy(setup: Any, tmp_path: Path, github: 
     config = setup([["touch", str(started)], [PY, "-c", "import time; time.sleep(60)"]])
     proc = subprocess.Popen(
         [PY, "-m", "bot.cli", "deploy", "acme/api", "--config", str(config)],
-        cwd=ROOT, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for(started.exists, what="the deploy to start")
@@ -197,3 +213,15 @@ def test_secret_in_output_is_redacted_in_terminal(setup: Any) -> None:
     assert done.returncode == 0
     assert TOKEN not in done.stdout and "pa55word-xyz" not in done.stdout
     assert "leak •••••• and ••••••" in done.stdout
+
+
+def test_unreachable_database_is_one_line(setup: Any, tmp_path: Path) -> None:
+    config = setup([["true"]])
+    text = config.read_text()
+    start = text.index("sqlite:///")
+    end = text.index("\n", start)
+    config.write_text(text[:start] + "postgresql://robot:pw-secret@127.0.0.1:1/robot" + text[end:])
+    done = run_cli(config, "deploy", "acme/api")
+    assert done.returncode == 2
+    assert "state.url: cannot open the database" in done.stderr
+    assert "pw-secret" not in done.stderr and done.stderr.count("\n") == 1

@@ -11,7 +11,11 @@ from bot.errors import ConfigError, UnknownEnvironment, UnknownRepo
 from bot.models import AnsibleStep, CommandStep
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"GITHUB_TOKEN": "ghp_secret_value_1", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+ENV = {
+    "GITHUB_TOKEN": "ghp_secret_value_1",
+    "SLACK_BOT_TOKEN": "xoxb-1",
+    "SLACK_APP_TOKEN": "xapp-1",
+}
 
 MINIMAL = """
 github: {token: "${GITHUB_TOKEN}"}
@@ -148,5 +152,5 @@ def test_each_mistake_is_one_clear_line(tmp_path: Path, text: str, expected: str
 
 
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such file. Copy robot.yaml.example"):
+    with pytest.raises(ConfigError, match=r"no such file\. Copy robot\.yaml\.example"):
         load_settings(tmp_path / "robot.yaml", ENV)

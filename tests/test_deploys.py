@@ -76,9 +76,7 @@ class Robot:
 
 
 @pytest.fixture
-def robot_for(
-    tmp_path: Path, github: FakeGitHub, observer: RecordingObserver
-) -> Iterator[Any]:
+def robot_for(tmp_path: Path, github: FakeGitHub, observer: RecordingObserver) -> Iterator[Any]:
     cores: list[Core] = []
     known: set[str] = set()
 
@@ -114,12 +112,15 @@ def test_happy_path_with_commands(robot_for: Any, checkout: Path) -> None:
                 checkout,
                 [
                     ["git", "rev-parse", "--is-inside-work-tree"],
-                    py(
-                        "import os,sys; open(sys.argv[1],'w').write("
-                        "os.environ['DEPLOY_SHA']+' '+os.environ['DEPLOY_ENV']+' '+sys.argv[2]+' '"
-                        "+os.environ['APP_ENV']+' '+os.environ.get('GITHUB_TOKEN','absent'))"
-                    )
-                    + [str(out), "{repo}@{sha}"],
+                    [
+                        *py(
+                            "import os,sys; open(sys.argv[1],'w').write("
+                            "os.environ['DEPLOY_SHA']+' '+os.environ['DEPLOY_ENV']+' '+sys.argv[2]+' '"
+                            "+os.environ['APP_ENV']+' '+os.environ.get('GITHUB_TOKEN','absent'))"
+                        ),
+                        str(out),
+                        "{repo}@{sha}",
+                    ],
                 ],
                 env_extra={"env": {"APP_ENV": "prod"}},
             )
@@ -151,9 +152,7 @@ def test_happy_path_with_commands(robot_for: Any, checkout: Path) -> None:
 def test_ansible_step_runs_playbook_with_deploy_vars(robot_for: Any, tmp_path: Path) -> None:
     folder = tmp_path / "infra"
     folder.mkdir()
-    (folder / "hosts").write_text(
-        f"localhost ansible_connection=local ansible_python_interpreter={PY}\n"
-    )
+    (folder / "hosts").write_text(f"localhost ansible_connection=local ansible_python_interpreter={PY}\n")
     out = tmp_path / "deployed.txt"
     (folder / "site.yml").write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
@@ -166,7 +165,11 @@ def test_ansible_step_runs_playbook_with_deploy_vars(robot_for: Any, tmp_path: P
                 "environments": {
                     "staging": {
                         "folder": str(folder),
-                        "ansible": {"playbook": "site.yml", "inventory": "hosts", "extravars": {"tier": "t1"}},
+                        "ansible": {
+                            "playbook": "site.yml",
+                            "inventory": "hosts",
+                            "extravars": {"tier": "t1"},
+                        },
                         "timeout": 120,
                     }
                 }
@@ -198,7 +201,9 @@ def test_failing_step_stops_the_deploy(robot_for: Any, checkout: Path) -> None:
     assert not never.exists()
     statuses = robot.github.deployments("acme/api")[0].statuses
     assert statuses[-1]["body"]["state"] == "failure"
-    assert "exited 3" in statuses[-1]["body"]["description"] and len(statuses[-1]["body"]["description"]) <= 140
+    assert (
+        "exited 3" in statuses[-1]["body"]["description"] and len(statuses[-1]["body"]["description"]) <= 140
+    )
     assert "boom" in robot.core.store.read_log(deploy.id)
 
 
@@ -288,11 +293,7 @@ def _alive(pid: int) -> bool:
 def test_cancel_queued_and_running(robot_for: Any, checkout: Path) -> None:
     started = checkout / "started"
     robot = robot_for(
-        {
-            "acme/api": commands_repo(
-                checkout, [["touch", str(started)], py("import time; time.sleep(60)")]
-            )
-        }
+        {"acme/api": commands_repo(checkout, [["touch", str(started)], py("import time; time.sleep(60)")])}
     )
     first = robot.deploy()
     wait_for(started.exists, what="first deploy to start")
@@ -365,7 +366,12 @@ def test_secrets_never_reach_log_or_observer(robot_for: Any, checkout: Path) -> 
         {
             "acme/api": commands_repo(
                 checkout,
-                [py("import os; print('token', os.environ['SECRET_FOR_STEP'], os.environ.get('GITHUB_TOKEN')); print('" + TOKEN + "')")],
+                [
+                    py(
+                        "import os; e = os.environ;"
+                        f"print('token', e['SECRET_FOR_STEP'], e.get('GITHUB_TOKEN')); print({TOKEN!r})"
+                    )
+                ],
                 env_extra={"env": {"SECRET_FOR_STEP": "${MY_API_TOKEN}"}},
             )
         },
@@ -410,7 +416,7 @@ def test_bad_requests_record_nothing(
 
 def test_missing_folder_is_refused_before_queueing(robot_for: Any, tmp_path: Path) -> None:
     robot = robot_for({"acme/api": commands_repo(tmp_path / "gone", [["true"]])})
-    with pytest.raises(StepSetupError, match="folder .*gone does not exist"):
+    with pytest.raises(StepSetupError, match=r"folder .*gone does not exist"):
         robot.deploy()
     assert robot.core.store.list_deploys() == []
 

@@ -7,7 +7,8 @@ environment with ``os.environ`` (the robot's own, tokens included) and then appl
 ``rc.env`` every variable that came only from ``os.environ`` and is not in ``ctx.env``; what
 ansible-runner adds for itself (its callback plugin, artifact dir) stays. Nothing secret is
 put on the command line: extravars and settings are files in a fresh private data dir
-(mode 0700, removed after the run).
+(mode 0700, removed after the run). The event handler returns False, so ansible-runner keeps
+no per-event artifact files; no status handler is given, as status data carries the env.
 
 Stopping: ansible-runner calls ``cancel_callback`` every ``pexpect_timeout`` seconds (set to
 POLL_SECONDS here) and on True SIGKILLs the playbook's process group at once. That alone is
@@ -118,14 +119,10 @@ class AnsibleStepRunner:
         playbook = _resolve(ctx.folder, step.playbook)
         if not playbook.is_file():
             raise StepSetupError(f"Playbook {playbook} does not exist.")
-        inventory = _resolve(ctx.folder, step.inventory) if step.inventory else None
-        if inventory is not None and not inventory.exists():
-            raise StepSetupError(f"Inventory {inventory} does not exist.")
+        inventory = _inventory(ctx.folder, step.inventory)
         env = playbook_env(ctx.env)
         if shutil.which("ansible-playbook", path=env["PATH"]) is None:
-            raise StepSetupError(
-                f"ansible-playbook not found on PATH {env['PATH']}; install ansible-core"
-            )
+            raise StepSetupError(f"ansible-playbook not found on PATH {env['PATH']}; install ansible-core")
         extravars: dict[str, object] = {**dict(step.extravars)}
         extravars["deploy"] = deploy_extravars(ctx.deploy_vars)
         fresh = tempfile.TemporaryDirectory(prefix="robot-ansible-", ignore_cleanup_errors=True)
@@ -138,6 +135,16 @@ class AnsibleStepRunner:
                 {"pexpect_timeout": POLL_SECONDS, "suppress_output_file": True},
             )
             return _Run(ctx, private).run(playbook, inventory, env)
+
+
+def _inventory(folder: Path, inventory: str | None) -> str | None:
+    """The inventory argument: a path resolved against the folder, or a "host1,host2," list."""
+    if not inventory or "," in inventory:
+        return inventory or None
+    path = _resolve(folder, inventory)
+    if not path.exists():
+        raise StepSetupError(f"Inventory {path} does not exist.")
+    return str(path)
 
 
 class _Run:
@@ -154,15 +161,16 @@ class _Run:
         self._failed: tuple[str, str] | None = None  # (task, host) of the first real failure
         self._unreachable: list[str] = []
 
-    def run(self, playbook: Path, inventory: Path | None, env: dict[str, str]) -> StepResult:
+    def run(self, playbook: Path, inventory: str | None, env: dict[str, str]) -> StepResult:
         from ansible_runner import ConfigurationError, Runner, RunnerConfig
 
         try:
             config = RunnerConfig(
                 private_data_dir=str(self._private),
-                project_dir=str(self._ctx.folder),  # the playbook runs in the step's folder
+                # ansible-playbook runs in the step's folder, so an ansible.cfg there applies
+                project_dir=str(self._ctx.folder),
                 playbook=str(playbook),
-                inventory=str(inventory) if inventory is not None else None,
+                inventory=inventory,
                 envvars=env,
                 quiet=True,
             )
@@ -175,9 +183,7 @@ class _Run:
             event_handler=self._on_event,
             cancel_callback=self._should_stop,
         )
-        thread = threading.Thread(
-            target=self._guarded, args=(runner.run,), name="ansible-step", daemon=True
-        )
+        thread = threading.Thread(target=self._guarded, args=(runner.run,), name="ansible-step", daemon=True)
         thread.start()
         hard_end = self._deadline + STOP_MARGIN_SECONDS
         while thread.is_alive() and time.monotonic() < hard_end:

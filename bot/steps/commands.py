@@ -103,7 +103,12 @@ def cut_line(line: str, force: bool = False) -> str:
 
 
 class CommandStepRunner:
-    """Runs CommandSteps as real processes in their own session, with timeout and cancel."""
+    """Runs CommandSteps as real processes in their own session, with timeout and cancel.
+
+    On timeout or cancel the whole process group gets SIGTERM, then SIGKILL after
+    ctx.kill_grace. A process the step leaves in the background after a normal exit is left
+    alone; its output is read for DRAIN_SECONDS more, then the pipe is closed.
+    """
 
     def run(self, step: Step, ctx: StepContext) -> StepResult:
         """Run the command to completion; on_output is called on this thread, line by line."""

@@ -11,9 +11,7 @@ from bot.steps.commands import CommandStepRunner
 class StepDispatcher:
     """CommandStep → command runner, AnsibleStep → Ansible runner (both replaceable)."""
 
-    def __init__(
-        self, commands: StepRunner | None = None, ansible: StepRunner | None = None
-    ) -> None:
+    def __init__(self, commands: StepRunner | None = None, ansible: StepRunner | None = None) -> None:
         self._commands: StepRunner = commands or CommandStepRunner()
         self._ansible: StepRunner = ansible or AnsibleStepRunner()
 

@@ -21,17 +21,13 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(
-            "state.url is not a database URL (sqlite:///… or postgresql://…)"
-        ) from exc
+        raise ConfigError("state.url is not a database URL (sqlite:///… or postgresql://…)") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed)
     if backend in ("postgresql", "postgres"):
         return _postgresql_engine(parsed)
-    raise ConfigError(
-        f"state.url: unsupported database {backend!r}; use sqlite:/// or postgresql://"
-    )
+    raise ConfigError(f"state.url: unsupported database {backend!r}; use sqlite:/// or postgresql://")
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -21,9 +21,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from bot.errors import UnknownDeploy
+from bot.errors import ConfigError, UnknownDeploy
 from bot.models import ACTIVE_STATES, BranchHead, Deploy, DeployRequest, DeployState, Lock, Source
 from bot.store.engine import IMMEDIATE, make_engine
 from bot.store.schema import deploy_logs, deploys, heads, locks, metadata
@@ -111,13 +111,19 @@ class SqlStore:
     def from_url(cls, url: str) -> SqlStore:
         """Open (and create the tables of) the database at ``url``."""
         engine = make_engine(url)
-        with engine.connect() as conn:
-            conn.execution_options(**{IMMEDIATE: True})
-            with conn.begin():
-                if engine.dialect.name == "postgresql":
-                    # Replicas starting together must not both try to create the tables.
-                    conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
-                metadata.create_all(conn)
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(**{IMMEDIATE: True})
+                with conn.begin():
+                    if engine.dialect.name == "postgresql":
+                        # Replicas starting together must not both try to create the tables.
+                        conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+                    metadata.create_all(conn)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            # The driver's first line says what is wrong without echoing the URL's password.
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ConfigError(f"state.url: cannot open the database: {reason}") from None
         return cls(engine)
 
     def close(self) -> None:
@@ -339,9 +345,7 @@ class SqlStore:
             try:
                 with self._write() as conn:
                     seq = conn.execute(next_seq).scalar_one()
-                    conn.execute(
-                        insert(deploy_logs).values(deploy_id=deploy_id, seq=seq, text=text)
-                    )
+                    conn.execute(insert(deploy_logs).values(deploy_id=deploy_id, seq=seq, text=text))
                     return
             except IntegrityError:
                 if self.get_deploy(deploy_id) is None:
@@ -353,9 +357,7 @@ class SqlStore:
     def read_log(self, deploy_id: int) -> str:
         """The whole log of a deploy, lines joined by newlines ("" if none)."""
         query = (
-            select(deploy_logs.c.text)
-            .where(deploy_logs.c.deploy_id == deploy_id)
-            .order_by(deploy_logs.c.seq)
+            select(deploy_logs.c.text).where(deploy_logs.c.deploy_id == deploy_id).order_by(deploy_logs.c.seq)
         )
         with self._read() as conn:
             return "\n".join(conn.scalars(query))

@@ -1,0 +1,1036 @@
+"""A fake GitHub REST API on 127.0.0.1 that real PyGithub talks to in tests."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import threading
+import traceback
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+JSON = dict[str, Any]
+DOCS = "https://docs.github.com/rest"
+DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
+STATUS_STATES = ("error", "failure", "pending", "success")
+
+
+class LoggedRequest(NamedTuple):
+    """One request the fake answered: method, path without query, status sent."""
+
+    method: str
+    path: str
+    status: int
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+class _HttpError(Exception):
+    """Raised inside a route to answer with an error status and GitHub-shaped body."""
+
+    def __init__(self, code: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = code
+        self.body: JSON = {"message": message, "documentation_url": DOCS, **extra}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class FakeCommit:
+    """A commit: only what the API answers need."""
+
+    sha: str
+    message: str
+    parents: list[str]
+    date: datetime
+
+
+@dataclass
+class FakeStatus:
+    """One commit status as posted by a CI."""
+
+    id: int
+    sha: str
+    context: str
+    state: str
+    target_url: str | None
+    description: str | None
+    created_at: datetime
+
+
+@dataclass
+class FakeCheckRun:
+    """One check run of a GitHub App."""
+
+    id: int
+    sha: str
+    name: str
+    status: str
+    conclusion: str | None
+    details_url: str | None
+    app: str
+    title: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass
+class FakeDeployment:
+    """A deployment with the raw JSON body the client sent and its statuses' raw bodies."""
+
+    id: int
+    repo: str
+    sha: str
+    request: JSON
+    created_at: datetime
+    statuses: list[JSON] = field(default_factory=list)
+
+    @property
+    def ref(self) -> Any:
+        return self.request.get("ref")
+
+    @property
+    def environment(self) -> Any:
+        return self.request.get("environment", "production")
+
+    @property
+    def payload(self) -> Any:
+        return self.request.get("payload")
+
+    @property
+    def required_contexts(self) -> Any:
+        return self.request.get("required_contexts")
+
+    @property
+    def auto_merge(self) -> Any:
+        return self.request.get("auto_merge")
+
+    @property
+    def task(self) -> Any:
+        return self.request.get("task")
+
+    @property
+    def description(self) -> Any:
+        return self.request.get("description")
+
+
+@dataclass
+class FakePull:
+    """A pull request associated with a commit."""
+
+    number: int
+    title: str
+    user: str
+    merged_by: str | None
+    base: str
+    head_sha: str
+    merge_commit_sha: str | None
+    merged_at: datetime | None
+
+
+@dataclass
+class _Repo:
+    full_name: str
+    id: int
+    default_branch: str
+    private: bool
+    permissions: dict[str, bool]
+    branches: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    commits: dict[str, FakeCommit] = field(default_factory=dict)
+    statuses: list[FakeStatus] = field(default_factory=list)
+    check_runs: list[FakeCheckRun] = field(default_factory=list)
+    deployments: list[FakeDeployment] = field(default_factory=list)
+    pulls: dict[str, list[FakePull]] = field(default_factory=dict)
+
+
+@dataclass
+class _Rule:
+    """A fault that applies to the next ``remaining`` matching requests (None: until cleared)."""
+
+    kind: str
+    remaining: int | None
+    path_contains: str | None
+    status: int = 502
+    seconds: float = 0.0
+    message: str | None = None
+    extra: JSON = field(default_factory=dict)
+
+    def matches(self, path: str) -> bool:
+        return self.path_contains is None or self.path_contains in path
+
+    def consume(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+class FakeGitHub:
+    """In-memory GitHub with a REST front on 127.0.0.1, fault injection and a request log."""
+
+    def __init__(self, tokens: Mapping[str, str] | None = None, rate_limit: int = 5000) -> None:
+        self.tokens: dict[str, str] = dict(tokens or {"test-token": "deploy-robot"})
+        self.rate_limit = rate_limit
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._repos: dict[str, _Repo] = {}
+        self._ids = itertools.count(1001)
+        self._log: list[LoggedRequest] = []
+        self._rules: list[_Rule] = []
+        self._deploy_answers: list[_Rule] = []
+        self._units_used = 0
+        self._window_reset = datetime.now(UTC) + timedelta(hours=1)
+        self.server_errors: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def token(self) -> str:
+        """A token the fake accepts."""
+        return next(iter(self.tokens))
+
+    @property
+    def url(self) -> str:
+        """The base URL, usable as PyGithub ``base_url``."""
+        if self._server is None:
+            raise RuntimeError("FakeGitHub is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeGitHub:
+        """Listen on a free port of 127.0.0.1 in a background thread."""
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; delayed requests are cut short."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGitHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- state set-up ----------------------------------------------------------------
+
+    def add_repo(
+        self,
+        full_name: str,
+        default_branch: str = "main",
+        *,
+        private: bool = True,
+        permissions: Mapping[str, bool] | None = None,
+    ) -> str:
+        """Create a repo with one commit on its default branch; returns that commit's SHA."""
+        perms = {"admin": False, "maintain": False, "push": True, "triage": True, "pull": True}
+        perms.update(permissions or {})
+        with self._lock:
+            repo = _Repo(full_name, next(self._ids), default_branch, private, perms)
+            self._repos[full_name.lower()] = repo
+            return self._commit(repo, default_branch, "Initial commit")
+
+    def push(self, repo: str, branch: str, sha: str | None = None, message: str = "Change") -> str:
+        """A new commit on ``branch`` (created if new); with ``sha``, force the branch to it."""
+        with self._lock:
+            r = self._repo(repo)
+            if sha is None:
+                return self._commit(r, branch, message)
+            if sha not in r.commits:
+                r.commits[sha] = FakeCommit(sha, message, [], datetime.now(UTC))
+            r.branches[branch] = sha
+            return sha
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        """Remove a branch."""
+        with self._lock:
+            del self._repo(repo).branches[branch]
+
+    def add_tag(self, repo: str, tag: str, sha: str | None = None) -> str:
+        """A tag on ``sha`` (default: the default branch head); returns the SHA."""
+        with self._lock:
+            r = self._repo(repo)
+            target = sha or r.branches[r.default_branch]
+            r.tags[tag] = target
+            return target
+
+    def head(self, repo: str, branch: str) -> str:
+        """The SHA a branch points at."""
+        with self._lock:
+            return self._repo(repo).branches[branch]
+
+    def set_status(
+        self,
+        repo: str,
+        sha: str,
+        context: str,
+        state: str,
+        target_url: str | None = None,
+        description: str | None = None,
+        created_at: datetime | None = None,
+    ) -> int:
+        """Post a commit status (the newest of a context wins); returns its id."""
+        if state not in STATUS_STATES:
+            raise ValueError(f"state must be one of {STATUS_STATES}")
+        with self._lock:
+            status = FakeStatus(
+                next(self._ids),
+                sha,
+                context,
+                state,
+                target_url,
+                description,
+                created_at or datetime.now(UTC),
+            )
+            self._repo(repo).statuses.append(status)
+            return status.id
+
+    def set_check_run(
+        self,
+        repo: str,
+        sha: str,
+        name: str,
+        status: str = "completed",
+        conclusion: str | None = None,
+        details_url: str | None = None,
+        *,
+        app: str = "github-actions",
+        title: str | None = None,
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+    ) -> int:
+        """Create a check run; ``completed`` ones need a conclusion. Returns its id."""
+        if status == "completed" and conclusion is None:
+            raise ValueError("a completed check run needs a conclusion")
+        now = datetime.now(UTC)
+        with self._lock:
+            run = FakeCheckRun(
+                next(self._ids),
+                sha,
+                name,
+                status,
+                conclusion,
+                details_url,
+                app,
+                title,
+                started_at or now,
+                completed_at or (now if status == "completed" else None),
+            )
+            self._repo(repo).check_runs.append(run)
+            return run.id
+
+    def add_pull_for_commit(
+        self,
+        repo: str,
+        sha: str,
+        number: int,
+        title: str,
+        user: str = "alice",
+        merged_by: str | None = "bob",
+        base: str | None = None,
+        head_sha: str | None = None,
+    ) -> FakePull:
+        """Associate a merged pull request with ``sha`` (its merge commit)."""
+        with self._lock:
+            r = self._repo(repo)
+            pull = FakePull(
+                number,
+                title,
+                user,
+                merged_by,
+                base or r.default_branch,
+                head_sha or sha,
+                sha if merged_by else None,
+                datetime.now(UTC) if merged_by else None,
+            )
+            r.pulls.setdefault(sha, []).append(pull)
+            return pull
+
+    # ---- inspection ------------------------------------------------------------------
+
+    def deployments(self, repo: str) -> list[FakeDeployment]:
+        """Every deployment created in ``repo``, oldest first."""
+        with self._lock:
+            return list(self._repo(repo).deployments)
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        """Every request answered so far, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    def count(self, method: str | None = None, path_contains: str | None = None) -> int:
+        """How many logged requests match."""
+        return sum(
+            1
+            for r in self.requests
+            if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)
+        )
+
+    @property
+    def units_used(self) -> int:
+        """Rate-limit units spent in the current window (304s and /rate_limit are free)."""
+        with self._lock:
+            return self._units_used
+
+    # ---- fault injection -------------------------------------------------------------
+
+    def fail_next(self, n: int, status: int = 502, path_contains: str | None = None) -> None:
+        """Answer the next ``n`` matching requests with ``status``."""
+        with self._lock:
+            self._rules.append(_Rule("fail", n, path_contains, status=status))
+
+    def rate_limit_next(
+        self,
+        n: int,
+        kind: str = "primary",
+        *,
+        status: int | None = None,
+        retry_after: float | None = 1,
+        reset_in: int = 1,
+        path_contains: str | None = None,
+    ) -> None:
+        """Rate-limit the next ``n`` requests.
+
+        primary: 403 (default) with ``X-RateLimit-Remaining: 0`` and a reset ``reset_in`` s away;
+        secondary: 429 (default) with ``Retry-After: retry_after`` unless that is None.
+        """
+        if kind not in ("primary", "secondary"):
+            raise ValueError("kind is primary or secondary")
+        code = status or (403 if kind == "primary" else 429)
+        extra: JSON = {"retry_after": retry_after, "reset_in": reset_in}
+        with self._lock:
+            self._rules.append(_Rule(kind, n, path_contains, status=code, extra=extra))
+
+    def delay(self, seconds: float, path_contains: str | None = None, count: int | None = None) -> None:
+        """Hold matching requests ``seconds`` before answering (``count`` of them, or all)."""
+        with self._lock:
+            self._rules.append(_Rule("delay", count, path_contains, seconds=seconds))
+
+    def create_deployment_answer(
+        self,
+        status: int,
+        message: str | None = None,
+        count: int = 1,
+        errors: list[JSON] | None = None,
+    ) -> None:
+        """The next ``count`` create-deployment calls answer ``status`` (202, 409, 422…)."""
+        default = {
+            202: "Auto-merged main into topic-branch on deployment.",
+            409: "Conflict merging main into topic-branch.",
+            422: "Validation Failed",
+        }.get(status, "Server Error")
+        extra: JSON = {"errors": errors} if errors is not None else {}
+        with self._lock:
+            self._deploy_answers.append(
+                _Rule("deploy", count, None, status=status, message=message or default, extra=extra)
+            )
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault."""
+        with self._lock:
+            self._rules.clear()
+            self._deploy_answers.clear()
+
+    # ---- internals: state ------------------------------------------------------------
+
+    def _repo(self, name: str) -> _Repo:
+        return self._repos[name.lower()]
+
+    def _commit(self, repo: _Repo, branch: str, message: str) -> str:
+        parent = repo.branches.get(branch) or repo.branches.get(repo.default_branch)
+        n = next(self._ids)
+        sha = hashlib.sha1(f"{repo.full_name}:{branch}:{n}:{message}".encode()).hexdigest()
+        repo.commits[sha] = FakeCommit(sha, message, [parent] if parent else [], datetime.now(UTC))
+        repo.branches[branch] = sha
+        return sha
+
+    def _resolve(self, repo: _Repo, ref: str) -> str | None:
+        if ref in repo.branches:
+            return repo.branches[ref]
+        if ref in repo.tags:
+            return repo.tags[ref]
+        for prefix in ("refs/heads/", "refs/tags/"):
+            if ref.startswith(prefix):
+                name = ref.removeprefix(prefix)
+                return (repo.branches if "heads" in prefix else repo.tags).get(name)
+        if re.fullmatch(r"[0-9a-f]{4,40}", ref):
+            found = [sha for sha in repo.commits if sha.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+        return None
+
+    def _must_resolve(self, repo: _Repo, ref: str) -> str:
+        sha = self._resolve(repo, ref)
+        if sha is None:
+            raise _HttpError(422, f"No commit found for SHA: {ref}")
+        return sha
+
+    # ---- internals: HTTP -------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> _Answer:
+        """Answer one request: delays, faults, auth, routing, ETag and rate-limit headers."""
+        parts = urlsplit(raw_path)
+        path = parts.path
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self._apply_delays(path)
+        with self._lock:
+            answer = self._fault(path) or self._authorize(headers) or self._route(method, path, query, body)
+            answer = self._conditional(method, headers, answer)
+            if path != "/rate_limit" and answer.status != 304:
+                self._units_used += 1
+            out = dict(answer.headers)
+            out.setdefault("X-RateLimit-Limit", str(self.rate_limit))
+            out.setdefault("X-RateLimit-Remaining", str(max(0, self.rate_limit - self._units_used)))
+            out.setdefault("X-RateLimit-Reset", str(int(self._window_reset.timestamp())))
+            out.setdefault("X-RateLimit-Used", str(self._units_used))
+            out.setdefault("X-RateLimit-Resource", "core")
+            self._log.append(LoggedRequest(method, path, answer.status))
+            return _Answer(answer.status, answer.body, out)
+
+    def _apply_delays(self, path: str) -> None:
+        with self._lock:
+            rules = [r for r in self._rules if r.kind == "delay" and r.remaining != 0 and r.matches(path)]
+            for rule in rules:
+                rule.consume()
+        for rule in rules:
+            self._stopping.wait(rule.seconds)
+
+    def _fault(self, path: str) -> _Answer | None:
+        for rule in self._rules:
+            if rule.kind == "delay" or rule.remaining == 0 or not rule.matches(path):
+                continue
+            rule.consume()
+            if rule.kind == "fail":
+                return _Answer(rule.status, {"message": "Server Error", "documentation_url": DOCS}, {})
+            return self._rate_limited(rule)
+        if self._units_used >= self.rate_limit:
+            return self._rate_limited(_Rule("primary", 1, None, status=403, extra={"reset_in": None}))
+        return None
+
+    def _rate_limited(self, rule: _Rule) -> _Answer:
+        headers: dict[str, str] = {}
+        if rule.kind == "primary":
+            reset_in = rule.extra.get("reset_in")
+            reset = (
+                self._window_reset
+                if reset_in is None
+                else datetime.now(UTC) + timedelta(seconds=int(reset_in))
+            )
+            headers["X-RateLimit-Remaining"] = "0"
+            headers["X-RateLimit-Reset"] = str(int(reset.timestamp()))
+            message = "API rate limit exceeded for user ID 1."
+        else:
+            message = (
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+            )
+            retry_after = rule.extra.get("retry_after")
+            if retry_after is not None:
+                headers["Retry-After"] = str(retry_after)
+        return _Answer(rule.status, {"message": message, "documentation_url": DOCS}, headers)
+
+    def _authorize(self, headers: Mapping[str, str]) -> _Answer | None:
+        auth = headers.get("Authorization") or headers.get("authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if not auth:
+            return _Answer(401, {"message": "Requires authentication", "documentation_url": DOCS}, {})
+        if scheme.lower() not in ("token", "bearer") or token not in self.tokens:
+            return _Answer(401, {"message": "Bad credentials", "documentation_url": DOCS}, {})
+        return None
+
+    def _conditional(self, method: str, headers: Mapping[str, str], answer: _Answer) -> _Answer:
+        if method != "GET" or answer.status != 200:
+            return answer
+        digest = hashlib.sha1(json.dumps(answer.body, sort_keys=True).encode()).hexdigest()
+        etag = f'W/"{digest}"'
+        sent = headers.get("If-None-Match") or headers.get("if-none-match")
+        if sent is not None and etag in [t.strip() for t in sent.split(",")]:
+            return _Answer(304, None, {"ETag": etag})
+        return _Answer(200, answer.body, {**answer.headers, "ETag": etag})
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> _Answer:
+        for verb, pattern, route in self._routes():
+            match = re.fullmatch(pattern, path)
+            if match is None or verb != method:
+                continue
+            args = [unquote(g) for g in match.groups()]
+            try:
+                data = json.loads(body) if body else {}
+                return route(path, query, data, *args)
+            except _HttpError as exc:
+                return _Answer(exc.status, exc.body, {})
+            except json.JSONDecodeError:
+                return _Answer(400, {"message": "Problems parsing JSON", "documentation_url": DOCS}, {})
+        return _Answer(404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}, {})
+
+    def _routes(self) -> list[tuple[str, str, Callable[..., _Answer]]]:
+        r = r"/repos/([^/]+)/([^/]+)"
+        return [
+            ("GET", r"/rate_limit", self._get_rate_limit),
+            ("GET", r"/user", self._get_user),
+            ("GET", rf"{r}", self._get_repo),
+            ("GET", rf"{r}/branches/(.+)", self._get_branch),
+            ("GET", rf"{r}/commits/([^/]+)", self._get_commit),
+            ("GET", rf"{r}/commits/([^/]+)/statuses", self._get_statuses),
+            ("GET", rf"{r}/statuses/([^/]+)", self._get_statuses),
+            ("GET", rf"{r}/commits/([^/]+)/status", self._get_combined_status),
+            ("GET", rf"{r}/commits/([^/]+)/check-runs", self._get_check_runs),
+            ("GET", rf"{r}/commits/([^/]+)/pulls", self._get_commit_pulls),
+            ("GET", rf"{r}/pulls/(\d+)", self._get_pull),
+            ("GET", rf"{r}/deployments", self._get_deployments),
+            ("POST", rf"{r}/deployments", self._post_deployment),
+            ("GET", rf"{r}/deployments/(\d+)", self._get_deployment),
+            ("GET", rf"{r}/deployments/(\d+)/statuses", self._get_deployment_statuses),
+            ("POST", rf"{r}/deployments/(\d+)/statuses", self._post_deployment_status),
+        ]
+
+    # ---- internals: JSON shapes ------------------------------------------------------
+
+    def _found(self, owner: str, name: str) -> _Repo:
+        repo = self._repos.get(f"{owner}/{name}".lower())
+        if repo is None:
+            raise _HttpError(404, "Not Found", status="404")
+        return repo
+
+    def _repo_url(self, repo: _Repo) -> str:
+        return f"{self.url}/repos/{repo.full_name}"
+
+    def _page(self, path: str, query: dict[str, str], items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+        per_page = max(1, min(int(query.get("per_page", 30)), 100))
+        page = max(1, int(query.get("page", 1)))
+        last = max(1, -(-len(items) // per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+
+        def link(n: int) -> str:
+            return f"{self.url}{path}?{urlencode({**query, 'per_page': per_page, 'page': n})}"
+
+        rels = []
+        if page < last:
+            rels += [f'<{link(page + 1)}>; rel="next"', f'<{link(last)}>; rel="last"']
+        if page > 1:
+            rels += [f'<{link(1)}>; rel="first"', f'<{link(page - 1)}>; rel="prev"']
+        return chunk, ({"Link": ", ".join(rels)} if rels else {})
+
+    def _user(self, login: str) -> JSON:
+        return {
+            "login": login,
+            "id": zlib.crc32(login.encode()) % 100000,
+            "type": "User",
+            "url": f"{self.url}/users/{login}",
+        }
+
+    def _repo_json(self, repo: _Repo) -> JSON:
+        owner = repo.full_name.split("/")[0]
+        return {
+            "id": repo.id,
+            "name": repo.full_name.split("/")[1],
+            "full_name": repo.full_name,
+            "owner": self._user(owner),
+            "private": repo.private,
+            "default_branch": repo.default_branch,
+            "url": self._repo_url(repo),
+            "html_url": f"{self.url}/{repo.full_name}",
+            "permissions": dict(repo.permissions),
+        }
+
+    def _commit_json(self, repo: _Repo, sha: str) -> JSON:
+        commit = repo.commits[sha]
+        person = {"name": "Dev", "email": "dev@example.com", "date": _iso(commit.date)}
+        return {
+            "sha": sha,
+            "url": f"{self._repo_url(repo)}/commits/{sha}",
+            "html_url": f"{self.url}/{repo.full_name}/commit/{sha}",
+            "commit": {"message": commit.message, "author": person, "committer": person},
+            "parents": [{"sha": p, "url": f"{self._repo_url(repo)}/commits/{p}"} for p in commit.parents],
+            "files": [],
+        }
+
+    def _status_json(self, repo: _Repo, s: FakeStatus) -> JSON:
+        return {
+            "id": s.id,
+            "url": f"{self._repo_url(repo)}/statuses/{s.sha}",
+            "state": s.state,
+            "context": s.context,
+            "target_url": s.target_url,
+            "description": s.description,
+            "created_at": _iso(s.created_at),
+            "updated_at": _iso(s.created_at),
+            "creator": self._user("ci-bot"),
+        }
+
+    def _check_json(self, repo: _Repo, c: FakeCheckRun) -> JSON:
+        return {
+            "id": c.id,
+            "head_sha": c.sha,
+            "name": c.name,
+            "status": c.status,
+            "conclusion": c.conclusion,
+            "details_url": c.details_url,
+            "html_url": f"{self.url}/{repo.full_name}/runs/{c.id}",
+            "url": f"{self._repo_url(repo)}/check-runs/{c.id}",
+            "started_at": _iso(c.started_at) if c.started_at else None,
+            "completed_at": _iso(c.completed_at) if c.completed_at else None,
+            "output": {"title": c.title, "summary": None, "text": None, "annotations_count": 0},
+            "app": {"slug": c.app, "name": c.app, "id": zlib.crc32(c.app.encode()) % 1000},
+        }
+
+    def _deployment_json(self, repo: _Repo, d: FakeDeployment) -> JSON:
+        url = f"{self._repo_url(repo)}/deployments/{d.id}"
+        env = d.environment
+        return {
+            "url": url,
+            "id": d.id,
+            "sha": d.sha,
+            "ref": d.ref,
+            "task": d.request.get("task", "deploy"),
+            "payload": d.request.get("payload", {}),
+            "environment": env,
+            "original_environment": env,
+            "description": d.request.get("description"),
+            "creator": self._user("deploy-robot"),
+            "created_at": _iso(d.created_at),
+            "updated_at": _iso(d.created_at),
+            "statuses_url": f"{url}/statuses",
+            "repository_url": self._repo_url(repo),
+            "transient_environment": d.request.get("transient_environment", False),
+            "production_environment": d.request.get("production_environment", env == "production"),
+        }
+
+    def _deployment_status_json(self, repo: _Repo, d: FakeDeployment, s: JSON) -> JSON:
+        url = f"{self._repo_url(repo)}/deployments/{d.id}"
+        log_url = s["body"].get("log_url") or s["body"].get("target_url") or ""
+        return {
+            "url": f"{url}/statuses/{s['id']}",
+            "id": s["id"],
+            "state": s["body"]["state"],
+            "description": s["body"].get("description", ""),
+            "environment": d.environment,
+            "target_url": log_url,
+            "log_url": log_url,
+            "environment_url": s["body"].get("environment_url", ""),
+            "created_at": s["created_at"],
+            "updated_at": s["created_at"],
+            "deployment_url": url,
+            "repository_url": self._repo_url(repo),
+            "creator": self._user("deploy-robot"),
+        }
+
+    def _ok(self, body: Any, headers: Mapping[str, str] | None = None, status: int = 200) -> _Answer:
+        return _Answer(status, body, dict(headers or {}))
+
+    # ---- routes ----------------------------------------------------------------------
+
+    def _get_rate_limit(self, path: str, query: dict[str, str], data: JSON) -> _Answer:
+        core = {
+            "limit": self.rate_limit,
+            "used": self._units_used,
+            "remaining": max(0, self.rate_limit - self._units_used),
+            "reset": int(self._window_reset.timestamp()),
+        }
+        return self._ok({"resources": {"core": core}, "rate": core})
+
+    def _get_user(self, path: str, query: dict[str, str], data: JSON) -> _Answer:
+        return self._ok(self._user(self.tokens[self.token]))
+
+    def _get_repo(self, path: str, query: dict[str, str], data: JSON, o: str, n: str) -> _Answer:
+        return self._ok(self._repo_json(self._found(o, n)))
+
+    def _get_branch(self, path: str, query: dict[str, str], data: JSON, o: str, n: str, b: str) -> _Answer:
+        repo = self._found(o, n)
+        if b not in repo.branches:
+            raise _HttpError(404, "Branch not found")
+        sha = repo.branches[b]
+        return self._ok(
+            {
+                "name": b,
+                "protected": False,
+                "commit": self._commit_json(repo, sha),
+                "_links": {
+                    "self": f"{self._repo_url(repo)}/branches/{b}",
+                    "html": f"{self.url}/{repo.full_name}/tree/{b}",
+                },
+            }
+        )
+
+    def _get_commit(self, path: str, query: dict[str, str], data: JSON, o: str, n: str, ref: str) -> _Answer:
+        repo = self._found(o, n)
+        return self._ok(self._commit_json(repo, self._must_resolve(repo, ref)))
+
+    def _statuses_for(self, repo: _Repo, sha: str) -> list[FakeStatus]:
+        # GitHub lists statuses newest first.
+        return sorted((s for s in repo.statuses if s.sha == sha), key=lambda s: s.id, reverse=True)
+
+    def _get_statuses(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, ref: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        sha = self._must_resolve(repo, ref)
+        items = [self._status_json(repo, s) for s in self._statuses_for(repo, sha)]
+        chunk, headers = self._page(path, query, items)
+        return self._ok(chunk, headers)
+
+    def _get_combined_status(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, ref: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        sha = self._must_resolve(repo, ref)
+        latest: dict[str, FakeStatus] = {}
+        for s in self._statuses_for(repo, sha):
+            latest.setdefault(s.context, s)
+        states = {s.state for s in latest.values()}
+        state = (
+            "failure"
+            if states & {"failure", "error"}
+            else "pending"
+            if "pending" in states or not states
+            else "success"
+        )
+        items = [self._status_json(repo, s) for s in latest.values()]
+        chunk, headers = self._page(path, query, items)
+        return self._ok(
+            {
+                "state": state,
+                "sha": sha,
+                "total_count": len(items),
+                "statuses": chunk,
+                "repository": self._repo_json(repo),
+                "commit_url": f"{self._repo_url(repo)}/commits/{sha}",
+                "url": f"{self._repo_url(repo)}/commits/{sha}/status",
+            },
+            headers,
+        )
+
+    def _get_check_runs(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, ref: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        sha = self._must_resolve(repo, ref)
+        runs = [c for c in repo.check_runs if c.sha == sha]
+        if query.get("filter", "latest") == "latest":
+            # "latest" keeps the newest run of each name per app (suite), as GitHub does.
+            newest: dict[tuple[str, str], FakeCheckRun] = {}
+            for c in runs:
+                newest[(c.app, c.name)] = c
+            runs = sorted(newest.values(), key=lambda c: c.id)
+        if "check_name" in query:
+            runs = [c for c in runs if c.name == query["check_name"]]
+        items = [self._check_json(repo, c) for c in runs]
+        chunk, headers = self._page(path, query, items)
+        return self._ok({"total_count": len(items), "check_runs": chunk}, headers)
+
+    def _pull_json(self, repo: _Repo, p: FakePull, full: bool) -> JSON:
+        body: JSON = {
+            "url": f"{self._repo_url(repo)}/pulls/{p.number}",
+            "id": p.number * 7,
+            "number": p.number,
+            "state": "closed" if p.merged_at else "open",
+            "title": p.title,
+            "user": self._user(p.user),
+            "html_url": f"{self.url}/{repo.full_name}/pull/{p.number}",
+            "merged_at": _iso(p.merged_at) if p.merged_at else None,
+            "merge_commit_sha": p.merge_commit_sha,
+            "base": {"ref": p.base, "sha": repo.branches.get(p.base)},
+            "head": {"ref": f"pr-{p.number}", "sha": p.head_sha},
+        }
+        if full:
+            body["merged"] = p.merged_at is not None
+            body["merged_by"] = self._user(p.merged_by) if p.merged_by else None
+        return body
+
+    def _get_commit_pulls(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, ref: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        sha = self._must_resolve(repo, ref)
+        items = [self._pull_json(repo, p, full=False) for p in repo.pulls.get(sha, [])]
+        chunk, headers = self._page(path, query, items)
+        return self._ok(chunk, headers)
+
+    def _get_pull(self, path: str, query: dict[str, str], data: JSON, o: str, n: str, number: str) -> _Answer:
+        repo = self._found(o, n)
+        for pulls in repo.pulls.values():
+            for p in pulls:
+                if p.number == int(number):
+                    return self._ok(self._pull_json(repo, p, full=True))
+        raise _HttpError(404, "Not Found", status="404")
+
+    def _deployment(self, repo: _Repo, deployment_id: str) -> FakeDeployment:
+        for d in repo.deployments:
+            if d.id == int(deployment_id):
+                return d
+        raise _HttpError(404, "Not Found", status="404")
+
+    def _get_deployments(self, path: str, query: dict[str, str], data: JSON, o: str, n: str) -> _Answer:
+        repo = self._found(o, n)
+        wanted = {k: query[k] for k in ("sha", "ref", "task", "environment") if k in query}
+        found = [
+            d
+            for d in reversed(repo.deployments)
+            if all(self._deployment_json(repo, d)[k] == v for k, v in wanted.items())
+        ]
+        items = [self._deployment_json(repo, d) for d in found]
+        chunk, headers = self._page(path, query, items)
+        return self._ok(chunk, headers)
+
+    def _get_deployment(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, i: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        return self._ok(self._deployment_json(repo, self._deployment(repo, i)))
+
+    def _failing_contexts(self, repo: _Repo, sha: str, required: Iterable[str] | None) -> list[JSON]:
+        newest: dict[str, str] = {}
+        for s in sorted((s for s in repo.statuses if s.sha == sha), key=lambda s: s.id):
+            newest[s.context] = s.state
+        for c in sorted((c for c in repo.check_runs if c.sha == sha), key=lambda c: c.id):
+            ok = c.status == "completed" and c.conclusion in ("success", "neutral", "skipped")
+            newest[c.name] = "success" if ok else ("pending" if c.status != "completed" else "failure")
+        names = list(newest) if required is None else list(required)
+        states = [{"context": name, "state": newest.get(name, "missing")} for name in names]
+        return states if any(s["state"] != "success" for s in states) else []
+
+    def _post_deployment(self, path: str, query: dict[str, str], data: JSON, o: str, n: str) -> _Answer:
+        repo = self._found(o, n)
+        for rule in self._deploy_answers:
+            if rule.remaining != 0:
+                rule.consume()
+                return _Answer(
+                    rule.status,
+                    {"message": rule.message, "documentation_url": DOCS, **rule.extra},
+                    {},
+                )
+        ref = data.get("ref")
+        if not isinstance(ref, str) or not ref:
+            raise _HttpError(422, 'Invalid request.\n\n"ref" wasn\'t supplied.')
+        sha = self._resolve(repo, ref)
+        if sha is None:
+            raise _HttpError(422, f"No ref found for: {ref}")
+        required = data.get("required_contexts")
+        failing = self._failing_contexts(repo, sha, required)
+        if failing:
+            raise _HttpError(
+                409,
+                f"Conflict: Commit status checks failed for {ref}.",
+                errors=[
+                    {
+                        "contexts": failing,
+                        "resource": "Deployment",
+                        "field": "required_contexts",
+                        "code": "invalid",
+                    }
+                ],
+            )
+        deployment = FakeDeployment(next(self._ids), repo.full_name, sha, data, datetime.now(UTC))
+        repo.deployments.append(deployment)
+        body = self._deployment_json(repo, deployment)
+        return self._ok(body, {"Location": body["url"]}, status=201)
+
+    def _get_deployment_statuses(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, i: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        d = self._deployment(repo, i)
+        items = [self._deployment_status_json(repo, d, s) for s in reversed(d.statuses)]
+        chunk, headers = self._page(path, query, items)
+        return self._ok(chunk, headers)
+
+    def _post_deployment_status(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, i: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        d = self._deployment(repo, i)
+        if data.get("state") not in DEPLOYMENT_STATES:
+            raise _HttpError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "DeploymentStatus",
+                        "field": "state",
+                        "code": "invalid",
+                        "message": "state is not included in the list: " + ", ".join(DEPLOYMENT_STATES),
+                    }
+                ],
+            )
+        if len(str(data.get("description") or "")) > 140:
+            raise _HttpError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "DeploymentStatus",
+                        "field": "description",
+                        "code": "custom",
+                        "message": "description is too long (maximum is 140 characters)",
+                    }
+                ],
+            )
+        status = {"id": next(self._ids), "created_at": _iso(datetime.now(UTC)), "body": data}
+        d.statuses.append(status)
+        return self._ok(self._deployment_status_json(repo, d, status), status=201)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands each request to the owning FakeGitHub."""
+
+    fake: FakeGitHub
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without this, Nagle + delayed ACK add 40 ms each.
+    disable_nagle_algorithm = True
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        try:
+            answer = self.fake.handle(self.command, self.path, dict(self.headers.items()), body)
+        except Exception:  # a bug in the fake: answer 500 and keep it for the test to see
+            self.fake.server_errors.append(traceback.format_exc())
+            answer = _Answer(500, {"message": "fake GitHub crashed"}, {})
+        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+        try:
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            if answer.status != 304:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if answer.status != 304:
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a timeout test); nothing to answer any more.
+            self.close_connection = True
+
+    do_GET = _serve
+    do_POST = _serve
+    do_PATCH = _serve
+    do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the request log on the fake is what tests read."""

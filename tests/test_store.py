@@ -1,0 +1,526 @@
+"""The store's contract on real SQLite files and, where it can be started, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError, UnknownDeploy
+from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Source
+from bot.ports import StorePort
+from bot.store import SqlStore
+from tests.postgres import PostgresServer, start_postgres, unavailable_reason
+
+THREAD_DEADLINE = 60.0
+RUNNING = [DeployState.RUNNING]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'robot.db'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
+@pytest.fixture
+def open_store(store_url: str) -> Iterator[Callable[[], SqlStore]]:
+    """Opens stores on the test's database (each one like a separate process) and closes them."""
+    opened: list[SqlStore] = []
+
+    def open_one() -> SqlStore:
+        opened.append(SqlStore.from_url(store_url))
+        return opened[-1]
+
+    yield open_one
+    for one in opened:
+        one.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[[], SqlStore]) -> StorePort:
+    # Typed as the port so mypy checks that SqlStore implements it exactly.
+    return open_store()
+
+
+def req(sha: str = "a" * 40, env: str = "staging", repo: str = "acme/api", **kw: object) -> DeployRequest:
+    fields: dict[str, object] = {
+        "repo": repo,
+        "env": env,
+        "ref": "main",
+        "sha": sha,
+        "requested_by": "U1",
+        "source": Source.COMMAND,
+    }
+    fields.update(kw)
+    return DeployRequest(**fields)  # type: ignore[arg-type]
+
+
+def queue(store: StorePort, *requests: DeployRequest) -> list[Deploy]:
+    deploys = []
+    for request in requests:
+        deploy, created = store.create_deploy(request)
+        assert created
+        deploys.append(deploy)
+    return deploys
+
+
+def assert_utc(value: datetime | None) -> None:
+    assert value is not None
+    assert value.tzinfo is not None and value.utcoffset() == UTC.utcoffset(None)
+    assert abs((datetime.now(UTC) - value).total_seconds()) < 600
+
+
+# deploys
+
+
+def test_create_deploy_records_the_request(store: StorePort) -> None:
+    request = req(force=True, channel="C1", message_ts="171.5", source=Source.BUTTON)
+    deploy, created = store.create_deploy(request)
+    assert created
+    assert (deploy.repo, deploy.env, deploy.ref, deploy.sha) == (
+        "acme/api",
+        "staging",
+        "main",
+        "a" * 40,
+    )
+    assert (deploy.requested_by, deploy.source, deploy.force) == ("U1", Source.BUTTON, True)
+    assert (deploy.channel, deploy.message_ts) == ("C1", "171.5")
+    assert deploy.state is DeployState.QUEUED
+    assert deploy.started_at is None and deploy.finished_at is None and not deploy.cancel_requested
+    assert_utc(deploy.created_at)
+    assert store.get_deploy(deploy.id) == deploy
+    assert store.get_deploy(deploy.id + 1000) is None
+
+
+def test_identical_active_request_returns_the_existing_deploy(store: StorePort) -> None:
+    first, created = store.create_deploy(req())
+    again, created_again = store.create_deploy(req(requested_by="U2", source=Source.MERGE))
+    assert created and not created_again
+    assert again.id == first.id and again.requested_by == "U1"
+    other_sha, c1 = store.create_deploy(req(sha="b" * 40))
+    other_env, c2 = store.create_deploy(req(env="production"))
+    other_repo, c3 = store.create_deploy(req(repo="acme/web"))
+    assert c1 and c2 and c3
+    assert len({first.id, other_sha.id, other_env.id, other_repo.id}) == 4
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == first.id
+    running_again, created_running = store.create_deploy(req())
+    assert running_again.id == first.id and not created_running
+
+
+def test_a_finished_deploy_does_not_dedupe_a_new_request(store: StorePort) -> None:
+    first = queue(store, req())[0]
+    store.cancel_queued(first.id)
+    second, created = store.create_deploy(req())
+    assert created and second.id > first.id
+    assert store.claim_next() == store.get_deploy(second.id)
+    store.finish_deploy(second.id, DeployState.SUCCEEDED, None)
+    third, created = store.create_deploy(req())
+    assert created and third.id > second.id
+
+
+def test_claim_is_fifo_per_env_and_parallel_across_envs(store: StorePort) -> None:
+    s1, s2, p1, s3 = queue(
+        store, req("1" * 40), req("2" * 40), req("3" * 40, env="production"), req("4" * 40)
+    )
+    first = store.claim_next()
+    assert first is not None and first.id == s1.id and first.state is DeployState.RUNNING
+    assert_utc(first.started_at)
+    second = store.claim_next()
+    assert second is not None and second.id == p1.id
+    assert store.claim_next() is None  # staging is busy, production is busy
+    store.finish_deploy(s1.id, DeployState.FAILED, "step 1/1 exited 1")
+    third = store.claim_next()
+    assert third is not None and third.id == s2.id
+    store.finish_deploy(s2.id, DeployState.SUCCEEDED, None)
+    fourth = store.claim_next()
+    assert fourth is not None and fourth.id == s3.id
+    assert store.claim_next() is None
+
+
+def test_a_cancelled_queued_deploy_does_not_hold_the_queue(store: StorePort) -> None:
+    s1, s2 = queue(store, req("1" * 40), req("2" * 40))
+    assert store.cancel_queued(s1.id) is not None
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == s2.id
+
+
+def test_a_locked_env_holds_its_queued_deploys(store: StorePort) -> None:
+    store.set_lock("acme/api", "staging", "U9", "db migration")
+    staging, production = queue(store, req(), req(env="production"))
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == production.id
+    assert store.claim_next() is None
+    assert store.claim_next(only_id=staging.id) is None
+    store.remove_lock("acme/api", "staging")
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == staging.id
+
+
+def test_claim_only_id_serves_that_deploy_only_in_fifo_order(store: StorePort) -> None:
+    s1, s2, p1 = queue(store, req("1" * 40), req("2" * 40), req("3" * 40, env="production"))
+    assert store.claim_next(only_id=s2.id) is None  # s1 is older in staging
+    assert store.claim_next(only_id=9999) is None
+    claimed = store.claim_next(only_id=p1.id)
+    assert claimed is not None and claimed.id == p1.id
+    assert store.get_deploy(s1.id).state is DeployState.QUEUED  # type: ignore[union-attr]
+    assert store.claim_next(only_id=p1.id) is None  # already running
+    claimed = store.claim_next(only_id=s1.id)
+    assert claimed is not None and claimed.id == s1.id
+    assert store.claim_next(only_id=s2.id) is None  # s1 runs
+    store.finish_deploy(s1.id, DeployState.SUCCEEDED, None)
+    claimed = store.claim_next(only_id=s2.id)
+    assert claimed is not None and claimed.id == s2.id
+
+
+def test_update_deploy_sets_only_the_allowed_fields(store: StorePort) -> None:
+    deploy = queue(store, req())[0]
+    updated = store.update_deploy(
+        deploy.id, github_deployment_id=2**40, channel="C7", message_ts="1.2", error="oops"
+    )
+    assert (updated.github_deployment_id, updated.channel, updated.message_ts) == (
+        2**40,
+        "C7",
+        "1.2",
+    )
+    assert updated.error == "oops"
+    assert store.get_deploy(deploy.id) == updated
+    assert store.update_deploy(deploy.id, error=None).error is None
+    assert store.update_deploy(deploy.id) == store.get_deploy(deploy.id)
+    with pytest.raises(ValueError, match="state"):
+        store.update_deploy(deploy.id, state="running")
+    with pytest.raises(ValueError, match="github_deployment_id"):
+        store.update_deploy(deploy.id, github_deployment_id="12")
+    with pytest.raises(UnknownDeploy):
+        store.update_deploy(deploy.id + 1000, channel="C1")
+    current = store.get_deploy(deploy.id)
+    assert current is not None and current.state is DeployState.QUEUED
+
+
+def test_finish_deploy_is_final_and_idempotent(store: StorePort) -> None:
+    running, queued = queue(store, req("1" * 40), req("2" * 40, env="production"))
+    store.claim_next(only_id=running.id)
+    store.update_deploy(running.id, error="GitHub status failed")
+    done = store.finish_deploy(running.id, DeployState.SUCCEEDED, None)
+    assert done.state is DeployState.SUCCEEDED and done.error == "GitHub status failed"
+    assert_utc(done.finished_at)
+    again = store.finish_deploy(running.id, DeployState.FAILED, "late")
+    assert again == done
+    blocked = store.finish_deploy(queued.id, DeployState.BLOCKED, "ci/test failed")
+    assert blocked.state is DeployState.BLOCKED and blocked.error == "ci/test failed"
+    assert blocked.started_at is None
+    with pytest.raises(ValueError, match="final"):
+        store.finish_deploy(queued.id, DeployState.RUNNING, None)
+    with pytest.raises(UnknownDeploy):
+        store.finish_deploy(queued.id + 1000, DeployState.FAILED, None)
+
+
+def test_cancel_queued_only_cancels_queued(store: StorePort) -> None:
+    running, queued = queue(store, req("1" * 40), req("2" * 40))
+    store.claim_next()
+    cancelled = store.cancel_queued(queued.id)
+    assert cancelled is not None and cancelled.state is DeployState.CANCELLED
+    assert_utc(cancelled.finished_at)
+    assert store.cancel_queued(queued.id) is None
+    assert store.cancel_queued(running.id) is None
+    assert store.cancel_queued(running.id + 1000) is None
+    assert store.get_deploy(running.id).state is DeployState.RUNNING  # type: ignore[union-attr]
+
+
+def test_request_cancel_flags_running_only(store: StorePort) -> None:
+    running, queued = queue(store, req("1" * 40), req("2" * 40))
+    store.claim_next()
+    assert store.request_cancel(queued.id) is None
+    flagged = store.request_cancel(running.id)
+    assert flagged is not None and flagged.cancel_requested
+    assert flagged.state is DeployState.RUNNING
+    assert store.get_deploy(running.id) == flagged
+    assert not store.get_deploy(queued.id).cancel_requested  # type: ignore[union-attr]
+    store.finish_deploy(running.id, DeployState.CANCELLED, None)
+    assert store.request_cancel(running.id) is None
+
+
+def test_interrupt_running_marks_every_running_deploy(store: StorePort) -> None:
+    a, b, waiting = queue(store, req("1" * 40), req("2" * 40, env="production"), req("3" * 40))
+    store.claim_next()
+    store.claim_next()
+    interrupted = store.interrupt_running()
+    assert [d.id for d in interrupted] == [a.id, b.id]
+    for deploy in interrupted:
+        assert deploy.state is DeployState.INTERRUPTED
+        assert deploy.error == "robot restarted during the deploy"
+        assert_utc(deploy.finished_at)
+        assert store.get_deploy(deploy.id) == deploy
+    assert store.get_deploy(waiting.id).state is DeployState.QUEUED  # type: ignore[union-attr]
+    assert store.interrupt_running() == []
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == waiting.id
+
+
+def test_list_deploys_newest_first_with_filters(store: StorePort) -> None:
+    a, b, c, d = queue(
+        store,
+        req("1" * 40),
+        req("2" * 40, env="production"),
+        req("3" * 40, repo="acme/web"),
+        req("4" * 40),
+    )
+    store.claim_next(only_id=a.id)
+    assert [x.id for x in store.list_deploys()] == [d.id, c.id, b.id, a.id]
+    assert [x.id for x in store.list_deploys(limit=2)] == [d.id, c.id]
+    assert store.list_deploys(limit=0) == []
+    assert [x.id for x in store.list_deploys(repo="acme/api")] == [d.id, b.id, a.id]
+    assert [x.id for x in store.list_deploys("acme/api", "staging")] == [d.id, a.id]
+    assert [x.id for x in store.list_deploys(env="production")] == [b.id]
+    assert [x.id for x in store.list_deploys(states=RUNNING)] == [a.id]
+    assert store.list_deploys(states=[]) == []
+    assert store.list_deploys(repo="acme/none") == []
+
+
+def test_last_succeeded_is_the_newest_success_of_that_env(store: StorePort) -> None:
+    assert store.last_succeeded("acme/api", "staging") is None
+    ids = []
+    for sha, state in (
+        ("1", DeployState.SUCCEEDED),
+        ("2", DeployState.SUCCEEDED),
+        ("3", DeployState.FAILED),
+    ):
+        deploy = queue(store, req(sha * 40))[0]
+        store.claim_next(only_id=deploy.id)
+        store.finish_deploy(deploy.id, state, None)
+        ids.append(deploy.id)
+    other = queue(store, req("4" * 40, env="production"))[0]
+    store.claim_next(only_id=other.id)
+    store.finish_deploy(other.id, DeployState.SUCCEEDED, None)
+    last = store.last_succeeded("acme/api", "staging")
+    assert last is not None and last.id == ids[1] and last.sha == "2" * 40
+    assert store.last_succeeded("acme/web", "staging") is None
+
+
+# logs
+
+
+def test_logs_round_trip_unicode_and_many_lines(store: StorePort) -> None:
+    deploy = queue(store, req())[0]
+    assert store.read_log(deploy.id) == ""
+    lines = [f"line {i} · ✓ déployé 🚀 \t<!channel>" for i in range(10_000)]
+    lines[17] = ""
+    for start in range(0, len(lines), 700):
+        store.append_log(deploy.id, lines[start : start + 700])
+    store.append_log(deploy.id, [])
+    assert store.read_log(deploy.id) == "\n".join(lines)
+    other = queue(store, req(env="production"))[0]
+    store.append_log(other.id, ["only mine"])
+    assert store.read_log(other.id) == "only mine"
+    assert store.read_log(deploy.id).count("\n") == 9_999
+
+
+def test_append_log_to_an_unknown_deploy_is_refused(store: StorePort) -> None:
+    with pytest.raises(UnknownDeploy):
+        store.append_log(424242, ["x"])
+
+
+# locks and heads
+
+
+def test_locks_set_get_list_replace_remove(store: StorePort) -> None:
+    assert store.get_lock("acme/api", "production") is None
+    lock = store.set_lock("acme/api", "production", "U1", "release freeze")
+    assert (lock.repo, lock.env, lock.locked_by, lock.reason) == (
+        "acme/api",
+        "production",
+        "U1",
+        "release freeze",
+    )
+    assert_utc(lock.locked_at)
+    assert store.get_lock("acme/api", "production") == lock
+    store.set_lock("acme/web", "staging", "U2", "")
+    store.set_lock("acme/api", "staging", "U3", "tests")
+    assert [(x.repo, x.env) for x in store.list_locks()] == [
+        ("acme/api", "production"),
+        ("acme/api", "staging"),
+        ("acme/web", "staging"),
+    ]
+    assert [x.env for x in store.list_locks("acme/api")] == ["production", "staging"]
+    replaced = store.set_lock("acme/api", "production", "U4", "incident")
+    assert (replaced.locked_by, replaced.reason) == ("U4", "incident")
+    assert store.get_lock("acme/api", "production") == replaced
+    removed = store.remove_lock("acme/api", "production")
+    assert removed == replaced
+    assert store.remove_lock("acme/api", "production") is None
+    assert store.get_lock("acme/api", "production") is None
+    assert len(store.list_locks()) == 2
+
+
+def test_heads_are_recorded_and_replaced(store: StorePort) -> None:
+    assert store.get_head("acme/api") is None
+    store.set_head(BranchHead("acme/api", "a" * 40, 'W/"etag-1"'))
+    assert store.get_head("acme/api") == BranchHead("acme/api", "a" * 40, 'W/"etag-1"')
+    store.set_head(BranchHead("acme/api", "b" * 40, None))
+    store.set_head(BranchHead("acme/web", "c" * 40, "e2"))
+    assert store.get_head("acme/api") == BranchHead("acme/api", "b" * 40, None)
+    assert store.get_head("acme/web") == BranchHead("acme/web", "c" * 40, "e2")
+
+
+def test_a_reopened_store_sees_everything(open_store: Callable[[], SqlStore]) -> None:
+    first = open_store()
+    done, waiting = queue(first, req("1" * 40), req("2" * 40))
+    first.claim_next()
+    first.append_log(done.id, ["hello", "wörld"])
+    finished = first.finish_deploy(done.id, DeployState.SUCCEEDED, None)
+    lock = first.set_lock("acme/api", "production", "U1", "freeze")
+    first.set_head(BranchHead("acme/api", "f" * 40, "etag"))
+    first.close()
+    again = open_store()
+    assert again.get_deploy(done.id) == finished
+    assert again.get_deploy(waiting.id) == waiting
+    assert again.read_log(done.id) == "hello\nwörld"
+    assert again.list_locks() == [lock]
+    assert again.get_head("acme/api") == BranchHead("acme/api", "f" * 40, "etag")
+    assert again.create_deploy(req("2" * 40)) == (waiting, False)
+
+
+# concurrency
+
+
+def run_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(i)`` on ``count`` threads started together; re-raise the first failure."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count, timeout=THREAD_DEADLINE)
+
+    def body(index: int) -> None:
+        try:
+            barrier.wait()
+            work(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_DEADLINE)
+    assert not any(t.is_alive() for t in threads), "a worker thread did not finish"
+    if errors:
+        raise errors[0]
+
+
+def test_concurrent_identical_requests_make_one_active_deploy(store: StorePort) -> None:
+    keys = [(env, sha) for env in ("staging", "production") for sha in ("1" * 40, "2" * 40, "3" * 40)]
+    results: list[tuple[tuple[str, str], Deploy, bool]] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        for i in range(25):
+            env, sha = keys[(index + i) % len(keys)]
+            deploy, created = store.create_deploy(req(sha, env=env, requested_by=f"U{index}"))
+            with lock:
+                results.append(((env, sha), deploy, created))
+
+    run_threads(8, work)
+    assert len(results) == 200
+    ids_by_key: dict[tuple[str, str], set[int]] = {}
+    for key, deploy, _ in results:
+        assert (deploy.env, deploy.sha) == key
+        ids_by_key.setdefault(key, set()).add(deploy.id)
+    assert all(len(ids) == 1 for ids in ids_by_key.values())
+    assert sum(created for _, _, created in results) == len(keys)
+    active = store.list_deploys(states=[DeployState.QUEUED, DeployState.RUNNING], limit=1000)
+    assert Counter((d.env, d.sha) for d in active) == Counter({key: 1 for key in keys})
+
+
+@pytest.mark.parametrize("stores", [1, 2], ids=["one-store", "two-stores"])
+def test_racing_workers_claim_each_deploy_once_one_per_env(
+    open_store: Callable[[], SqlStore], stores: int
+) -> None:
+    handles = [open_store() for _ in range(stores)]
+    envs = [f"env{i}" for i in range(5)]
+    queued = queue(handles[0], *(req(f"{n:040d}", env=envs[n % 5]) for n in range(20)))
+    claims: list[Deploy] = []
+    violations: list[str] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        mine = handles[index % stores]
+        deadline = time.monotonic() + THREAD_DEADLINE
+        for _ in range(10_000):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the queue was not drained in time")
+            deploy = mine.claim_next()
+            if deploy is None:
+                with lock:
+                    if len(claims) == len(queued):
+                        return
+                time.sleep(0.001)
+                continue
+            running = mine.list_deploys(deploy.repo, deploy.env, RUNNING)
+            with lock:
+                claims.append(deploy)
+                if [d.id for d in running] != [deploy.id]:
+                    violations.append(f"{deploy.env}: running {[d.id for d in running]}")
+            mine.append_log(deploy.id, [f"worker {index}"])
+            mine.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)
+
+    run_threads(4, work)
+    assert violations == []
+    assert sorted(d.id for d in claims) == sorted(d.id for d in queued)
+    for env in envs:
+        order = [d.id for d in claims if d.env == env]
+        assert order == sorted(order), f"{env} was not served FIFO: {order}"
+    final = handles[-1].list_deploys(limit=100)
+    assert {d.state for d in final} == {DeployState.SUCCEEDED}
+    assert all(handles[0].read_log(d.id).startswith("worker ") for d in final)
+
+
+# opening
+
+
+def test_stores_opened_together_on_an_empty_database_share_one_schema(
+    open_store: Callable[[], SqlStore],
+) -> None:
+    opened: list[SqlStore] = []
+    run_threads(4, lambda _: opened.append(open_store()))
+    deploy = queue(opened[0], req())[0]
+    assert [one.get_deploy(deploy.id) for one in opened] == [deploy] * 4
+
+
+def test_relative_sqlite_path_is_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    opened = SqlStore.from_url("sqlite:///state/nested/robot.db")
+    try:
+        deploy = queue(opened, req())[0]
+    finally:
+        opened.close()
+    assert (tmp_path / "state" / "nested" / "robot.db").is_file()
+    reopened = SqlStore.from_url(f"sqlite:///{tmp_path}/state/nested/robot.db")
+    try:
+        assert reopened.get_deploy(deploy.id) == deploy
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("url", ["not a url", "sqlite://", "sqlite:///:memory:", "mysql://x/y"])
+def test_unusable_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"state\.url"):
+        SqlStore.from_url(url)

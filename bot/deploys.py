@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +56,7 @@ class DeployService:
         self._cancels: dict[int, threading.Event] = {}
         self._cancels_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._watcher: threading.Thread | None = None
 
     # --- requests -------------------------------------------------------------------------
 
@@ -182,9 +184,6 @@ class DeployService:
             thread = threading.Thread(target=self._work, name=f"deploy-worker-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        watcher = threading.Thread(target=self._watch_cancels, name="cancel-watcher", daemon=True)
-        watcher.start()
-        self._threads.append(watcher)
 
     def stop(self, timeout: float) -> None:
         """Cancel running deploys and wait up to ``timeout`` s for the workers to finish them."""
@@ -199,6 +198,7 @@ class DeployService:
 
     def run_one(self, deploy_id: int, cancel: threading.Event, poll: float = _IDLE_POLL_SECONDS) -> Deploy:
         """Wait for ``deploy_id`` to reach the front of its queue, then run it here (the CLI)."""
+        cancel_asked = False
         while True:
             deploy = self._store.claim_next(only_id=deploy_id)
             if deploy is not None:
@@ -206,8 +206,13 @@ class DeployService:
             current = self.get(deploy_id)
             if current.state.is_final:
                 return current
-            if cancel.wait(poll):
-                self.cancel(deploy_id, current.requested_by)
+            if cancel.is_set() and not cancel_asked:
+                cancel_asked = True
+                with contextlib.suppress(UnknownDeploy):  # it may have just finished
+                    self.cancel(deploy_id, current.requested_by)
+                continue
+            # Once cancel was asked, keep polling until the deploy is final, without re-asking.
+            (self._stopping if cancel_asked else cancel).wait(poll)
 
     def _work(self) -> None:
         while not self._stopping.is_set():
@@ -222,6 +227,11 @@ class DeployService:
     def _run(self, deploy: Deploy, cancel: threading.Event) -> Deploy:
         with self._cancels_lock:
             self._cancels[deploy.id] = cancel
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch_cancels, name="cancel-watcher", daemon=True
+                )
+                self._watcher.start()
         if deploy.cancel_requested or self._stopping.is_set():
             cancel.set()
         try:

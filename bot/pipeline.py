@@ -186,7 +186,7 @@ class Pipeline:
         return Outcome(
             DeployState.SUCCEEDED,
             "success",
-            f"Deployed {deploy.short_sha} to {deploy.env} in {took:.0f} s",
+            f"Deployed {deploy.short_sha} to {deploy.env} in {took:.1f} s",
         )
 
     def _deploy_vars(self, deploy: Deploy) -> dict[str, str]:

@@ -17,7 +17,17 @@ from bot.config import load_settings
 from bot.models import DeployState
 from bot.store import SqlStore
 from tests.fake_github import FakeGitHub
-from tests.harness import ROOT, TOKEN, environ, make_git_repo, run_cli, wait_for, write_config
+from tests.harness import (
+    ROOT,
+    TOKEN,
+    RecordingObserver,
+    environ,
+    make_git_repo,
+    run_cli,
+    start_core,
+    wait_for,
+    write_config,
+)
 
 PY = sys.executable
 
@@ -225,3 +235,26 @@ def test_unreachable_database_is_one_line(setup: Any, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "state.url: cannot open the database" in done.stderr
     assert "pw-secret" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_cancel_from_another_robot_stops_the_terminal_deploy(setup: Any, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    config = setup([["touch", str(started)], [PY, "-c", "import time; time.sleep(60)"]])
+    proc = subprocess.Popen(
+        [PY, "-m", "bot.cli", "deploy", "acme/api", "--config", str(config)],
+        cwd=ROOT,
+        env=environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    other = start_core(config, RecordingObserver())
+    try:
+        wait_for(started.exists, what="the deploy to start")
+        assert other.service.cancel(1, "U2").cancel_requested
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        other.close()
+    assert proc.returncode == 130
+    assert "⛔ cancelled" in out

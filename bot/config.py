@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import ConfigError, UnknownEnvironment, UnknownRepo
 from bot.models import AnsibleStep, CommandStep, Step
-from bot.validation import REPO_NAME_HELP, is_valid_repo_name
+from bot.validation import ENV_NAME, REPO_NAME_HELP, is_valid_repo_name
 
 # `$${` is a literal `${`; `${NAME}` is expanded; anything else (`$NAME`, a lone `$`) stays.
 _PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -148,6 +148,11 @@ class RepoSettings(_Model):
     def _environment_names(self) -> RepoSettings:
         if not self.environments:
             raise ValueError("needs at least one environment under `environments`")
+        for name in self.environments:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(
+                    f"environment name `{name}` must be letters, digits, `.`, `_`, `-` (at most 64)"
+                )
         names = ", ".join(self.environments)
         if self.default_environment and self.default_environment not in self.environments:
             raise ValueError(f"default_environment `{self.default_environment}` is not one of: {names}")

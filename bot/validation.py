@@ -9,6 +9,8 @@ from bot.errors import InvalidRef, InvalidRepoName
 REPO_NAME_HELP = "a repo is owner/name: letters, digits, `-`, `_`, `.` (e.g. acme/api)"
 _OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# Environment names travel in slash commands and button values: one plain word.
+ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # git check-ref-format, narrowed to what branch, tag and SHA names use in practice.
 _REF = re.compile(r"[A-Za-z0-9._/+-]{1,200}")
 

@@ -154,3 +154,8 @@ def test_each_mistake_is_one_clear_line(tmp_path: Path, text: str, expected: str
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such file\. Copy robot\.yaml\.example"):
         load_settings(tmp_path / "robot.yaml", ENV)
+
+
+def test_environment_names_are_plain_words(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL.replace("      staging:", "      'stag ing':"))
+    assert "environment name `stag ing` must be letters, digits" in message

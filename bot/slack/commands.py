@@ -1,0 +1,283 @@
+"""The `/deploy` and `/deploy-status` grammar (DESIGN §2): command text → frozen command values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.errors import RequestError
+from bot.validation import ENV_NAME, check_ref, check_repo_name
+
+MAX_TEXT = 500
+MAX_REASON = 200
+USAGE = (
+    "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
+    "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
+    "`/deploy where <repo>`, `/deploy help`."
+)
+DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
+STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
+HELP_TEXT = "\n".join(
+    (
+        "*Deploy robot*",
+        "`/deploy <repo>[@<ref>] [to <env>][!]` deploy; <repo> is owner/name, or name when unique;"
+        " <ref> defaults to the repo's branch, <env> to its default environment; `!` skips the CI gate",
+        "`/deploy cancel <id>` stop a queued or running deploy",
+        "`/deploy lock <repo> [to <env>] [: reason]` block deploys until unlocked",
+        "`/deploy unlock <repo> [to <env>]` lift a lock",
+        "`/deploy where <repo>` environments, their locks and last deploy",
+        "`/deploy help` this text",
+        "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
+    )
+)
+
+_DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
+# Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
+_MARKUP = re.compile(r"<([^<>]*)>")
+_QUOTES = "\"'“”‘’„«»"
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "help")
+
+
+class BadCommand(RequestError):
+    """Command text that does not follow the grammar; the message says what is wrong and what is valid."""
+
+
+@dataclass(frozen=True)
+class DeployCommand:
+    """`/deploy <repo>[@<ref>] [to <env>][!]`."""
+
+    repo: str
+    ref: str | None = None
+    env: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class CancelCommand:
+    """`/deploy cancel <id>`."""
+
+    deploy_id: int
+
+
+@dataclass(frozen=True)
+class LockCommand:
+    """`/deploy lock <repo> [to <env>] [: reason]`."""
+
+    repo: str
+    env: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UnlockCommand:
+    """`/deploy unlock <repo> [to <env>]`."""
+
+    repo: str
+    env: str | None = None
+
+
+@dataclass(frozen=True)
+class WhereCommand:
+    """`/deploy where <repo>`."""
+
+    repo: str
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    """`/deploy help` or an empty `/deploy`."""
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    """`/deploy-status [<repo>] [<env>]`."""
+
+    repo: str | None = None
+    env: str | None = None
+
+
+Command = DeployCommand | CancelCommand | LockCommand | UnlockCommand | WhereCommand | HelpCommand
+
+
+def check_env_name(env: str) -> str:
+    """``env`` if it is an environment word, else BadCommand saying what is allowed."""
+    if not ENV_NAME.fullmatch(env):
+        raise BadCommand(
+            f"`{_shown(env)}` is not an environment name: use letters, digits, `.`, `_` and `-` "
+            "(e.g. `production`)."
+        )
+    return env
+
+
+def parse_deploy(text: str) -> Command:
+    """The `/deploy` text as a command value, or BadCommand / InvalidRef / InvalidRepoName."""
+    _check_size(text, "/deploy")
+    first = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+    reason: str | None = None
+    head = text
+    if first == "lock":
+        head, reason = _split_reason(text)
+    words = _plain_words(head, "/deploy")
+    if not words:
+        return HelpCommand()
+    keyword = words[0].lower()
+    if keyword != "lock" and any(":" in w for w in words):
+        raise BadCommand(f"Only `/deploy lock` takes a `: reason`. {USAGE}")
+    if keyword == "help":
+        if len(words) > 1:
+            raise BadCommand(f"`/deploy help` takes nothing after it. {USAGE}")
+        return HelpCommand()
+    if keyword == "cancel":
+        return _parse_cancel(words[1:])
+    if keyword in ("lock", "unlock"):
+        repo, env = _repo_and_env(words[1:], f"/deploy {keyword}", f"`/deploy {keyword} <repo> [to <env>]`")
+        if keyword == "unlock":
+            return UnlockCommand(repo, env)
+        return LockCommand(repo, env, _clean_reason(reason or ""))
+    if keyword == "where":
+        if len(words) != 2:
+            raise BadCommand("`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`")
+        return WhereCommand(_repo(words[1]))
+    return _parse_deploy_words(words)
+
+
+def parse_status(text: str) -> StatusCommand:
+    """The `/deploy-status` text as a StatusCommand, or BadCommand / InvalidRepoName."""
+    _check_size(text, "/deploy-status")
+    words = _plain_words(text, "/deploy-status")
+    if len(words) == 3 and words[1].lower() == "to":
+        words = [words[0], words[2]]
+    if len(words) > 2:
+        raise BadCommand(f"`/deploy-status` takes at most a repo and an environment. {STATUS_USAGE}")
+    repo = _repo(words[0]) if words else None
+    env = check_env_name(words[1]) if len(words) == 2 else None
+    return StatusCommand(repo, env)
+
+
+def _parse_deploy_words(words: list[str]) -> DeployCommand:
+    """`<repo>[@<ref>] [to <env>][!]` with the `!` attached or separate."""
+    force = False
+    if words[-1] == "!":
+        words, force = words[:-1], True
+    elif words[-1].endswith("!"):
+        words, force = [*words[:-1], words[-1][:-1]], True
+    if not words:
+        raise BadCommand(f"`/deploy !` needs a repo before `!`. {DEPLOY_USAGE}")
+    if any("!" in w for w in words):
+        raise BadCommand(f"`!` goes once, at the very end. {DEPLOY_USAGE}")
+    target, rest = words[0], words[1:]
+    if target.startswith("-"):
+        raise BadCommand(f"`/deploy` has no options; add `!` at the end to skip the CI gate. {DEPLOY_USAGE}")
+    if target.lower() == "to":
+        raise BadCommand(f"`/deploy` needs a repo before `to`. {DEPLOY_USAGE}")
+    env = _env_clause(rest, f"/deploy {_shown(target)}", DEPLOY_USAGE)
+    repo, at, ref = target.partition("@")
+    if at and not ref:
+        raise BadCommand(f"`/deploy {_shown(target)}` needs a ref after `@`. {DEPLOY_USAGE}")
+    if not repo:
+        raise BadCommand(f"`/deploy` needs a repo before `@`. {DEPLOY_USAGE}")
+    return DeployCommand(_repo(repo), check_ref(ref) if at else None, env, force)
+
+
+def _parse_cancel(args: list[str]) -> CancelCommand:
+    """`cancel <id>` or `cancel #<id>`."""
+    if not args:
+        raise BadCommand("`/deploy cancel` needs a deploy id, e.g. `/deploy cancel 42`.")
+    if len(args) > 1:
+        raise BadCommand("`/deploy cancel` takes one deploy id, e.g. `/deploy cancel 42`.")
+    match = _DEPLOY_ID.fullmatch(args[0])
+    if not match or int(match.group(1)) == 0:
+        raise BadCommand(f"`{_shown(args[0])}` is not a deploy id; use its number, e.g. `/deploy cancel 42`.")
+    return CancelCommand(int(match.group(1)))
+
+
+def _repo_and_env(args: list[str], command: str, usage: str) -> tuple[str, str | None]:
+    """`<repo> [to <env>]` for lock and unlock."""
+    if not args:
+        raise BadCommand(f"`{command}` needs a repo. Usage: {usage}")
+    if any("!" in a for a in args):
+        raise BadCommand(f"`{command}` cannot be forced with `!`. Usage: {usage}")
+    return _repo(args[0]), _env_clause(args[1:], f"{command} {_shown(args[0])}", f"Usage: {usage}")
+
+
+def _env_clause(rest: list[str], shown: str, usage: str) -> str | None:
+    """The optional `to <env>` after a repo."""
+    if not rest:
+        return None
+    if rest[0].lower() != "to":
+        hint = f"; did you mean `to {_shown(rest[0])}`?" if len(rest) == 1 else "."
+        raise BadCommand(f"Unexpected `{_shown(rest[0])}` in `{shown}`{hint} {usage}")
+    if len(rest) == 1:
+        raise BadCommand(f"`{shown} to` needs an environment after `to`. {usage}")
+    if len(rest) > 2:
+        raise BadCommand(f"Unexpected `{_shown(rest[2])}` after `to {_shown(rest[1])}`. {usage}")
+    return check_env_name(rest[1])
+
+
+def _repo(name: str) -> str:
+    """A repo word, with a clearer message when a keyword stands where the repo should be."""
+    if name.lower() in _KEYWORDS:
+        raise BadCommand(f"`{name}` is a command word, not a repo. {USAGE}")
+    return check_repo_name(name)
+
+
+def _check_size(text: str, command: str) -> None:
+    """Refuse oversized text before any parsing work."""
+    if len(text) > MAX_TEXT:
+        raise BadCommand(f"`{command}` text is too long ({len(text)} characters; at most {MAX_TEXT}).")
+
+
+def _split_reason(text: str) -> tuple[str, str | None]:
+    """Text before and after the first `:` outside Slack markup."""
+    depth = 0
+    for i, char in enumerate(text):
+        if char == "<":
+            depth += 1
+        elif char == ">":
+            depth = max(0, depth - 1)
+        elif char == ":" and depth == 0:
+            return text[:i], text[i + 1 :]
+    return text, None
+
+
+def _plain_words(text: str, command: str) -> list[str]:
+    """Command words with labelled links unwrapped; mentions, bare links and quotes refused."""
+
+    def unwrap(match: re.Match[str]) -> str:
+        target, bar, label = match.group(1).partition("|")
+        if bar and label and target.startswith(("http://", "https://", "mailto:")):
+            # Slack linkified something the user typed (`api.io`, `a@b.com`); the label is that text.
+            return label
+        raise BadCommand(
+            f"`{command}` got a Slack link or mention (`{_shown(match.group(0))}`); "
+            f"type the repo and environment as plain words. {USAGE}"
+        )
+
+    plain = _unescape(_MARKUP.sub(unwrap, text))
+    if any(q in plain for q in _QUOTES):
+        raise BadCommand(f"`{command}` needs no quotes; type e.g. `/deploy acme/api to production`.")
+    return plain.split()
+
+
+def _clean_reason(raw: str) -> str:
+    """A lock reason as plain one-line text: markup flattened to what it shows, cut at MAX_REASON."""
+
+    def flatten(match: re.Match[str]) -> str:
+        target, _, label = match.group(1).partition("|")
+        if target.startswith(("@", "#", "!")):
+            return target[0].replace("!", "@") + (label or target[1:])
+        return label or target
+
+    reason = " ".join(_unescape(_MARKUP.sub(flatten, raw)).split())
+    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
+
+
+def _unescape(text: str) -> str:
+    """Undo the &-escaping Slack applies to slash command text."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _shown(text: str) -> str:
+    """User input quoted back safely: one line, bounded, no backticks."""
+    flat = " ".join(text.replace("`", "'").split())
+    return flat if len(flat) <= 60 else flat[:57] + "..."

@@ -1,0 +1,53 @@
+"""Action ids and button values shared by the Block Kit builders and the action routing table."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from bot.slack.commands import BadCommand
+from bot.validation import ENV_NAME, is_valid_repo_name
+
+CANCEL_ACTION = "deploy_cancel"
+DEPLOY_ACTION = "deploy_from_announcement"
+# Slack wants action_ids unique within a message, so each Deploy button is `deploy_from_announcement:<env>`;
+# the router registers this pattern rather than the bare id.
+DEPLOY_ACTION_PATTERN = re.compile(rf"^{DEPLOY_ACTION}(?::[A-Za-z0-9._-]{{1,64}})?$")
+MAX_VALUE = 2000
+_SHA = re.compile(r"[0-9a-f]{40}")
+_BROKEN = "This Deploy button is broken or out of date; use `/deploy <repo>@<sha> to <env>` instead."
+
+
+def deploy_action_id(env: str) -> str:
+    """The action_id of the Deploy button for ``env`` (matches DEPLOY_ACTION_PATTERN)."""
+    return f"{DEPLOY_ACTION}:{env}"
+
+
+def encode_deploy_value(repo: str, env: str, sha: str) -> str:
+    """A Deploy button's value naming exactly what to deploy; ValueError when the parts are not valid."""
+    if not _valid(repo, env, sha):
+        raise ValueError(f"cannot encode a Deploy button for {repo!r} {env!r} {sha!r}")
+    return json.dumps({"repo": repo, "env": env, "sha": sha}, separators=(",", ":"), sort_keys=True)
+
+
+def decode_deploy_value(value: str) -> tuple[str, str, str]:
+    """(repo, env, sha) from a Deploy button's value; BadCommand when it is malformed or tampered with."""
+    if len(value) > MAX_VALUE:
+        raise BadCommand(_BROKEN)
+    try:
+        data = json.loads(value)
+    except ValueError as err:
+        raise BadCommand(_BROKEN) from err
+    if not isinstance(data, dict) or set(data) != {"repo", "env", "sha"}:
+        raise BadCommand(_BROKEN)
+    repo, env, sha = data["repo"], data["env"], data["sha"]
+    if not (isinstance(repo, str) and isinstance(env, str) and isinstance(sha, str)):
+        raise BadCommand(_BROKEN)
+    if not _valid(repo, env, sha):
+        raise BadCommand(_BROKEN)
+    return repo, env, sha
+
+
+def _valid(repo: str, env: str, sha: str) -> bool:
+    """Full owner/name, an environment word and a full lowercase commit SHA."""
+    return is_valid_repo_name(repo) and bool(ENV_NAME.fullmatch(env)) and bool(_SHA.fullmatch(sha))

@@ -31,6 +31,17 @@ class Target:
     env: str
 
 
+@dataclass(frozen=True)
+class EnvironmentView:
+    """One environment as `/deploy where` shows it."""
+
+    repo: str
+    env: str
+    is_default: bool
+    lock: Lock | None
+    last: Deploy | None
+
+
 class DeployService:
     """Turns requests into queued deploys and runs them on its own bounded worker pool."""
 
@@ -110,11 +121,20 @@ class DeployService:
             self._notify_workers()
         return deploy, created
 
-    def cancel(self, deploy_id: int, user: str) -> Deploy:
-        """Remove a queued deploy, or stop a running one (its process group is killed)."""
+    def cancel(self, deploy_id: int, user: str, *, operator: bool = False) -> Deploy:
+        """Remove a queued deploy, or stop a running one (its process group is killed).
+
+        From Slack only the requester, the repo's deployers (anyone when that list is empty) or
+        its force list may cancel; ``operator`` (a terminal) may always.
+        """
         deploy = self._store.get_deploy(deploy_id)
         if deploy is None:
             raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+        if not operator and user != deploy.requested_by:
+            repo = self._settings.repos.get(deploy.repo)
+            if repo is None or repo.deployers:
+                allowed = [*repo.deployers, *repo.force] if repo else []
+                self._check_access(user, allowed, deploy.repo, f"cancel deploy #{deploy_id} of", False)
         if deploy.state.is_final:
             raise UnknownDeploy(f"Deploy #{deploy_id} already {deploy.state.value}; nothing to cancel.")
         cancelled = self._store.cancel_queued(deploy_id)
@@ -145,6 +165,24 @@ class DeployService:
             raise UnknownDeploy(f"{target.repo} {target.env} is not locked.")
         self._notify_workers()
         return removed
+
+    def where(self, repo: str) -> list[EnvironmentView]:
+        """Each environment of a repo with its lock and its last deploy."""
+        target = self.target(repo)
+        settings = self._settings.repos[target.repo]
+        views = []
+        for env in settings.environments:
+            last = self._store.list_deploys(target.repo, env, limit=1)
+            views.append(
+                EnvironmentView(
+                    target.repo,
+                    env,
+                    env == settings.default_env,
+                    self._store.get_lock(target.repo, env),
+                    last[0] if last else None,
+                )
+            )
+        return views
 
     def locks(self, repo: str | None = None) -> list[Lock]:
         return self._store.list_locks(repo)
@@ -209,7 +247,7 @@ class DeployService:
             if cancel.is_set() and not cancel_asked:
                 cancel_asked = True
                 with contextlib.suppress(UnknownDeploy):  # it may have just finished
-                    self.cancel(deploy_id, current.requested_by)
+                    self.cancel(deploy_id, current.requested_by, operator=True)
                 continue
             # Once cancel was asked, keep polling until the deploy is final, without re-asking.
             (self._stopping if cancel_asked else cancel).wait(poll)

@@ -437,3 +437,39 @@ def test_previous_sha_is_the_last_success(robot_for: Any, checkout: Path) -> Non
     wait_final(robot.core, robot.deploy().id)
     assert out.read_text() == f"|{first.sha}|"
     assert git(checkout, "rev-parse", "--is-inside-work-tree") == "true"
+
+
+def test_only_requester_deployers_or_force_may_cancel(robot_for: Any, checkout: Path) -> None:
+    started = checkout / "started"
+    robot = robot_for(
+        {
+            "acme/api": commands_repo(
+                checkout,
+                [["touch", str(started)], py("import time; time.sleep(60)")],
+                deployers=["U1", "U2"],
+                force=["U3"],
+            )
+        }
+    )
+    deploy = robot.deploy(user="U1")
+    wait_for(started.exists, what="deploy to start")
+    with pytest.raises(AccessDenied, match=r"may not cancel deploy #1 of acme/api\. Allowed: <@U1>"):
+        robot.service.cancel(deploy.id, "U9")
+    assert robot.service.get(deploy.id).state is DeployState.RUNNING
+    robot.service.cancel(deploy.id, "U3")
+    assert wait_final(robot.core, deploy.id, timeout=20).state is DeployState.CANCELLED
+
+
+def test_where_shows_each_environment(robot_for: Any, checkout: Path) -> None:
+    step = [["true"]]
+    envs = {
+        "staging": {"folder": str(checkout), "commands": step},
+        "production": {"folder": str(checkout), "commands": step},
+    }
+    robot = robot_for({"acme/api": {"environments": envs}})
+    done = wait_final(robot.core, robot.deploy(env="staging").id)
+    robot.service.lock("api", "production", "U7", "freeze")
+    views = {v.env: v for v in robot.service.where("api")}
+    assert views["staging"].is_default and views["staging"].last == done and views["staging"].lock is None
+    lock = views["production"].lock
+    assert views["production"].last is None and lock is not None and lock.reason == "freeze"

@@ -21,6 +21,7 @@ from bot.config import Settings, load_settings
 from bot.console import STATE_ICONS, ConsoleObserver
 from bot.errors import BotError
 from bot.models import Deploy, DeployState, Source
+from bot.redact import Redactor
 from bot.store import SqlStore
 from bot.wiring import build_core
 
@@ -80,7 +81,38 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             f"{settings.path}: set {keys} (e.g. bot_token: ${{SLACK_BOT_TOKEN}} with an xoxb- token, "
             "app_token: ${SLACK_APP_TOKEN} with an xapp- token); see README 'Create the Slack app'."
         )
-    raise BotError("the Slack app is not built yet; use `robot deploy` from a terminal meanwhile.")
+    from bot.app import build_robot  # only `robot run` pays for importing Bolt
+
+    _log_redacted(Redactor.for_environment(settings.secrets, os.environ))
+    stop = threading.Event()
+    previous = {
+        s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    robot = build_robot(settings, os.environ)
+    try:
+        robot.start()
+        logging.getLogger("bot").info("deploy robot connected; serving %d repo(s)", len(settings.repos))
+        while not stop.wait(1.0):
+            pass
+    finally:
+        robot.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return EXIT_OK
+
+
+def _log_redacted(redact: Redactor) -> None:
+    """`robot run` logs at INFO, and nothing it logs may carry a secret."""
+
+    class Redacting(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg = redact(record.getMessage())
+            record.args = None
+            return True
+
+    logging.getLogger().setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(Redacting())
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,7 +130,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     repo, _, ref = args.target.partition("@")
     observer = ConsoleObserver()
-    core = build_core(settings, os.environ, observer)
+    core = build_core(settings, os.environ, lambda store, github: observer)
     try:
         deploy, created = core.service.request(
             repo,

@@ -36,6 +36,9 @@ class SlackSettings(_Model):
     app_token: str | None = None
     channel: str = "#deploys"
     api_url: str = "https://slack.com/api/"
+    ping_interval: float = Field(10, gt=0)
+    message_interval: float = Field(2.0, ge=0)
+    channel_interval: float = Field(1.0, ge=0)
 
 
 class GitHubSettings(_Model):

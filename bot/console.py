@@ -62,6 +62,10 @@ class ConsoleObserver:
         """Only this deploy's events are shown (a shared store may carry others)."""
         self._deploy_id = deploy_id
 
+    def log_url(self, deploy: Deploy) -> str | None:
+        """A terminal deploy has no page to link to."""
+        return None
+
     def _mine(self, deploy: Deploy) -> bool:
         return self._deploy_id is None or deploy.id == self._deploy_id
 

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from types import TracebackType
@@ -115,6 +116,111 @@ class _Retry(GithubRetry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
+class RateLimited(GitHubError):
+    """GitHub asked the poller to wait: ``retry_after`` seconds from now, or until ``reset`` (epoch)."""
+
+    def __init__(self, message: str, retry_after: float | None, reset: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.reset = reset
+
+
+@dataclass(frozen=True)
+class HeadPoll:
+    """One conditional read of a branch head, with the pacing headers GitHub sent along."""
+
+    sha: str | None  # None: 304, the branch is where the ETag says
+    etag: str | None
+    poll_interval: float | None = None  # X-Poll-Interval
+    limit: int | None = None  # X-RateLimit-Limit
+    remaining: int | None = None  # X-RateLimit-Remaining
+    reset: float | None = None  # X-RateLimit-Reset, epoch seconds
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as the compare API lists it."""
+
+    sha: str
+    title: str  # first line of the message
+    parents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``head`` has that ``base`` has not.
+
+    ``status`` is GitHub's (identical, ahead, behind, diverged) or ``unrelated`` when GitHub finds
+    no common history (a force push onto a new root, or an old head GitHub no longer has).
+    ``commits`` are oldest first and at most 250 (GitHub's cap per answer).
+    """
+
+    status: str
+    ahead_by: int
+    behind_by: int
+    total_commits: int
+    commits: tuple[CommitInfo, ...]
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """A pull request associated with a commit; ``merged_by`` is filled only by ``pull_request``."""
+
+    number: int
+    title: str
+    author: str
+    base: str
+    merged: bool
+    merge_commit_sha: str | None
+    url: str | None
+    merged_by: str | None = None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def _whole(value: str | None) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _login(user: object) -> str:
+    return str(user.get("login") or "") if isinstance(user, dict) else ""
+
+
+def _pull_info(data: Mapping[str, Any]) -> PullInfo | None:
+    number = data.get("number")
+    if not isinstance(number, int):
+        return None
+    base = data.get("base")
+    merged_by = _login(data.get("merged_by")) or None
+    merge_sha, url = data.get("merge_commit_sha"), data.get("html_url")
+    return PullInfo(
+        number=number,
+        title=str(data.get("title") or ""),
+        author=_login(data.get("user")),
+        base=str(base.get("ref") or "") if isinstance(base, dict) else "",
+        merged=data.get("merged_at") is not None,
+        merge_commit_sha=merge_sha if isinstance(merge_sha, str) else None,
+        url=url if isinstance(url, str) else None,
+        merged_by=merged_by,
+    )
+
+
+def _commit_info(data: object) -> CommitInfo | None:
+    if not isinstance(data, dict) or not isinstance(data.get("sha"), str):
+        return None
+    inner = data.get("commit")
+    message = str(inner.get("message") or "") if isinstance(inner, dict) else ""
+    listed = data.get("parents") or []
+    parents = tuple(str(p["sha"]) for p in listed if isinstance(p, dict) and isinstance(p.get("sha"), str))
+    return CommitInfo(data["sha"], message.split("\n", 1)[0].strip(), parents)
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -202,12 +308,33 @@ class GitHubGateway:
             seconds_between_writes=seconds_between_writes,
             user_agent="deploy-robot",
         )
+        # Head polls go through their own client: one quick retry on a 5xx or a dropped
+        # connection and never a wait for a rate limit, so one poll never stalls the cycle;
+        # the poller honours Retry-After / X-RateLimit-Reset itself (RateLimited).
+        self._poll_gh = Github(
+            base_url=self._api_url,
+            auth=Auth.Token(token),
+            timeout=max(1, math.ceil(timeout)),
+            retry=Retry(
+                total=1,
+                backoff_factor=0,
+                status_forcelist=[*range(500, 600)],
+                allowed_methods=["GET"],
+                raise_on_status=False,
+                respect_retry_after_header=False,
+            ),
+            per_page=100,
+            seconds_between_requests=seconds_between_requests,
+            seconds_between_writes=seconds_between_writes,
+            user_agent="deploy-robot",
+        )
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
         """Close PyGithub's connections."""
         self._gh.close()
+        self._poll_gh.close()
 
     # ---- GitHubPort ------------------------------------------------------------------
 
@@ -315,6 +442,93 @@ class GitHubGateway:
             raise GitHubError(f"GitHub answered read branch head for {repo} without a commit SHA")
         return sha, new_etag
 
+    def poll_head(self, repo: str, branch: str, etag: str | None) -> HeadPoll:
+        """A branch head by conditional request, without fetching the repo first.
+
+        304 → ``sha`` None (costs no rate-limit unit). A deleted branch raises InvalidRef; a repo
+        that is gone or no longer readable raises UnknownRepo; a rate limit raises RateLimited
+        at once (no waiting here); anything else that fails is a GitHubError.
+        """
+        path = self._repo_path(repo)
+        headers = {"If-None-Match": etag} if etag else {}
+        url = f"{path}/branches/{quote(branch, safe='')}"
+        with self._guard("read branch head", repo):
+            status, answer_headers, body = self._poll_gh.requester.requestJson("GET", url, headers=headers)
+        new_etag = _header(answer_headers, "ETag") or etag
+        poll = HeadPoll(
+            sha=None,
+            etag=new_etag,
+            poll_interval=_number(_header(answer_headers, "X-Poll-Interval")),
+            limit=_whole(_header(answer_headers, "X-RateLimit-Limit")),
+            remaining=_whole(_header(answer_headers, "X-RateLimit-Remaining")),
+            reset=_number(_header(answer_headers, "X-RateLimit-Reset")),
+        )
+        if status == 304:
+            return poll
+        data = _json_object(body)
+        if status in (403, 429):
+            retry_after = _number(_header(answer_headers, "Retry-After"))
+            limited = status == 429 or retry_after is not None or poll.remaining == 0
+            if limited:
+                raise RateLimited(
+                    f"GitHub rate limit ({status}) on read branch head for {repo}",
+                    retry_after,
+                    poll.reset if poll.remaining == 0 else None,
+                )
+            raise UnknownRepo(
+                f"The GitHub token can no longer read {repo} "
+                f"({status}: {_one_line(str(data.get('message') or 'Forbidden'))})."
+            )
+        if status == 404:
+            self._branch_or_repo_gone(repo, branch, path)
+        if status >= 400:
+            exc = Requester.createException(status, answer_headers, data)
+            raise GitHubError(self._describe(exc, "read branch head", repo)) from exc
+        commit = data.get("commit")
+        sha = commit.get("sha") if isinstance(commit, dict) else None
+        if not isinstance(sha, str):
+            raise GitHubError(f"GitHub answered read branch head for {repo} without a commit SHA")
+        return HeadPoll(sha, new_etag, poll.poll_interval, poll.limit, poll.remaining, poll.reset)
+
+    def compare(self, repo: str, base: str, head: str) -> Comparison:
+        """The commits on ``head`` since ``base``; no common history → status ``unrelated``."""
+        url = f"{self._repo_path(repo)}/compare/{quote(base, safe='')}...{quote(head, safe='')}"
+        try:
+            with self._guard("compare commits", repo, {404: _none, 422: _none}):
+                _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+        except _NoComparison:
+            # "No common ancestor", or GitHub no longer has the old head (gone after a force push).
+            return Comparison("unrelated", 0, 0, 0, ())
+        if not isinstance(data, dict):
+            return Comparison("unrelated", 0, 0, 0, ())
+        commits = tuple(c for c in map(_commit_info, data.get("commits") or []) if c is not None)
+        return Comparison(
+            status=str(data.get("status") or "unrelated"),
+            ahead_by=int(data.get("ahead_by") or 0),
+            behind_by=int(data.get("behind_by") or 0),
+            total_commits=int(data.get("total_commits") or len(commits)),
+            commits=commits,
+        )
+
+    def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
+        """The pull requests GitHub associates with a commit (merged ones and open ones)."""
+        url = f"{self._repo_path(repo)}/commits/{quote(sha, safe='')}/pulls"
+        unknown = self._unknown_ref(repo, sha)
+        with self._guard("list pull requests of a commit", repo, {404: unknown, 422: unknown}):
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
+        items = data if isinstance(data, list) else []
+        return [p for p in (_pull_info(i) for i in items if isinstance(i, dict)) if p is not None]
+
+    def pull_request(self, repo: str, number: int) -> PullInfo:
+        """One pull request with its merger (the list endpoints leave ``merged_by`` out)."""
+        url = f"{self._repo_path(repo)}/pulls/{int(number)}"
+        with self._guard("read pull request", repo):
+            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+        found = _pull_info(data) if isinstance(data, dict) else None
+        if found is None:
+            raise GitHubError(f"GitHub answered read pull request #{number} for {repo} without a number")
+        return found
+
     def check_access(self, repo: str) -> str:
         """One line on what the token may do in ``repo``; raises when it cannot deploy there."""
         handle = self._repo(repo)
@@ -360,6 +574,21 @@ class GitHubGateway:
         with self._lock:
             self._repos[key] = handle
         return handle
+
+    @staticmethod
+    def _repo_path(repo: str) -> str:
+        """``/repos/owner/name``, relative to the API URL (no request for the repo itself)."""
+        if not _REPO_NAME.fullmatch(repo):
+            raise InvalidRepoName(f"`{repo}` is not a GitHub repo name (owner/name).")
+        return f"/repos/{repo}"
+
+    def _branch_or_repo_gone(self, repo: str, branch: str, path: str) -> None:
+        """After a 404 on a branch: one more read tells a deleted branch from a lost repo."""
+        with self._guard("read repo", repo):
+            status, _, _ = self._poll_gh.requester.requestJson("GET", path)
+        if status in (403, 404):
+            raise UnknownRepo(f"GitHub has no repo {repo}, or the token cannot read it.")
+        raise InvalidRef(f"Branch `{branch}` of {repo} is gone (deleted or renamed on GitHub).")
 
     @staticmethod
     def _unknown_ref(repo: str, ref: str) -> Callable[[GithubException], BotError]:
@@ -427,6 +656,14 @@ class GitHubGateway:
             return f"GitHub did not answer within {self._timeout:g} s {where}"
         host = urlsplit(self._api_url).netloc
         return f"Cannot reach GitHub at {host} {where} ({type(exc).__name__})"
+
+
+class _NoComparison(BotError):
+    """Internal: compare answered 404/422, i.e. there is no common history to list."""
+
+
+def _none(exc: GithubException) -> BotError:
+    return _NoComparison(str(exc.status))
 
 
 def _newest(statuses: Iterable[CommitStatus], runs: Iterable[CheckRun]) -> dict[str, ContextResult]:

@@ -24,6 +24,7 @@ class DeployState(StrEnum):
 
 
 ACTIVE_STATES = (DeployState.QUEUED, DeployState.RUNNING)
+FINAL_STATES = tuple(state for state in DeployState if state.is_final)
 
 
 class Source(StrEnum):

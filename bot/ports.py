@@ -160,3 +160,11 @@ class DeployObserver(Protocol):
     def task_event(self, deploy: Deploy, event: TaskEvent) -> None: ...
 
     def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None: ...
+
+
+class Reporter(DeployObserver, Protocol):
+    """A DeployObserver that may also give the address where a deploy can be followed."""
+
+    def log_url(self, deploy: Deploy) -> str | None:
+        """GitHub's deployment status log_url (the Slack thread), if any."""
+        ...

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from bot.config import Settings
 from bot.deploys import DeployService
 from bot.github import GitHubGateway
-from bot.models import Deploy
 from bot.pipeline import Pipeline
-from bot.ports import DeployObserver
+from bot.ports import Reporter
 from bot.redact import Redactor
 from bot.steps.dispatch import StepDispatcher
 from bot.store import SqlStore
@@ -34,11 +33,14 @@ class Core:
 def build_core(
     settings: Settings,
     environ: Mapping[str, str],
-    observer: DeployObserver,
-    log_url: Callable[[Deploy], str | None] = lambda deploy: None,
+    reporter_for: Callable[[SqlStore, GitHubGateway], Reporter],
     members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
 ) -> Core:
-    """Wire the core from validated settings and the process environment."""
+    """Wire the core from validated settings and the process environment.
+
+    ``reporter_for`` builds what shows deploys (terminal, Slack) once the store and GitHub
+    gateway it may need exist.
+    """
     gh = settings.github
     github = GitHubGateway(
         gh.token,
@@ -50,6 +52,7 @@ def build_core(
     )
     store = SqlStore.from_url(settings.state.url)
     redactor = Redactor.for_environment(settings.secrets, environ)
-    pipeline = Pipeline(settings, github, store, StepDispatcher(), redactor, environ, log_url)
-    service = DeployService(settings, store, github, pipeline, observer, environ, members_of)
+    reporter = reporter_for(store, github)
+    pipeline = Pipeline(settings, github, store, StepDispatcher(), redactor, environ, reporter.log_url)
+    service = DeployService(settings, store, github, pipeline, reporter, environ, members_of)
     return Core(settings, store, github, redactor, pipeline, service)

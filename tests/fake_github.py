@@ -191,6 +191,7 @@ class FakeGitHub:
         self._log: list[LoggedRequest] = []
         self._rules: list[_Rule] = []
         self._deploy_answers: list[_Rule] = []
+        self._extra_headers: list[tuple[str | None, str, str]] = []
         self._units_used = 0
         self._window_reset = datetime.now(UTC) + timedelta(hours=1)
         self.server_errors: list[str] = []
@@ -266,6 +267,21 @@ class FakeGitHub:
                 r.commits[sha] = FakeCommit(sha, message, [], datetime.now(UTC))
             r.branches[branch] = sha
             return sha
+
+    def force_push(self, repo: str, branch: str, parent: str | None, message: str = "Rewritten") -> str:
+        """A new commit on ``parent`` (None: a new root) that ``branch`` is forced to; returns its SHA."""
+        with self._lock:
+            r = self._repo(repo)
+            n = next(self._ids)
+            sha = hashlib.sha1(f"{r.full_name}:{branch}:{n}:{message}:forced".encode()).hexdigest()
+            r.commits[sha] = FakeCommit(sha, message, [parent] if parent else [], datetime.now(UTC))
+            r.branches[branch] = sha
+            return sha
+
+    def delete_repo(self, repo: str) -> None:
+        """Remove a repo: every request about it answers 404 from now on."""
+        with self._lock:
+            del self._repos[repo.lower()]
 
     def delete_branch(self, repo: str, branch: str) -> None:
         """Remove a branch."""
@@ -452,6 +468,22 @@ class FakeGitHub:
                 _Rule("deploy", count, None, status=status, message=message or default, extra=extra)
             )
 
+    def add_header(self, name: str, value: str, path_contains: str | None = None) -> None:
+        """Send ``name: value`` on every matching answer from now on (e.g. X-Poll-Interval)."""
+        with self._lock:
+            self._extra_headers.append((path_contains, name, value))
+
+    def use_units(self, n: int) -> None:
+        """Spend ``n`` rate-limit units, as other clients of the same token would."""
+        with self._lock:
+            self._units_used += n
+
+    def reset_window(self, reset_in: float = 3600) -> None:
+        """Start a new rate-limit window: nothing used, resetting ``reset_in`` s from now."""
+        with self._lock:
+            self._units_used = 0
+            self._window_reset = datetime.now(UTC) + timedelta(seconds=reset_in)
+
     def clear_faults(self) -> None:
         """Forget every injected fault."""
         with self._lock:
@@ -511,6 +543,9 @@ class FakeGitHub:
             out.setdefault("X-RateLimit-Reset", str(int(self._window_reset.timestamp())))
             out.setdefault("X-RateLimit-Used", str(self._units_used))
             out.setdefault("X-RateLimit-Resource", "core")
+            for contains, name, value in self._extra_headers:
+                if contains is None or contains in path:
+                    out[name] = value
             self._log.append(LoggedRequest(method, path, answer.status))
             return _Answer(answer.status, answer.body, out)
 
@@ -602,6 +637,7 @@ class FakeGitHub:
             ("GET", rf"{r}/commits/([^/]+)/status", self._get_combined_status),
             ("GET", rf"{r}/commits/([^/]+)/check-runs", self._get_check_runs),
             ("GET", rf"{r}/commits/([^/]+)/pulls", self._get_commit_pulls),
+            ("GET", rf"{r}/compare/(.+?)\.\.\.(.+)", self._get_compare),
             ("GET", rf"{r}/pulls/(\d+)", self._get_pull),
             ("GET", rf"{r}/deployments", self._get_deployments),
             ("POST", rf"{r}/deployments", self._post_deployment),
@@ -871,6 +907,52 @@ class FakeGitHub:
         items = [self._pull_json(repo, p, full=False) for p in repo.pulls.get(sha, [])]
         chunk, headers = self._page(path, query, items)
         return self._ok(chunk, headers)
+
+    def _ancestors(self, repo: _Repo, sha: str) -> list[str]:
+        """``sha`` and everything reachable from it, nearest first (breadth first)."""
+        seen: dict[str, None] = {}
+        frontier = [sha]
+        while frontier:
+            current = frontier.pop(0)
+            if current in seen or current not in repo.commits:
+                continue
+            seen[current] = None
+            frontier.extend(repo.commits[current].parents)
+        return list(seen)
+
+    def _get_compare(
+        self, path: str, query: dict[str, str], data: JSON, o: str, n: str, base_ref: str, head_ref: str
+    ) -> _Answer:
+        repo = self._found(o, n)
+        base, head = self._resolve(repo, base_ref), self._resolve(repo, head_ref)
+        if base is None or head is None:
+            raise _HttpError(404, "Not Found", status="404")
+        of_head, of_base = self._ancestors(repo, head), self._ancestors(repo, base)
+        base_set, head_set = set(of_base), set(of_head)
+        common = [c for c in of_head if c in base_set]
+        if not common:
+            raise _HttpError(404, f"No common ancestor between {base_ref} and {head_ref}.", status="404")
+        ahead = [c for c in of_head if c not in base_set]
+        behind = [c for c in of_base if c not in head_set]
+        status = (
+            "identical" if base == head else "ahead" if not behind else "behind" if not ahead else "diverged"
+        )
+        # GitHub lists the commits oldest first and at most 250 of them.
+        listed = list(reversed(ahead))[-250:]
+        return self._ok(
+            {
+                "url": f"{self._repo_url(repo)}/compare/{base_ref}...{head_ref}",
+                "html_url": f"{self.url}/{repo.full_name}/compare/{base_ref}...{head_ref}",
+                "status": status,
+                "ahead_by": len(ahead),
+                "behind_by": len(behind),
+                "total_commits": len(ahead),
+                "base_commit": self._commit_json(repo, base),
+                "merge_base_commit": self._commit_json(repo, common[0]),
+                "commits": [self._commit_json(repo, c) for c in listed],
+                "files": [],
+            }
+        )
 
     def _get_pull(self, path: str, query: dict[str, str], data: JSON, o: str, n: str, number: str) -> _Answer:
         repo = self._found(o, n)

@@ -110,6 +110,9 @@ class RecordingObserver:
     def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None:
         self._add("step_done", deploy, (index, result))
 
+    def log_url(self, deploy: Deploy) -> str | None:
+        return f"https://example.test/deploys/{deploy.id}"
+
     def states(self, deploy_id: int) -> list[DeployState]:
         with self._lock:
             return [d for k, i, d in self.events if k == "state" and i == deploy_id]
@@ -118,7 +121,7 @@ class RecordingObserver:
 def start_core(config: Path, observer: RecordingObserver, env: Mapping[str, str] | None = None) -> Core:
     """Load robot.yaml and wire the real core against it."""
     settings: Settings = load_settings(config, env or environ())
-    return build_core(settings, env or environ(), observer)
+    return build_core(settings, env or environ(), lambda store, github: observer)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

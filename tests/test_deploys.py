@@ -143,6 +143,7 @@ def test_happy_path_with_commands(robot_for: Any, checkout: Path) -> None:
     assert created.task == "deploy"
     assert created.payload["robot_deploy_id"] == deploy.id
     assert status_states(created) == ["queued", "in_progress", "success"]
+    assert {s["body"]["log_url"] for s in created.statuses} == {f"https://example.test/deploys/{deploy.id}"}
     assert final.github_deployment_id == created.id
     log = robot.core.store.read_log(deploy.id)
     assert "==> step 1/2: git rev-parse --is-inside-work-tree" in log

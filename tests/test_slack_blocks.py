@@ -378,3 +378,37 @@ def test_help_and_error_text() -> None:
         "⚠️ Unknown environment `prod`. Environments: &lt;a&gt;"
     )
     assert len(error_text("x" * 10_000)) <= 3000
+
+
+def test_where_blocks_show_lock_and_last_deploy() -> None:
+    from datetime import UTC, datetime
+
+    from bot.deploys import EnvironmentView
+    from bot.models import Deploy, DeployState, Lock, Source
+    from bot.slack.blocks import where_blocks
+
+    when = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    last = Deploy(
+        1,
+        "acme/api",
+        "staging",
+        "main",
+        "a" * 40,
+        "U0123ABCD",
+        Source.COMMAND,
+        DeployState.SUCCEEDED,
+        created_at=when,
+        finished_at=when,
+    )
+    lock = Lock("acme/api", "production", "U7", "freeze <!channel>", when)
+    text, blocks = where_blocks(
+        [
+            EnvironmentView("acme/api", "staging", True, None, last),
+            EnvironmentView("acme/api", "production", False, lock, None),
+        ]
+    )
+    body = "\n".join(b["text"]["text"] for b in blocks if b["type"] == "section")
+    assert text == "Environments of acme/api"
+    assert "*staging* (default)" in body and "#1" in body and "<@U0123ABCD>" in body
+    assert "*production*" in body and "Never deployed by the robot." in body
+    assert "freeze &lt;!channel&gt;" in body and "<!channel>" not in body

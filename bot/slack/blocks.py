@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bot.deploys import EnvironmentView
 from bot.models import Deploy, DeployState, Lock, Source
 from bot.slack.commands import HELP_TEXT
 from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
@@ -178,6 +179,24 @@ def status_blocks(
     blocks += _part("Locks", [_lock_line(lock) for lock in locks], "No locks.")
     fallback = f"{len(running)} running, {len(queued)} queued, {len(locks)} locked"
     return _finish(fallback, blocks)
+
+
+def where_blocks(views: Sequence[EnvironmentView]) -> Message:
+    """`/deploy where <repo>`: each environment, its lock and its last deploy."""
+    lines = []
+    for view in views:
+        line = f"*{escape(view.env)}*" + (" (default)" if view.is_default else "")
+        if view.lock is not None:
+            line += "\n" + _lock_line(view.lock)
+        if view.last is not None:
+            when = view.last.finished_at or view.last.started_at or view.last.created_at
+            line += "\nLast: " + _deploy_head(view.last) + f" · {mention(view.last.requested_by)}"
+            line += f" · {fmt_time(when)}" if when else ""
+        else:
+            line += "\nNever deployed by the robot."
+        lines.append(line)
+    repo = views[0].repo if views else ""
+    return _finish(f"Environments of {repo}", _part(f"Environments of {escape(repo)}", lines, "None."))
 
 
 def help_blocks() -> Message:

@@ -128,3 +128,14 @@ heads = Table(
     Column("etag", String(255), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Merge auto-deploys already started: the primary key makes "once per repo + env + SHA" hold
+# across polls, restarts and replicas, whatever CI statuses do afterwards.
+auto_deploys = Table(
+    "auto_deploys",
+    metadata,
+    Column("repo", String(255), primary_key=True),
+    Column("env", String(255), primary_key=True),
+    Column("sha", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bot.errors import ConfigError, UnknownDeploy
 from bot.models import ACTIVE_STATES, BranchHead, Deploy, DeployRequest, DeployState, Lock, Source
 from bot.store.engine import IMMEDIATE, make_engine
-from bot.store.schema import deploy_logs, deploys, heads, locks, metadata
+from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, metadata
 
 INTERRUPTED_ERROR = "robot restarted during the deploy"
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
@@ -420,3 +420,15 @@ class SqlStore:
         }
         with self._write() as conn:
             conn.execute(self._upsert(heads, ("repo",), values))
+
+    # auto-deploys
+
+    def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
+        """Claim the merge auto-deploy of repo + env + SHA: True only for the first caller ever."""
+        values: dict[str, object] = {"repo": repo, "env": env, "sha": sha, "created_at": _now()}
+        try:
+            with self._write() as conn:
+                conn.execute(insert(auto_deploys).values(**values))
+        except IntegrityError:
+            return False
+        return True

@@ -1,0 +1,114 @@
+"""The composition root of `robot run`: core + Slack (Bolt in Socket Mode) + merge poller."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App, BoltContext
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+from bot.config import Settings
+from bot.errors import BotError
+from bot.redact import Redactor
+from bot.slack.chatops import ChatOps
+from bot.slack.directory import UserGroups
+from bot.slack.notifier import SlackNotifier
+from bot.slack.outbox import SlackOutbox
+from bot.wiring import Core, build_core
+from handlers.routes import register
+
+log = logging.getLogger(__name__)
+
+# On SIGTERM the robot must be gone within 10 s: this much goes to stopping deploys cleanly.
+STOP_DEPLOYS_SECONDS = 6.0
+FLUSH_SLACK_SECONDS = 2.0
+
+
+@dataclass
+class Robot:
+    """Everything `robot run` runs; start() connects, stop() winds down within about 9 s."""
+
+    core: Core
+    app: App
+    handler: SocketModeHandler
+    outbox: SlackOutbox
+    notifier: SlackNotifier
+    chatops: ChatOps
+
+    def start(self) -> None:
+        self.outbox.start()
+        self.notifier.start()
+        self.core.service.start()
+        self.handler.connect()  # type: ignore[no-untyped-call]
+
+    def stop(self) -> None:
+        # Stop taking commands first, then let running deploys end as cancelled, then flush.
+        self.handler.client.auto_reconnect_enabled = False
+        self.handler.close()  # type: ignore[no-untyped-call]
+        self.core.service.stop(STOP_DEPLOYS_SECONDS)
+        self.notifier.stop()
+        self.outbox.stop(FLUSH_SLACK_SECONDS)
+        self.chatops.close()
+        self.core.close()
+
+
+def build_robot(settings: Settings, environ: Mapping[str, str]) -> Robot:
+    """Wire core, Slack client, outbox, notifier, Bolt app and Socket Mode handler."""
+    slack = settings.slack
+    if not slack.bot_token or not slack.app_token:
+        raise BotError("slack.bot_token and slack.app_token are needed by `robot run`")
+    client = WebClient(
+        token=slack.bot_token,
+        base_url=slack.api_url,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+    outbox = SlackOutbox(
+        client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
+    )
+    groups = UserGroups(client)
+    notifiers: list[SlackNotifier] = []
+
+    def reporter_for(store: Any, github: Any) -> SlackNotifier:
+        notifier = SlackNotifier(outbox, client, store, github.commit_url, _step_labels(settings, environ))
+        notifiers.append(notifier)
+        return notifier
+
+    core = build_core(settings, environ, reporter_for, members_of=groups.members)
+    notifier = notifiers[0]
+    chatops = ChatOps(core.service, notifier.current_step)
+    app = App(client=client, name="deploy-robot")
+    _install(app, chatops)
+    handler = SocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
+    return Robot(core, app, handler, outbox, notifier, chatops)
+
+
+def _install(app: App, chatops: ChatOps) -> None:
+    def inject(context: BoltContext, next: Callable[[], None]) -> None:
+        context["chatops"] = chatops
+        next()
+
+    def on_error(error: Exception, body: dict[str, Any]) -> None:
+        # Listeners catch BotError themselves; anything here is a robot bug.
+        log.error("listener failed on %s", body.get("type", "?"), exc_info=error)
+
+    app.use(inject)
+    app.error(on_error)
+    register(app)
+
+
+def _step_labels(settings: Settings, environ: Mapping[str, str]) -> Callable[[Any], list[str]]:
+    redact = Redactor.for_environment(settings.secrets, environ)
+
+    def labels(deploy: Any) -> list[str]:
+        env = settings.repos[deploy.repo].environments[deploy.env]
+        return [redact(step.label) for step in env.steps()]
+
+    return labels

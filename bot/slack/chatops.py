@@ -1,0 +1,193 @@
+"""What each slash command and button does, as typed calls that return a rendered reply."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from bot.deploys import DeployService, EnvironmentView
+from bot.errors import BotError
+from bot.models import ACTIVE_STATES, FINAL_STATES, Deploy, DeployState, Source
+from bot.slack.blocks import Block, error_text, help_blocks, status_blocks, where_blocks
+from bot.slack.commands import (
+    CancelCommand,
+    Command,
+    DeployCommand,
+    HelpCommand,
+    LockCommand,
+    StatusCommand,
+    UnlockCommand,
+    WhereCommand,
+)
+from bot.slack.ids import decode_deploy_value
+from bot.slack.text import escape
+
+log = logging.getLogger(__name__)
+
+# Slack drops a command not acked within 3 s; what is not done by then is answered later.
+ACK_BUDGET_SECONDS = 2.0
+_RECENT = 30
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who acted, and where (the channel is where a button was clicked or a command typed)."""
+
+    user: str
+    channel: str | None = None
+    message_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An ephemeral answer: fallback text and optional blocks."""
+
+    text: str
+    blocks: list[Block] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"text": self.text, "response_type": "ephemeral"}
+        if self.blocks:
+            answer["blocks"] = self.blocks
+        return answer
+
+
+class ChatOps:
+    """Turns commands and clicks into deploy-service calls and renders the answers."""
+
+    def __init__(
+        self,
+        service: DeployService,
+        current_step: Callable[[int], str | None] = lambda deploy_id: None,
+        workers: int = 8,
+    ) -> None:
+        self._service = service
+        self._current_step = current_step
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatops")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- answering within Slack's deadline ------------------------------------------------
+
+    def answer(
+        self,
+        work: Callable[[], Reply],
+        ack: Callable[..., Any],
+        respond: Callable[..., Any],
+        budget: float = ACK_BUDGET_SECONDS,
+    ) -> None:
+        """Ack with the reply if it is ready within ``budget``, else ack now and respond later."""
+        future = self._executor.submit(self._safely, work)
+        try:
+            reply = future.result(timeout=budget)
+        except FutureTimeout:
+            ack(text="⏳ Working on it…", response_type="ephemeral")
+            future.add_done_callback(lambda done: self._respond_later(done, respond))
+            return
+        ack(**reply.as_kwargs())
+
+    def answer_click(
+        self, work: Callable[[], Reply], ack: Callable[..., Any], respond: Callable[..., Any]
+    ) -> None:
+        """Buttons are acked empty at once; the answer follows as an ephemeral message."""
+        ack()
+        future = self._executor.submit(self._safely, work)
+        future.add_done_callback(lambda done: self._respond_later(done, respond))
+
+    def _safely(self, work: Callable[[], Reply]) -> Reply:
+        try:
+            return work()
+        except BotError as exc:
+            return Reply(error_text(str(exc)))
+
+    def _respond_later(self, done: Future[Reply], respond: Callable[..., Any]) -> None:
+        error = done.exception()
+        if error is not None:
+            # Not a BotError: a robot bug. Log it in full; tell the user honestly and briefly.
+            log.error("command failed", exc_info=error)
+            reply = Reply(error_text("Something went wrong inside the robot; the details are in its log."))
+        else:
+            reply = done.result()
+        try:
+            respond(replace_original=False, **reply.as_kwargs())
+        except Exception:  # the answer path itself failed (Slack down): nothing more to tell anyone
+            log.exception("could not answer through response_url")
+
+    # --- commands -------------------------------------------------------------------------
+
+    def command(self, command: Command | StatusCommand, caller: Caller) -> Reply:
+        """Run one parsed `/deploy` or `/deploy-status` command."""
+        match command:
+            case DeployCommand():
+                deploy, created = self._service.request(
+                    command.repo,
+                    ref=command.ref,
+                    env=command.env,
+                    user=caller.user,
+                    source=Source.COMMAND,
+                    force=command.force,
+                )
+                return self._queued(deploy, created)
+            case CancelCommand():
+                return self._cancelled(self._service.cancel(command.deploy_id, caller.user))
+            case LockCommand():
+                lock = self._service.lock(command.repo, command.env, caller.user, command.reason)
+                why = f": {escape(lock.reason)}" if lock.reason else ""
+                return Reply(f"🔒 {lock.repo} {lock.env} is locked{why}. Deploys there wait until unlocked.")
+            case UnlockCommand():
+                lock = self._service.unlock(command.repo, command.env)
+                return Reply(f"🔓 {lock.repo} {lock.env} is unlocked.")
+            case WhereCommand():
+                views: list[EnvironmentView] = self._service.where(command.repo)
+                text, blocks = where_blocks(views)
+                return Reply(text, blocks)
+            case HelpCommand():
+                text, blocks = help_blocks()
+                return Reply(text, blocks)
+            case StatusCommand():
+                return self._status(command)
+        raise TypeError(f"unhandled command {command!r}")
+
+    def click_deploy(self, value: str, caller: Caller) -> Reply:
+        """A Deploy button under a merge announcement: deploy exactly the announced SHA."""
+        repo, env, sha = decode_deploy_value(value)
+        deploy, created = self._service.request(
+            repo, ref=sha, env=env, user=caller.user, source=Source.BUTTON, channel=caller.channel
+        )
+        return self._queued(deploy, created)
+
+    def click_cancel(self, value: str, caller: Caller) -> Reply:
+        """The Cancel button on a root message."""
+        deploy_id = int(value) if value.isdigit() else 0
+        return self._cancelled(self._service.cancel(deploy_id, caller.user))
+
+    # --- rendering ------------------------------------------------------------------------
+
+    def _queued(self, deploy: Deploy, created: bool) -> Reply:
+        what = f"{deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
+        if created:
+            return Reply(f"Deploy #{deploy.id} queued: {escape(what)}")
+        return Reply(
+            f"Deploy #{deploy.id} of {escape(what)} is already {deploy.state.value}; not starting another."
+        )
+
+    def _cancelled(self, deploy: Deploy) -> Reply:
+        if deploy.state is DeployState.CANCELLED:
+            return Reply(f"⛔ Deploy #{deploy.id} cancelled before it started.")
+        return Reply(f"⛔ Cancelling deploy #{deploy.id}: its steps are being stopped.")
+
+    def _status(self, command: StatusCommand) -> Reply:
+        history = self._service.history
+        active = history(command.repo, command.env, ACTIVE_STATES, limit=200)
+        running = [d for d in active if d.state is DeployState.RUNNING]
+        queued = sorted((d for d in active if d.state is DeployState.QUEUED), key=lambda d: d.id)
+        recent = history(command.repo, command.env, FINAL_STATES, limit=_RECENT)
+        repo = self._service.target(command.repo).repo if command.repo else None
+        steps = {d.id: step for d in running if (step := self._current_step(d.id))}
+        text, blocks = status_blocks(running, queued, recent, self._service.locks(repo), steps)
+        return Reply(text, blocks)

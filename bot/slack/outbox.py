@@ -1,0 +1,267 @@
+"""Every Slack write the robot makes, paced, coalesced and retried on one thread.
+
+Why one thread: Slack allows about one message a second per channel and about 50 updates a
+minute per workspace, and answers 429 with Retry-After beyond that. Deploy output can change a
+message hundreds of times a second. So updates to one message are coalesced (the latest state
+wins, at most one write per ``message_interval``), each channel is paced, and a 429 parks the
+channel until Retry-After has passed — the write is kept, never dropped, so a final state
+always lands once Slack accepts writes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+log = logging.getLogger(__name__)
+
+Blocks = Sequence[dict[str, Any]]
+
+
+@dataclass(eq=False)
+class MessageRef:
+    """A message the robot owns; ``ts`` is filled in once Slack has accepted the post."""
+
+    channel: str
+    ts: str | None = None
+    thread: MessageRef | None = None
+    failed: bool = False
+    posted: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self, timeout: float) -> str | None:
+        """The message's ts once posted (None on failure or timeout)."""
+        self.posted.wait(timeout)
+        return self.ts
+
+
+@dataclass(eq=False)
+class _Write:
+    kind: str  # "post" | "update" | "upload"
+    ref: MessageRef
+    text: str = ""
+    blocks: Blocks = ()
+    filename: str = ""
+    content: str = ""
+    on_posted: Callable[[MessageRef], None] | None = None
+    tries: int = 0
+
+
+class SlackOutbox:
+    """Queues writes and performs them in order per message, within Slack's rate limits."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        message_interval: float = 2.0,
+        channel_interval: float = 1.0,
+        max_tries: int = 50,
+    ) -> None:
+        self._client = client
+        self._message_interval = message_interval
+        self._channel_interval = channel_interval
+        self._max_tries = max_tries
+        self._queue: list[_Write] = []
+        self._cond = threading.Condition()
+        self._channel_free_at: dict[str, float] = {}
+        self._message_free_at: dict[int, float] = {}
+        self._busy = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.writes = 0
+        self.rate_limited = 0
+
+    # --- API used by the notifier -----------------------------------------------------
+
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: Blocks = (),
+        thread: MessageRef | None = None,
+        on_posted: Callable[[MessageRef], None] | None = None,
+    ) -> MessageRef:
+        """A new message (in ``thread`` if given); returns at once with a ref to follow."""
+        ref = MessageRef(channel, thread=thread)
+        self._put(_Write("post", ref, text, blocks, on_posted=on_posted))
+        return ref
+
+    def adopt(self, channel: str, ts: str) -> MessageRef:
+        """A ref to a message that already exists (posted earlier or by someone else)."""
+        ref = MessageRef(channel, ts)
+        ref.posted.set()
+        return ref
+
+    def update(self, ref: MessageRef, text: str, blocks: Blocks = ()) -> None:
+        """Replace the message's content; a pending update of the same message is superseded."""
+        with self._cond:
+            self._queue = [w for w in self._queue if not (w.kind == "update" and w.ref is ref)]
+        self._put(_Write("update", ref, text, blocks))
+
+    def upload(self, thread: MessageRef, filename: str, content: str, title: str) -> None:
+        """Attach a text file to a thread."""
+        self._put(_Write("upload", thread, title, filename=filename, content=content))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued write is done; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="slack-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Try to deliver what is queued within ``timeout``, then stop."""
+        self.flush(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    # --- the worker -------------------------------------------------------------------
+
+    def _put(self, write: _Write) -> None:
+        with self._cond:
+            self._queue.append(write)
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                write, wait = self._next_ready()
+                while write is None:
+                    if self._stopping:
+                        return
+                    self._cond.wait(wait)
+                    write, wait = self._next_ready()
+                self._queue.remove(write)
+                self._busy = True
+            try:
+                self._perform(write)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _next_ready(self) -> tuple[_Write | None, float]:
+        """The first write that may go now, else how long until one might."""
+        now = time.monotonic()
+        soonest = 1.0
+        blocked_refs: set[int] = set()
+        for write in self._queue:
+            ref = write.ref
+            # Writes to one message keep their order; a reply waits for its parent's ts.
+            target = ref.thread if write.kind == "post" and ref.thread else ref
+            if id(ref) in blocked_refs or (write.kind != "post" and ref.ts is None and not ref.failed):
+                blocked_refs.add(id(ref))
+                continue
+            if target is not ref and target.ts is None and not target.failed:
+                blocked_refs.add(id(ref))
+                continue
+            free_at = self._channel_free_at.get(ref.channel, 0.0)
+            if write.kind == "update":
+                free_at = max(free_at, self._message_free_at.get(id(ref), 0.0))
+            if free_at <= now:
+                return write, 0.0
+            blocked_refs.add(id(ref))
+            soonest = min(soonest, free_at - now)
+        return None, max(soonest, 0.01)
+
+    def _perform(self, write: _Write) -> None:
+        ref = write.ref
+        if ref.failed or (write.kind == "post" and ref.thread is not None and ref.thread.failed):
+            self._give_up(write, "its message could not be posted")
+            return
+        now = time.monotonic()
+        self._channel_free_at[ref.channel] = now + self._channel_interval
+        try:
+            self._call(write)
+        except SlackApiError as exc:
+            self._failed(write, exc)
+            return
+        except SlackClientError as exc:  # connection trouble: try again shortly
+            self._retry(write, 1.0, str(exc))
+            return
+        except OSError as exc:
+            self._retry(write, 1.0, str(exc))
+            return
+        self.writes += 1
+        if write.kind == "update":
+            self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
+
+    def _call(self, write: _Write) -> None:
+        ref = write.ref
+        if write.kind == "post":
+            thread_ts = ref.thread.ts if ref.thread else None
+            response = self._client.chat_postMessage(
+                channel=ref.channel,
+                text=write.text,
+                blocks=list(write.blocks) or None,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            ref.channel = str(response["channel"])
+            ref.ts = str(response["ts"])
+            ref.posted.set()
+            self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
+            if write.on_posted is not None:
+                write.on_posted(ref)
+        elif write.kind == "update":
+            self._client.chat_update(
+                channel=ref.channel, ts=ref.ts or "", text=write.text, blocks=list(write.blocks)
+            )
+        else:
+            self._client.files_upload_v2(
+                channel=ref.channel,
+                thread_ts=ref.ts,
+                filename=write.filename,
+                content=write.content,
+                title=write.text,
+            )
+
+    def _failed(self, write: _Write, exc: SlackApiError) -> None:
+        response = exc.response
+        if response.status_code == 429 or response.get("error") == "ratelimited":
+            self.rate_limited += 1
+            retry_after = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)))
+            self._channel_free_at[write.ref.channel] = time.monotonic() + retry_after
+            self._retry(write, 0.0, "rate limited")
+        elif response.status_code >= 500 or response.get("error") in ("internal_error", "fatal_error"):
+            self._retry(write, 1.0, str(response.get("error")))
+        else:
+            self._give_up(write, str(response.get("error")))
+
+    def _retry(self, write: _Write, delay: float, why: str) -> None:
+        write.tries += 1
+        if write.tries >= self._max_tries:
+            self._give_up(write, f"{why}, {write.tries} tries")
+            return
+        if delay:
+            free_at = time.monotonic() + delay
+            self._channel_free_at[write.ref.channel] = max(
+                self._channel_free_at.get(write.ref.channel, 0.0), free_at
+            )
+        with self._cond:
+            self._queue.insert(0, write)
+
+    def _give_up(self, write: _Write, why: str) -> None:
+        log.error("Slack %s to %s dropped: %s", write.kind, write.ref.channel, why)
+        if write.kind == "post":
+            write.ref.failed = True
+            write.ref.posted.set()

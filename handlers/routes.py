@@ -1,0 +1,50 @@
+"""The one routing table: which listener answers which slash command or action."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App
+
+from bot.slack.ids import CANCEL_ACTION, DEPLOY_ACTION_PATTERN
+from handlers.cancel_button import handle_cancel_button
+from handlers.deploy_button import handle_deploy_button
+from handlers.deploy_command import handle_deploy_command
+from handlers.status_command import handle_status_command
+
+DEPLOY_COMMAND = "/deploy"
+STATUS_COMMAND = "/deploy-status"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One listener: a slash command name or an action id (string or pattern)."""
+
+    kind: str  # "command" | "action"
+    matcher: str | re.Pattern[str]
+    listener: Callable[..., Any]
+
+
+ROUTES = (
+    Route("command", DEPLOY_COMMAND, handle_deploy_command),
+    Route("command", STATUS_COMMAND, handle_status_command),
+    Route("action", CANCEL_ACTION, handle_cancel_button),
+    Route("action", DEPLOY_ACTION_PATTERN, handle_deploy_button),
+)
+
+
+def register(app: App) -> None:
+    """Attach every route to the Bolt app."""
+    for route in ROUTES:
+        if route.kind == "command":
+            app.command(route.matcher)(route.listener)
+        else:
+            app.action(route.matcher)(route.listener)
+
+
+def slash_commands() -> set[str]:
+    """The slash commands the table answers (checked against manifest.json)."""
+    return {str(r.matcher) for r in ROUTES if r.kind == "command"}

@@ -1,0 +1,308 @@
+"""`robot run` end to end: real Bolt + SocketModeHandler + WebClient against the fake Slack and GitHub."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import Robot, build_robot
+from bot.config import load_settings
+from bot.models import DeployState
+from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
+from tests.fake_github import FakeGitHub
+from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.harness import TOKEN, environ, make_git_repo, wait_for, write_config
+
+PY = sys.executable
+CHANNEL = "C0DEPLOYS"
+WAIT = 20.0
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+    assert fake.server_errors == []
+
+
+class Rig:
+    """A running robot plus the fakes it talks to."""
+
+    def __init__(self, robot: Robot, slack: FakeSlack, github: FakeGitHub, checkout: Path) -> None:
+        self.robot = robot
+        self.slack = slack
+        self.github = github
+        self.checkout = checkout
+        self.store = robot.core.store
+
+    def command(self, text: str, user: str = "U0ALICE01", command: str = "/deploy") -> str:
+        """Send a slash command; return the text of the ephemeral ack (or later response)."""
+        envelope = self.slack.send_slash_command(
+            command=command, text=text, user_id=user, channel_id="C0HERE"
+        )
+        ack = self.slack.wait_ack(envelope, timeout=WAIT)
+        payload = ack.payload or {}
+        text_out = str(payload.get("text", ""))
+        if text_out.startswith("⏳"):
+            text_out = str(self.slack.wait_response(envelope, timeout=WAIT).get("text", ""))
+        return text_out
+
+    def click(
+        self, action_id: str, value: str, user: str = "U0ALICE01", message_ts: str | None = None
+    ) -> str:
+        envelope = self.slack.send_block_action(
+            action_id, value, user_id=user, channel_id=CHANNEL, message_ts=message_ts
+        )
+        self.slack.wait_ack(envelope, timeout=WAIT)
+        return str(self.slack.wait_response(envelope, timeout=WAIT).get("text", ""))
+
+    def final(self, deploy_id: int) -> Any:
+        wait_for(lambda: self._state(deploy_id).is_final, WAIT, f"deploy #{deploy_id}")
+        deploy = self.store.get_deploy(deploy_id)
+        # The last Slack writes follow the store's final state; wait for the root to show it.
+        assert deploy is not None
+        return deploy
+
+    def _state(self, deploy_id: int) -> DeployState:
+        deploy = self.store.get_deploy(deploy_id)
+        return deploy.state if deploy else DeployState.QUEUED
+
+    def root(self, deploy_id: int) -> Any:
+        deploy = self.store.get_deploy(deploy_id)
+        assert deploy is not None and deploy.message_ts, "root message not recorded"
+        return self.slack.message(deploy.channel or CHANNEL, deploy.message_ts)
+
+    def wait_root_text(self, deploy_id: int, needle: str) -> Any:
+        wait_for(lambda: self._root_has(deploy_id, needle), WAIT, f"root of #{deploy_id} to show {needle!r}")
+        return self.root(deploy_id)
+
+    def _root_has(self, deploy_id: int, needle: str) -> bool:
+        deploy = self.store.get_deploy(deploy_id)
+        if deploy is None or not deploy.message_ts:
+            return False
+        return needle in json.dumps(self.slack.message(deploy.channel or CHANNEL, deploy.message_ts).blocks)
+
+    def thread(self, deploy_id: int) -> list[Any]:
+        deploy = self.store.get_deploy(deploy_id)
+        assert deploy is not None and deploy.message_ts
+        return self.slack.thread(deploy.channel or CHANNEL, deploy.message_ts)
+
+
+def _text(messages: list[Any]) -> str:
+    """Every block of the messages as one searchable string."""
+    return json.dumps([m.blocks for m in messages], ensure_ascii=False)
+
+
+@pytest.fixture
+def rig_for(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[Any]:
+    robots: list[Robot] = []
+
+    def make(commands: list[list[str]], env: dict[str, str] | None = None, **repo: Any) -> Rig:
+        github.add_repo("acme/api")
+        checkout = make_git_repo(tmp_path / "checkout")
+        envs = repo.pop("environments", None) or {
+            "production": {"folder": str(checkout), "commands": commands}
+        }
+        config = write_config(
+            tmp_path,
+            github.url,
+            {"acme/api": {"channel": CHANNEL, "environments": envs, **repo}},
+            slack={
+                "bot_token": "${SLACK_BOT_TOKEN}",
+                "app_token": "${SLACK_APP_TOKEN}",
+                "channel": CHANNEL,
+                "api_url": slack.api_url,
+                "ping_interval": 0.5,
+                "message_interval": 0.3,
+                "channel_interval": 0.05,
+            },
+        )
+        full_env = environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, **(env or {}))
+        robot = build_robot(load_settings(config, full_env), full_env)
+        robots.append(robot)
+        robot.start()
+        slack.wait_connected(timeout=WAIT)
+        return Rig(robot, slack, github, checkout)
+
+    yield make
+    for robot in robots:
+        robot.handler.client.auto_reconnect_enabled = False
+        slack.close_all()
+        robot.stop()
+
+
+def test_slash_deploy_acks_posts_root_and_thread_then_succeeds(rig_for: Any, github: FakeGitHub) -> None:
+    rig = rig_for([["echo", "hello"], [PY, "-c", "print('two')"]])
+    sha = github.head("acme/api", "main")
+    answer = rig.command("acme/api")
+    assert answer == f"Deploy #1 queued: acme/api@main ({sha[:7]}) → production"
+    deploy = rig.final(1)
+    assert deploy.state is DeployState.SUCCEEDED, deploy.error
+    root = rig.wait_root_text(1, "succeeded")
+    blocks = json.dumps(root.blocks)
+    assert "Deploy #1" in blocks and "<@U0ALICE01>" in blocks and sha[:7] in blocks
+    assert CANCEL_ACTION not in blocks  # no Cancel once final
+    wait_for(lambda: "✓ 2/2" in _text(rig.thread(1)), WAIT, "progress to show both steps done")
+    (progress,) = rig.thread(1)
+    assert "✓ 1/2 `echo hello`" in _text([progress])
+    statuses = github.deployments("acme/api")[0].statuses
+    assert statuses[-1]["body"]["state"] == "success"
+    assert statuses[-1]["body"]["log_url"].startswith("http")
+    assert rig.slack.calls_to("chat.getPermalink")
+
+
+def test_failing_step_shows_tail_and_uploads_log(rig_for: Any) -> None:
+    rig = rig_for([[PY, "-c", "import sys; [print('line', i) for i in range(100)]; sys.exit(2)"]])
+    rig.command("api")
+    deploy = rig.final(1)
+    assert deploy.state is DeployState.FAILED
+    rig.wait_root_text(1, "failed")
+    wait_for(lambda: bool(rig.slack.files), WAIT, "log upload")
+    (upload,) = rig.slack.files.values()
+    assert b"line 0" in upload.content and b"line 99" in upload.content
+    wait_for(lambda: "line 99" in _text(rig.thread(1)), WAIT, "tail in progress")
+    progress = _text(rig.thread(1))
+    assert "line 99" in progress and "line 60" in progress and "line 5\\n" not in progress
+    assert "exited 2" in progress
+
+
+@pytest.mark.parametrize(
+    ("text", "user", "expected"),
+    [
+        ("acme/nope", "U0ALICE01", "Unknown repo `acme/nope`"),
+        (
+            "acme/api to prod",
+            "U0ALICE01",
+            "Unknown environment `prod` for acme/api. Environments: production.",
+        ),
+        ("acme/api to", "U0ALICE01", "needs an environment after `to`"),
+        ("acme/api@$(id)", "U0ALICE01", "not a valid ref"),
+        ("acme/api", "U0MALLORY", "You may not deploy acme/api"),
+        ("acme/api!", "U0ALICE01", "You may not force a deploy of acme/api"),
+    ],
+)
+def test_refusals_are_ephemeral_and_queue_nothing(rig_for: Any, text: str, user: str, expected: str) -> None:
+    rig = rig_for([["true"]], deployers=["U0ALICE01"])
+    answer = rig.command(text, user=user)
+    assert expected in answer and answer.startswith("⚠️")
+    assert rig.store.list_deploys() == []
+    assert rig.slack.calls_to("chat.postMessage") == []
+
+
+def test_locked_environment_refuses_with_who_and_why(rig_for: Any) -> None:
+    rig = rig_for([["true"]])
+    assert "locked" in rig.command("lock acme/api : db migration", user="U0BOB0001")
+    answer = rig.command("acme/api")
+    assert "locked by U0BOB0001" in answer and "db migration" in answer
+    assert "unlocked" in rig.command("unlock acme/api")
+    assert "queued" in rig.command("acme/api")
+
+
+def test_cancel_by_button_and_by_command(rig_for: Any, github: FakeGitHub) -> None:
+    started = "started"
+    rig = rig_for([["touch", started], [PY, "-c", "import time; time.sleep(60)"]])
+    rig.command("acme/api")
+    wait_for(lambda: (rig.checkout / started).exists(), WAIT, "deploy to start")
+    github.push("acme/api", "main")
+    assert "Deploy #2 queued" in rig.command("acme/api")
+    assert "cancelled before it started" in rig.command("cancel 2")
+    root = rig.wait_root_text(1, CANCEL_ACTION)
+    answer = rig.click(CANCEL_ACTION, "1", message_ts=root.ts)
+    assert "Cancelling deploy #1" in answer
+    assert rig.final(1).state is DeployState.CANCELLED
+    rig.wait_root_text(1, "cancelled")
+    assert rig.store.get_deploy(2).state is DeployState.CANCELLED
+
+
+def test_double_click_on_deploy_button_starts_one_deploy(rig_for: Any, github: FakeGitHub) -> None:
+    rig = rig_for([[PY, "-c", "import time; time.sleep(1)"]])
+    sha = github.head("acme/api", "main")
+    value = encode_deploy_value("acme/api", "production", sha)
+    first = rig.click(deploy_action_id("production"), value)
+    second = rig.click(deploy_action_id("production"), value, user="U0BOB0001")
+    assert "Deploy #1 queued" in first
+    assert "Deploy #1" in second and "already" in second
+    assert [d.id for d in rig.store.list_deploys()] == [1]
+    assert rig.final(1).requested_by == "U0ALICE01"
+
+
+def test_tampered_button_value_is_refused(rig_for: Any) -> None:
+    rig = rig_for([["true"]])
+    answer = rig.click(
+        deploy_action_id("production"), '{"repo": "acme/api", "env": "production", "sha": "main"}'
+    )
+    assert answer.startswith("⚠️")
+    assert rig.store.list_deploys() == []
+
+
+def test_status_shows_running_and_queued(rig_for: Any, github: FakeGitHub, tmp_path: Path) -> None:
+    step = [PY, "-c", "import time; time.sleep(60)"]
+    checkout = tmp_path / "checkout"
+    envs = {
+        "staging": {"folder": str(checkout), "commands": [step]},
+        "production": {"folder": str(checkout), "commands": [step]},
+    }
+    rig = rig_for([], environments=envs)
+    rig.command("acme/api to staging")
+    rig.command("acme/api to production")
+    github.push("acme/api", "main")
+    rig.command("acme/api to staging")
+    wait_for(
+        lambda: len([d for d in rig.store.list_deploys() if d.state is DeployState.RUNNING]) == 2,
+        WAIT,
+        "two running",
+    )
+    envelope = rig.slack.send_slash_command(
+        command="/deploy-status", text="", user_id="U0ALICE01", channel_id="C0HERE"
+    )
+    payload = rig.slack.wait_ack(envelope, timeout=WAIT).payload or {}
+    body = json.dumps(payload.get("blocks"), ensure_ascii=False)
+    assert "*Running*" in body and "#1" in body and "#2" in body
+    assert "*Queued*" in body and "#3" in body and "in line" in body
+
+
+def test_429_storm_loses_no_final_state(rig_for: Any, slack: FakeSlack) -> None:
+    rig = rig_for([[PY, "-c", "import time; [print(i) or time.sleep(0.01) for i in range(100)]"]])
+    rig.command("acme/api")
+    wait_for(
+        lambda: rig.store.get_deploy(1) is not None and rig.store.get_deploy(1).message_ts is not None,
+        WAIT,
+        "root",
+    )
+    slack.rate_limit("chat.update", seconds=4, retry_after=1)
+    slack.rate_limit("chat.postMessage", seconds=4, retry_after=1)
+    assert rig.final(1).state is DeployState.SUCCEEDED
+    rig.wait_root_text(1, "succeeded")
+    assert slack.served_429 > 0
+
+
+def test_socket_drop_mid_deploy_reconnects_and_messages_arrive(rig_for: Any, slack: FakeSlack) -> None:
+    rig = rig_for([["touch", "started"], [PY, "-c", "import time; time.sleep(2)"]])
+    rig.command("acme/api")
+    wait_for(lambda: (rig.checkout / "started").exists(), WAIT, "deploy to start")
+    before = slack.total_connections
+    slack.hard_close_all()
+    slack.wait_connected(timeout=WAIT, total=before + 1)
+    assert rig.final(1).state is DeployState.SUCCEEDED
+    rig.wait_root_text(1, "succeeded")
+    assert "Deploy #2 queued" in rig.command("acme/api")  # the new socket answers commands
+
+
+def test_build_output_is_escaped_and_redacted(rig_for: Any) -> None:
+    leak = f"print('<!channel> <@U0BOSS001> & {TOKEN}'); raise SystemExit(1)"
+    rig = rig_for([[PY, "-c", leak]])
+    rig.command("acme/api")
+    assert rig.final(1).state is DeployState.FAILED
+    wait_for(lambda: "channel" in _text(rig.thread(1)), WAIT, "tail")
+    everything = json.dumps([c.args for c in rig.slack.calls], ensure_ascii=False)
+    assert "<!channel>" not in everything and "<@U0BOSS001>" not in everything
+    assert "&lt;!channel&gt;" in everything
+    assert TOKEN not in everything
+    wait_for(lambda: bool(rig.slack.files), WAIT, "log upload")
+    (upload,) = rig.slack.files.values()
+    assert TOKEN.encode() not in upload.content

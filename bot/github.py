@@ -468,16 +468,17 @@ class GitHubGateway:
         data = _json_object(body)
         if status in (403, 429):
             retry_after = _number(_header(answer_headers, "Retry-After"))
-            limited = status == 429 or retry_after is not None or poll.remaining == 0
-            if limited:
+            message = str(data.get("message") or "")
+            # A secondary limit may come as a 403 naming no wait; only its message tells.
+            secondary = "rate limit" in message.lower()
+            if status == 429 or retry_after is not None or poll.remaining == 0 or secondary:
                 raise RateLimited(
                     f"GitHub rate limit ({status}) on read branch head for {repo}",
                     retry_after,
                     poll.reset if poll.remaining == 0 else None,
                 )
             raise UnknownRepo(
-                f"The GitHub token can no longer read {repo} "
-                f"({status}: {_one_line(str(data.get('message') or 'Forbidden'))})."
+                f"The GitHub token can no longer read {repo} ({status}: {_one_line(message or 'Forbidden')})."
             )
         if status == 404:
             self._branch_or_repo_gone(repo, branch, path)

@@ -194,7 +194,8 @@ class CommandStep:
 
     @property
     def label(self) -> str:
-        return " ".join(self.argv)
+        # One line, whatever the arguments hold (a multi-line `python -c` stays readable).
+        return " ".join(self.argv).replace("\r", " ").replace("\n", " ⏎ ")
 
 
 @dataclass(frozen=True)

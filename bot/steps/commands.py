@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -196,9 +197,13 @@ class _Supervisor:
                 break  # a background leftover keeps the pipe open; the step itself is done
             self._read_once(min(POLL_SECONDS, deadline - now))
         while self._proc.poll() is None:  # closed its output but still running
-            if self._ctx.cancel.wait(min(POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+            # Waiting on the process (not on cancel) returns the moment it exits: a child that
+            # closed its pipe just before exiting must not cost a whole poll interval.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            if self._ctx.cancel.is_set():
                 return StepStatus.CANCELLED
-            if time.monotonic() >= deadline:
+            if self._proc.poll() is None and time.monotonic() >= deadline:
                 return StepStatus.TIMED_OUT
         return None
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.errors import ConfigError, UnknownDeploy
@@ -148,6 +148,8 @@ class SqlStore:
         if self._engine.dialect.name == "sqlite":
             lite = sqlite.insert(table).values(**values)
             return lite.on_conflict_do_update(index_elements=list(keys), set_=changed)
+        from sqlalchemy.dialects import postgresql  # only PostgreSQL stores pay for importing it
+
         pg = postgresql.insert(table).values(**values)
         return pg.on_conflict_do_update(index_elements=list(keys), set_=changed)
 

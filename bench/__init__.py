@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure and print; nothing here asserts (tests do that)."""

@@ -74,8 +74,12 @@ def test_rate_limits_are_raised_at_once_with_the_wait(
         github_gateway.poll_head(REPO, "main", None)
     assert primary.value.retry_after is None
     assert primary.value.reset is not None and primary.value.reset > time.time() + 500
-    # Neither was waited for nor retried.
-    assert [r.status for r in fake_github.requests] == [429, 403]
+    fake_github.rate_limit_next(1, "secondary", status=403, retry_after=None)
+    with pytest.raises(RateLimited) as silent:
+        github_gateway.poll_head(REPO, "main", None)
+    assert (silent.value.retry_after, silent.value.reset) == (None, None)
+    # None was waited for nor retried.
+    assert [r.status for r in fake_github.requests] == [429, 403, 403]
 
 
 def test_5xx_is_retried_once_then_a_github_error(

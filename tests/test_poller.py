@@ -1,0 +1,511 @@
+"""The merge poller end to end: real gateway and fake GitHub, real SQLite store, real deploy service."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.merges import AnnouncementRef, MergedPull, MergeNews
+from bot.models import BranchHead, DeployState, Source
+from bot.poller import Outcome, Poller, PollReport
+from bot.store import SqlStore
+from bot.wiring import Core
+from tests.fake_github import FakeGitHub
+from tests.harness import RecordingObserver, make_git_repo, start_core, wait_final, write_config
+from tests.postgres import start_postgres, unavailable_reason
+
+API, WEB, DOCS = "acme/api", "acme/web", "acme/docs"
+
+
+class RecordingAnnouncer:
+    """A MergeAnnouncer that keeps what it was asked to post; it can be told to fail."""
+
+    def __init__(self) -> None:
+        self.news: list[MergeNews] = []
+        self.problems: list[tuple[str, str, AnnouncementRef | None]] = []
+        self.fail_next = 0
+        self._lock = threading.Lock()
+
+    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+        with self._lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                raise ConnectionError("slack is down")
+            self.news.append(news)
+            return AnnouncementRef("C0DEPLOYS", f"1700000000.{len(self.news):06d}")
+
+    def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
+        with self._lock:
+            self.problems.append((repo, text, thread))
+
+    def about(self, repo: str) -> list[MergeNews]:
+        return [n for n in self.news if n.repo == repo]
+
+
+class Clock:
+    """Wall-clock epoch seconds that only move when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Robot:
+    """A core, its poller and what the tests look at; ``restart`` makes new ones on the same DB."""
+
+    def __init__(self, tmp_path: Path, github: FakeGitHub, repos: dict[str, Any], serve: bool) -> None:
+        self.github = github
+        self.config = write_config(tmp_path, github.url, repos)
+        self.observer = RecordingObserver()
+        self.announcer = RecordingAnnouncer()
+        self.clock = Clock()
+        self.serve = serve
+        self.cores: list[Core] = []
+        self._closed: list[Core] = []
+        self.poller = self._start()
+
+    def _start(self) -> Poller:
+        core = start_core(self.config, self.observer)
+        if self.serve:
+            core.service.start()
+        self.cores.append(core)
+        return Poller(core.settings, core.github, core.store, core.service, self.announcer, clock=self.clock)
+
+    @property
+    def core(self) -> Core:
+        return self.cores[-1]
+
+    def restart(self) -> None:
+        """Stop this robot and start a new one: new store object, gateway, service and poller."""
+        self.close()
+        self.poller = self._start()
+
+    def poll(self) -> PollReport:
+        return self.poller.poll_once()
+
+    def close(self) -> None:
+        """Stop the current core (once; closing again does nothing)."""
+        core = self.cores[-1]
+        if core in self._closed:
+            return
+        self._closed.append(core)
+        core.service.stop(timeout=10)
+        core.github.close()
+        core.close()
+
+
+@pytest.fixture
+def robot_for(tmp_path: Path, github: FakeGitHub) -> Iterator[Any]:
+    made: list[Robot] = []
+
+    def make(repos: dict[str, Any], serve: bool = False) -> Robot:
+        for name in repos:
+            github.add_repo(name)
+        robot = Robot(tmp_path, github, repos, serve)
+        made.append(robot)
+        return robot
+
+    yield make
+    for robot in made:
+        robot.close()
+
+
+def repo_config(folder: Path, **extra: Any) -> dict[str, Any]:
+    """A repo with staging and production environments whose step is a trivial real process."""
+    step = {"folder": str(folder), "commands": [[sys.executable, "-c", "pass"]]}
+    return {"environments": {"staging": step, "production": step}, **extra}
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    return make_git_repo(tmp_path / "checkout")
+
+
+def merge(github: FakeGitHub, repo: str, number: int, title: str, author: str = "alice") -> str:
+    """A merge commit on main with its pull request, merged by bob."""
+    sha = github.push(repo, "main", message=f"Merge pull request #{number}\n\n{title}")
+    github.add_pull_for_commit(repo, sha, number, title, user=author, merged_by="bob")
+    return sha
+
+
+def branch_polls(github: FakeGitHub, repo: str) -> list[int]:
+    """The statuses of every head poll of ``repo`` so far."""
+    return [r.status for r in github.requests if r.path == f"/repos/{repo}/branches/main"]
+
+
+# ---- first sight, one merge, restarts ---------------------------------------------------
+
+
+def test_first_poll_records_and_announces_nothing(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout, on_merge="deploy")})
+    report = robot.poll()
+    assert report.with_outcome(Outcome.FIRST_SEEN) == [API, WEB]
+    assert robot.announcer.news == [] and robot.announcer.problems == []
+    head = robot.core.store.get_head(API)
+    assert head is not None and head.sha == robot.github.head(API, "main") and head.etag
+    # A repo set to deploy on merge never deploys what it first sees.
+    assert robot.core.store.list_deploys() == []
+    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+
+
+def test_one_merge_is_one_announcement_with_the_pull_request(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout, required_contexts=["ci/test", "build"])})
+    before = robot.github.head(API, "main")
+    robot.poll()
+    sha = merge(robot.github, API, 123, "Fix login")
+    robot.github.set_status(API, sha, "ci/test", "success")
+    robot.github.set_check_run(API, sha, "build", "in_progress")
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.ANNOUNCED
+    (news,) = robot.announcer.news
+    assert (news.repo, news.branch, news.sha, news.previous_sha) == (API, "main", sha, before)
+    pull = MergedPull(123, "Fix login", "alice", "bob", f"{robot.github.url}/{API}/pull/123")
+    assert news.pulls == (pull,) and news.head_pull == pull and news.merger == "bob"
+    assert [(c.sha, c.title) for c in news.changes] == [(sha, "Merge pull request #123")]
+    assert (news.total_commits, news.truncated, news.forced) == (1, False, False)
+    assert [(c.name, c.state.value) for c in news.ci.contexts] == [
+        ("ci/test", "success"),
+        ("build", "pending"),
+    ]
+    assert news.ci_summary == "pending"
+    assert news.environments == ("staging", "production") and news.auto_deploy_env is None
+    assert news.channel == "#deploys" and news.commit_url == f"{robot.github.url}/{API}/commit/{sha}"
+    head = robot.core.store.get_head(API)
+    assert head is not None and head.sha == sha
+    assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    assert len(robot.announcer.news) == 1
+    assert robot.core.store.list_deploys() == []  # on_merge: announce only
+
+
+def test_restart_between_polls_announces_nothing_twice_and_misses_nothing(
+    robot_for: Any, checkout: Path
+) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
+    robot.poll()
+    first = merge(robot.github, API, 1, "Before the restart")
+    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API]
+    robot.restart()
+    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+    second = merge(robot.github, API, 2, "While the robot was down")
+    robot.close()
+    third = merge(robot.github, WEB, 3, "Also while down")
+    robot.restart()
+    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API, WEB]
+    robot.restart()
+    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+    assert [(n.repo, n.sha, [p.number for p in n.pulls]) for n in robot.announcer.news] == [
+        (API, first, [1]),
+        (API, second, [2]),
+        (WEB, third, [3]),
+    ]
+    assert robot.announcer.news[1].previous_sha == first
+
+
+def test_ten_merges_while_down_are_one_announcement(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout)})
+    robot.poll()
+    robot.close()
+    shas = [merge(robot.github, API, n, f"Change {n}", author=f"dev{n}") for n in range(1, 11)]
+    robot.restart()
+    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API]
+    (news,) = robot.announcer.news
+    assert news.sha == shas[-1] and news.total_commits == 10 and not news.truncated
+    assert [p.number for p in news.pulls] == list(range(10, 0, -1))
+    assert [p.author for p in news.pulls][:2] == ["dev10", "dev9"]
+    assert [c.sha for c in news.changes] == shas[::-1]
+    assert news.head_pull is not None and news.head_pull.number == 10
+
+
+def test_an_announcement_that_fails_is_retried_not_lost(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
+    robot.poll()
+    sha = merge(robot.github, API, 5, "Slack was down")
+    merge(robot.github, WEB, 6, "Announced anyway")
+    robot.announcer.fail_next = 1
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.FAILED and report.repos[WEB].outcome is Outcome.ANNOUNCED
+    head = robot.core.store.get_head(API)
+    assert head is not None and head.sha != sha
+    compares = robot.github.count(path_contains="/compare/")
+    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API]
+    # The news gathered for the failed attempt is reused, not asked of GitHub again.
+    assert robot.github.count(path_contains="/compare/") == compares
+    assert [n.sha for n in robot.announcer.about(API)] == [sha]
+
+
+# ---- what a moved branch can look like --------------------------------------------------
+
+
+def test_direct_pushes_say_so(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout)})
+    robot.poll()
+    pushed = robot.github.push(API, "main", message="Hotfix typo\n\nno PR")
+    robot.poll()
+    merged = merge(robot.github, API, 8, "Reviewed change")
+    after = robot.github.push(API, "main", message="Bump version")
+    robot.poll()
+    first, second = robot.announcer.news
+    assert first.head_pull is None and first.merger is None and first.pulls == ()
+    assert [(c.sha, c.title, c.direct) for c in first.changes] == [(pushed, "Hotfix typo", True)]
+    assert [(c.sha, c.direct) for c in second.changes] == [(after, True), (merged, False)]
+    assert [p.number for p in second.pulls] == [8] and second.head_pull is None
+    assert [c.sha for c in second.direct_pushes] == [after]
+
+
+def test_force_pushes_are_announced_as_such(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout)})
+    root = robot.github.head(API, "main")
+    robot.poll()
+    one = merge(robot.github, API, 1, "One")
+    two = merge(robot.github, API, 2, "Two")
+    robot.poll()
+    rewritten = robot.github.force_push(API, "main", parent=one, message="Rewritten two")
+    robot.poll()
+    robot.github.push(API, "main", sha=root)  # reset to an older commit
+    robot.poll()
+    orphan = robot.github.force_push(API, "main", parent=None, message="New history")
+    robot.github.add_pull_for_commit(API, orphan, 9, "Fresh start", merged_by="carol")
+    robot.poll()
+    plain, diverged, back, unrelated = robot.announcer.news
+    assert not plain.forced and plain.sha == two
+    assert diverged.forced and diverged.previous_sha == two
+    assert [(c.sha, c.title, c.direct) for c in diverged.changes] == [(rewritten, "Rewritten two", True)]
+    assert back.forced and back.sha == root and back.changes == ()
+    assert unrelated.forced and unrelated.sha == orphan and unrelated.merger == "carol"
+    assert [c.sha for c in unrelated.changes] == [orphan]
+    head = robot.core.store.get_head(API)
+    assert head is not None and head.sha == orphan
+
+
+def test_ignore_records_silently(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout, on_merge="ignore")})
+    robot.poll()
+    sha = merge(robot.github, API, 4, "Nobody cares")
+    assert robot.poll().repos[API].outcome is Outcome.RECORDED
+    assert robot.announcer.news == [] and robot.github.count(path_contains="/compare/") == 0
+    head = robot.core.store.get_head(API)
+    assert head is not None and head.sha == sha
+
+
+# ---- auto-deploy ------------------------------------------------------------------------
+
+
+def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path) -> None:
+    config = repo_config(checkout, on_merge="deploy", auto_deploy="staging", required_contexts=["ci/test"])
+    robot = robot_for({API: config}, serve=True)
+    robot.poll()
+    sha = merge(robot.github, API, 42, "Ship it")
+    robot.github.set_status(API, sha, "ci/test", "pending")
+    report = robot.poll()
+    deploy_id = report.repos[API].deploy_id
+    assert report.repos[API].outcome is Outcome.ANNOUNCED and deploy_id is not None
+    (news,) = robot.announcer.news
+    assert news.auto_deploy_env == "staging" and news.ci_summary == "pending"
+    robot.github.set_status(API, sha, "ci/test", "success")
+    final = wait_final(robot.core, deploy_id)
+    assert final.state is DeployState.SUCCEEDED, final.error
+    assert (final.sha, final.env, final.source, final.requested_by) == (sha, "staging", Source.MERGE, "bob")
+    assert (final.channel, final.message_ts) == ("C0DEPLOYS", "1700000000.000001")
+    for state in ("failure", "success", "pending", "success"):
+        robot.github.set_status(API, sha, "ci/test", state)
+        robot.clock.advance(30)
+        assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    robot.restart()
+    robot.poll()
+    # A robot that died after announcing but before recording the head announces again…
+    robot.core.store.set_head(BranchHead(API, news.previous_sha, None))
+    again = robot.poll().repos[API]
+    assert again.outcome is Outcome.ANNOUNCED and again.deploy_id is None
+    assert "already requested" in again.detail
+    # …and still deploys that SHA to staging exactly once.
+    assert [d.id for d in robot.core.store.list_deploys(API)] == [deploy_id]
+    assert len(robot.github.deployments(API)) == 1
+    assert len(robot.announcer.news) == 2 and robot.announcer.problems == []
+
+
+def test_locked_environment_holds_the_auto_deploy_and_says_so(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout, on_merge="deploy", auto_deploy="production")})
+    robot.poll()
+    robot.core.service.lock(API, "production", "U7", "release freeze")
+    sha = merge(robot.github, API, 11, "Locked out")
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.ANNOUNCED and report.repos[API].deploy_id is None
+    ((repo, text, thread),) = robot.announcer.problems
+    assert repo == API and thread == AnnouncementRef("C0DEPLOYS", "1700000000.000001")
+    assert f"Auto-deploy of {sha[:7]} to production is held" in text
+    assert "locked by U7" in text and "release freeze" in text
+    assert robot.core.store.list_deploys() == [] and robot.github.deployments(API) == []
+    head = robot.core.store.get_head(API)
+    assert head is not None and head.sha == sha
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'marks.db'}"
+        return
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    server = start_postgres()
+    try:
+        yield server.new_database()
+    finally:
+        server.stop()
+
+
+def test_mark_auto_deployed_is_true_once_across_stores_and_threads(store_url: str) -> None:
+    stores = [SqlStore.from_url(store_url), SqlStore.from_url(store_url)]
+    try:
+        assert stores[0].mark_auto_deployed(API, "staging", "a" * 40) is True
+        assert stores[1].mark_auto_deployed(API, "staging", "a" * 40) is False
+        assert stores[1].mark_auto_deployed(API, "production", "a" * 40) is True
+        assert stores[0].mark_auto_deployed(WEB, "staging", "a" * 40) is True
+        # Racing claims of one SHA (threads of two "processes"): exactly one wins.
+        won: list[bool] = []
+        lock = threading.Lock()
+
+        def claim(store: SqlStore) -> None:
+            result = store.mark_auto_deployed(API, "staging", "b" * 40)
+            with lock:
+                won.append(result)
+
+        threads = [threading.Thread(target=claim, args=(stores[i % 2],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(won) == [False] * 7 + [True]
+    finally:
+        for store in stores:
+            store.close()
+
+
+# ---- trouble on one repo does not stop the others ---------------------------------------
+
+
+def test_5xx_on_one_repo_does_not_stop_the_others(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout), DOCS: repo_config(checkout)})
+    robot.poll()
+    for n, repo in enumerate((API, WEB, DOCS), start=1):
+        merge(robot.github, repo, n, f"Change in {repo}")
+    robot.github.fail_next(10, status=502, path_contains=f"/repos/{WEB}/")
+    report = robot.poll()
+    assert report.with_outcome(Outcome.ANNOUNCED) == [API, DOCS]
+    assert report.repos[WEB].outcome is Outcome.FAILED and "502" in report.repos[WEB].detail
+    robot.github.clear_faults()
+    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [WEB]
+    assert sorted(n.repo for n in robot.announcer.news) == sorted([API, WEB, DOCS])
+
+
+def test_deleted_branch_is_warned_once(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
+    robot.poll()
+    head = robot.github.head(API, "main")
+    robot.github.delete_branch(API, "main")
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.GONE and report.repos[WEB].outcome is Outcome.UNCHANGED
+    assert robot.poll().repos[API].outcome is Outcome.WAITING  # re-tried rarely, not every poll
+    polls = len(branch_polls(robot.github, API))
+    robot.clock.advance(301)
+    assert robot.poll().repos[API].outcome is Outcome.GONE
+    assert len(branch_polls(robot.github, API)) == polls + 1
+    ((repo, text, thread),) = robot.announcer.problems
+    assert repo == API and thread is None
+    assert "Branch `main` of acme/api is gone" in text and "not announced until this is fixed" in text
+    robot.github.push(API, "main", sha=head)
+    robot.clock.advance(301)
+    assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    assert len(robot.announcer.problems) == 1 and robot.announcer.news == []
+
+
+def test_lost_repo_and_lost_access_are_warned_and_the_rest_goes_on(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout), DOCS: repo_config(checkout)})
+    robot.poll()
+    robot.github.delete_repo(WEB)
+    robot.github.fail_next(100, status=403, path_contains=f"/repos/{DOCS}/")
+    sha = merge(robot.github, API, 1, "Still announced")
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.ANNOUNCED and robot.announcer.news[0].sha == sha
+    assert report.with_outcome(Outcome.GONE) == [WEB, DOCS]
+    texts = {repo: text for repo, text, _ in robot.announcer.problems}
+    assert "GitHub has no repo acme/web, or the token cannot read it." in texts[WEB]
+    assert "The GitHub token can no longer read acme/docs (403" in texts[DOCS]
+    robot.clock.advance(301)
+    robot.poll()
+    assert len(robot.announcer.problems) == 2
+
+
+# ---- cost and pacing --------------------------------------------------------------------
+
+
+def test_idle_polls_are_304s_and_cost_no_units(robot_for: Any, checkout: Path) -> None:
+    repos = {API: repo_config(checkout), WEB: repo_config(checkout), DOCS: repo_config(checkout)}
+    robot = robot_for(repos)
+    robot.poll()
+    robot.restart()  # a restarted robot polls at the same price: no repo lookups first
+    seen, units = len(robot.github.requests), robot.github.units_used
+    for _ in range(5):
+        robot.clock.advance(30)
+        assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB, DOCS]
+    idle = robot.github.requests[seen:]
+    assert len(idle) == 15
+    assert {(r.method, r.status) for r in idle} == {("GET", 304)}
+    assert all(r.path.endswith("/branches/main") for r in idle)
+    assert robot.github.units_used == units
+
+
+def test_x_poll_interval_is_respected_per_repo(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
+    robot.github.add_header("X-Poll-Interval", "60", path_contains=f"/repos/{API}/")
+    robot.poll()
+    robot.clock.advance(30)
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.WAITING and report.repos[WEB].outcome is Outcome.UNCHANGED
+    assert (len(branch_polls(robot.github, API)), len(branch_polls(robot.github, WEB))) == (1, 2)
+    robot.clock.advance(30)
+    assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    assert len(branch_polls(robot.github, API)) == 2
+
+
+def test_retry_after_pauses_every_poll_until_it_passes(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
+    robot.poll()
+    robot.github.rate_limit_next(1, "secondary", retry_after=120)
+    report = robot.poll()
+    assert report.with_outcome(Outcome.RATE_LIMITED) == [API, WEB]
+    assert report.paused_until == pytest.approx(robot.clock.now + 120)
+    asked = len(robot.github.requests)
+    robot.clock.advance(90)
+    assert robot.poll().with_outcome(Outcome.RATE_LIMITED) == [API, WEB]
+    assert len(robot.github.requests) == asked  # nothing sent while GitHub asked to wait
+    robot.clock.advance(31)
+    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+
+
+def test_low_remaining_pauses_polling_until_the_reset(robot_for: Any, checkout: Path) -> None:
+    robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
+    robot.github.use_units(4600)  # others spent the token: 399 of 5000 left after our first poll
+    report = robot.poll()
+    assert report.repos[API].outcome is Outcome.FIRST_SEEN
+    assert report.repos[WEB].outcome is Outcome.RATE_LIMITED and "399 of 5000" in report.repos[WEB].detail
+    assert report.paused_until is not None and report.paused_until > robot.clock.now + 3000
+    asked = len(robot.github.requests)
+    robot.clock.advance(600)
+    assert robot.poll().with_outcome(Outcome.RATE_LIMITED) == [API, WEB]
+    assert len(robot.github.requests) == asked
+    robot.github.reset_window()
+    robot.clock.advance(3100)
+    report = robot.poll()
+    assert (report.repos[API].outcome, report.repos[WEB].outcome) == (Outcome.UNCHANGED, Outcome.FIRST_SEEN)

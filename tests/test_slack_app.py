@@ -350,3 +350,20 @@ def test_robot_run_connects_and_exits_zero_on_sigterm(
         proc.kill()
     assert proc.returncode == 0, err
     assert BOT_TOKEN not in err and APP_TOKEN not in err and TOKEN not in err
+
+
+def test_deployers_may_be_a_user_group(rig_for: Any, slack: FakeSlack) -> None:
+    slack.set_usergroup("S0RELEASE", ["U0CAROL01"])
+    rig = rig_for([["true"]], deployers=["S0RELEASE"])
+    refused = rig.command("acme/api", user="U0MALLORY")
+    assert "You may not deploy acme/api" in refused and "S0RELEASE" in refused
+    assert "Deploy #1 queued" in rig.command("acme/api", user="U0CAROL01")
+    assert rig.final(1).requested_by == "U0CAROL01"
+
+
+def test_slack_disconnect_message_reconnects(rig_for: Any, slack: FakeSlack) -> None:
+    rig = rig_for([["true"]])
+    before = slack.total_connections
+    slack.disconnect_all()
+    slack.wait_connected(timeout=WAIT, total=before + 1)
+    assert "Deploy #1 queued" in rig.command("acme/api")

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from bot.checks import run_checks
 from bot.config import Settings, load_settings
-from bot.console import STATE_ICONS, ConsoleObserver
+from bot.console import ConsoleObserver
 from bot.errors import BotError
 from bot.models import Deploy, DeployState, Source
 from bot.redact import Redactor
@@ -200,7 +200,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             d.repo,
             d.env,
             d.short_sha,
-            f"{STATE_ICONS[d.state]} {d.state.value}",
+            f"{d.state.icon} {d.state.value}",
             d.requested_by,
             d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
             f"{took:.1f} s" if took is not None else "",

@@ -18,16 +18,6 @@ from bot.models import Deploy, DeployState, GateResult, StepResult, TaskEvent, T
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _FLUSH_SECONDS = 0.1
 
-STATE_ICONS = {
-    DeployState.QUEUED: "⏳",
-    DeployState.RUNNING: "🚀",
-    DeployState.SUCCEEDED: "✅",
-    DeployState.FAILED: "❌",
-    DeployState.CANCELLED: "⛔",
-    DeployState.BLOCKED: "🚫",
-    DeployState.INTERRUPTED: "⚠️",
-}
-
 
 class _Headline:
     """What the spinner line shows, rendered afresh at each refresh so elapsed time ticks."""
@@ -88,7 +78,7 @@ class ConsoleObserver:
             took = deploy.duration_seconds
             duration = f" in {took:.1f} s" if took is not None else ""
             why = f": {deploy.error}" if deploy.error else ""
-            self.line(f"{STATE_ICONS[deploy.state]} {deploy.state.value}{duration}{why}")
+            self.line(f"{deploy.state.icon} {deploy.state.value}{duration}{why}")
 
     def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None:
         if self._mine(deploy):

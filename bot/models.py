@@ -22,7 +22,21 @@ class DeployState(StrEnum):
     def is_final(self) -> bool:
         return self not in (DeployState.QUEUED, DeployState.RUNNING)
 
+    @property
+    def icon(self) -> str:
+        """The state's emoji, the same in the terminal and in Slack."""
+        return _STATE_ICONS[self]
 
+
+_STATE_ICONS = {
+    DeployState.QUEUED: "⏳",
+    DeployState.RUNNING: "🚀",
+    DeployState.SUCCEEDED: "✅",
+    DeployState.FAILED: "❌",
+    DeployState.CANCELLED: "⛔",
+    DeployState.BLOCKED: "🚫",
+    DeployState.INTERRUPTED: "⚠️",
+}
 ACTIVE_STATES = (DeployState.QUEUED, DeployState.RUNNING)
 FINAL_STATES = tuple(state for state in DeployState if state.is_final)
 

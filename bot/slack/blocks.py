@@ -22,15 +22,6 @@ MAX_FALLBACK = 3000
 MAX_BUTTON_TEXT = 75
 MAX_ACTIONS = 25
 TAIL_LINES = 40
-STATE_ICONS = {
-    DeployState.SUCCEEDED: "✅",
-    DeployState.FAILED: "❌",
-    DeployState.CANCELLED: "⛔",
-    DeployState.BLOCKED: "🚫",
-    DeployState.INTERRUPTED: "⚠️",
-    DeployState.QUEUED: "⏳",
-    DeployState.RUNNING: "🚀",
-}
 _SOURCES = {
     Source.COMMAND: "/deploy",
     Source.BUTTON: "Deploy button",
@@ -76,7 +67,7 @@ class PullView:
 
 def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Message:
     """The deploy's root message: what, who, state, duration, error, and Cancel while it can be cancelled."""
-    icon = STATE_ICONS.get(deploy.state, "•")
+    icon = deploy.state.icon
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = _link(commit_url, deploy.short_sha)
     ref = sha if deploy.ref == deploy.sha else f"`{escape(truncate(deploy.ref, 200))}` ({sha})"
@@ -303,7 +294,7 @@ def _lock_line(lock: Lock) -> str:
 
 def _deploy_head(deploy: Deploy) -> str:
     """`✅ #42 acme/api → production `abc1234``."""
-    icon = STATE_ICONS.get(deploy.state, "•")
+    icon = deploy.state.icon
     return f"{icon} #{deploy.id} *{escape(deploy.repo)} → {escape(deploy.env)}* `{escape(deploy.short_sha)}`"
 
 

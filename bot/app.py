@@ -14,7 +14,10 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 from bot.config import Settings
 from bot.errors import BotError
+from bot.poller import Poller
 from bot.redact import Redactor
+from bot.scheduling import start_polling
+from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
 from bot.slack.directory import UserGroups
 from bot.slack.notifier import SlackNotifier
@@ -39,15 +42,21 @@ class Robot:
     outbox: SlackOutbox
     notifier: SlackNotifier
     chatops: ChatOps
+    poller: Poller
+    stop_polling: Callable[[], None] | None = None
 
     def start(self) -> None:
         self.outbox.start()
         self.notifier.start()
         self.core.service.start()
         self.handler.connect()  # type: ignore[no-untyped-call]
+        self.stop_polling = start_polling(self.poller.poll_once, self.core.settings.github.poll_interval)
 
     def stop(self) -> None:
-        # Stop taking commands first, then let running deploys end as cancelled, then flush.
+        # Stop taking commands and polling first, then let running deploys end as cancelled,
+        # then flush what Slack still has to show.
+        if self.stop_polling is not None:
+            self.stop_polling()
         self.handler.client.auto_reconnect_enabled = False
         self.handler.close()  # type: ignore[no-untyped-call]
         self.core.service.stop(STOP_DEPLOYS_SECONDS)
@@ -87,7 +96,9 @@ def build_robot(settings: Settings, environ: Mapping[str, str]) -> Robot:
     app = App(client=client, name="deploy-robot")
     _install(app, chatops)
     handler = SocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
-    return Robot(core, app, handler, outbox, notifier, chatops)
+    announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
+    poller = Poller(settings, core.github, core.store, core.service, announcer)
+    return Robot(core, app, handler, outbox, notifier, chatops, poller)
 
 
 def _install(app: App, chatops: ChatOps) -> None:

@@ -92,7 +92,8 @@ class DeployService:
         """Queue a deploy (or return the identical one already queued/running, and False)."""
         target = self.target(repo, env)
         settings = self._settings.repos[target.repo]
-        if source is not Source.CLI:
+        # A terminal is the operator's; a merge deploy was allowed by `on_merge: deploy` itself.
+        if source not in (Source.CLI, Source.MERGE):
             self._check_access(user, settings.deployers, target.repo, "deploy")
             if force:
                 self._check_access(

@@ -49,6 +49,7 @@ def write_config(tmp_path: Path, github_url: str, repos: Mapping[str, Any], **se
             "seconds_between_writes": 0,
             "timeout": 5,
             "max_retries": 3,
+            "poll_interval": 1,
         },
         "state": {"url": f"sqlite:///{tmp_path / 'robot.db'}"},
         "deploys": {"workers": 4, "ci_poll_interval": 0.2, "kill_grace": 1},

@@ -509,3 +509,15 @@ def test_low_remaining_pauses_polling_until_the_reset(robot_for: Any, checkout: 
     robot.clock.advance(3100)
     report = robot.poll()
     assert (report.repos[API].outcome, report.repos[WEB].outcome) == (Outcome.UNCHANGED, Outcome.FIRST_SEEN)
+
+
+def test_auto_deploy_is_not_held_by_the_deployers_list(robot_for: Any, checkout: Path) -> None:
+    # Merges deploy as the merger's GitHub login, which is never a Slack deployer id.
+    config = repo_config(checkout, on_merge="deploy", auto_deploy="staging", deployers=["U0ONLYME"])
+    robot = robot_for({API: config}, serve=True)
+    robot.poll()
+    sha = merge(robot.github, API, 7, "Fix")
+    deploy_id = robot.poll().repos[API].deploy_id
+    assert deploy_id is not None and robot.announcer.problems == []
+    final = wait_final(robot.core, deploy_id)
+    assert (final.state, final.sha) == (DeployState.SUCCEEDED, sha)

@@ -367,3 +367,47 @@ def test_slack_disconnect_message_reconnects(rig_for: Any, slack: FakeSlack) -> 
     slack.disconnect_all()
     slack.wait_connected(timeout=WAIT, total=before + 1)
     assert "Deploy #1 queued" in rig.command("acme/api")
+
+
+def test_merge_is_announced_with_buttons_and_a_click_deploys_it(rig_for: Any, github: FakeGitHub) -> None:
+    rig = rig_for([["true"]], required_contexts=["ci/test"])
+    wait_for(lambda: rig.store.get_head("acme/api") is not None, WAIT, "first poll to record the head")
+    assert rig.slack.messages(CHANNEL) == []  # first sight announces nothing
+    sha = github.push("acme/api", "main", message="Merge pull request #12\n\nFix <login>")
+    github.add_pull_for_commit("acme/api", sha, 12, "Fix <login>", user="alice", merged_by="bob")
+    github.set_status("acme/api", sha, "ci/test", "success")
+    wait_for(lambda: len(rig.slack.messages(CHANNEL)) == 1, WAIT, "the announcement")
+    (announcement,) = rig.slack.messages(CHANNEL)
+    body = json.dumps(announcement.blocks, ensure_ascii=False)
+    assert "#12" in body and "Fix &lt;login&gt;" in body and "bob" in body and sha[:7] in body
+    assert "CI: ✅" in body and "Deploy to production" in body
+    value = encode_deploy_value("acme/api", "production", sha)
+    buttons = [e for b in announcement.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [(deploy_action_id("production"), value)]
+    github.push("acme/api", "main")  # the branch moves on; the button still deploys what was announced
+    answer = rig.click(deploy_action_id("production"), value, message_ts=announcement.ts)
+    assert "Deploy #1 queued" in answer and sha[:7] in answer
+    final = rig.final(1)
+    assert (final.state, final.sha, final.channel) == (DeployState.SUCCEEDED, sha, CHANNEL)
+
+
+def test_on_merge_deploy_runs_in_the_announcement_thread(rig_for: Any, github: FakeGitHub) -> None:
+    rig = rig_for([["echo", "deployed"]], on_merge="deploy", auto_deploy="production")
+    wait_for(lambda: rig.store.get_head("acme/api") is not None, WAIT, "first poll")
+    sha = github.push("acme/api", "main", message="Merge pull request #3\n\nShip")
+    github.add_pull_for_commit("acme/api", sha, 3, "Ship", user="alice", merged_by="bob")
+    wait_for(lambda: bool(rig.store.list_deploys()), WAIT, "the auto-deploy")
+    (deploy,) = rig.store.list_deploys()
+    final = rig.final(deploy.id)
+    assert (final.state, final.sha, final.requested_by) == (DeployState.SUCCEEDED, sha, "bob")
+    (announcement,) = [m for m in rig.slack.messages(CHANNEL) if m.thread_ts in (None, m.ts)]
+    assert final.message_ts == announcement.ts
+    assert "Auto-deploying to production" in json.dumps(announcement.blocks, ensure_ascii=False)
+
+    def thread() -> str:
+        return _text(rig.slack.thread(CHANNEL, announcement.ts))
+
+    wait_for(lambda: "succeeded" in thread() and "✓ 1/1" in thread(), WAIT, "root and progress in thread")
+    assert f"Deploy #{final.id}" in thread()
+    statuses = github.deployments("acme/api")[0].statuses
+    assert statuses[-1]["body"]["log_url"].startswith("http")

@@ -120,8 +120,12 @@ def merge_announcement(
     ci: str,
     environments: Sequence[str],
     commit_url: str,
+    notes: Sequence[str] = (),
 ) -> Message:
-    """A new branch head: the pull request(s) behind it, CI state, and one Deploy button per environment."""
+    """A new branch head: the pull request(s) behind it, CI state, and one Deploy button per environment.
+
+    ``notes`` are extra plain-text lines (force push, direct pushes, auto-deploy), shown escaped.
+    """
     newest = sorted(pulls, key=lambda p: p.number, reverse=True)
     ci_text = _CI_ICONS.get(ci.lower(), escape(truncate(one_line(ci), 40)))
     where = f"into {escape(branch)} ({_link(commit_url, sha[:7])}) · CI: {ci_text}"
@@ -136,6 +140,8 @@ def merge_announcement(
         others = [f"• {_pull(p)} by {_login(p.author)}" for p in newest[1:]]
         text += "\nAlso merged:\n" + "\n".join(_window(others, 0, MAX_SECTION - len(headline) - 50))
     blocks: list[Block] = [_section(text)]
+    if notes:
+        blocks.append(_context(escape(truncate("\n".join(one_line(n) for n in notes), MAX_SECTION - 100))))
     buttons: list[Block] = []
     for env in dict.fromkeys(environments):
         try:

@@ -28,7 +28,8 @@ HEARTBEAT_SECONDS = 10.0
 class _Thread:
     """What the notifier knows of one live deploy."""
 
-    root: MessageRef
+    root: MessageRef  # the message showing the deploy's state, updated in place
+    parent: MessageRef  # the thread everything else goes to (the root, or a merge announcement)
     steps: list[StepView]
     started: float = field(default_factory=time.monotonic)
     progress: MessageRef | None = None
@@ -134,10 +135,10 @@ class SlackNotifier:
             thread = self._threads.get(deploy.id)
         if thread is None:
             return None
-        if thread.permalink is None and thread.root.wait(5.0):
+        if thread.permalink is None and thread.parent.wait(5.0):
             try:
                 answer = self._client.chat_getPermalink(
-                    channel=thread.root.channel, message_ts=thread.root.ts or ""
+                    channel=thread.parent.channel, message_ts=thread.parent.ts or ""
                 )
                 thread.permalink = str(answer["permalink"])
             except SlackClientError as exc:
@@ -151,14 +152,18 @@ class SlackNotifier:
         if thread is None:
             labels = self._step_labels(deploy)
             steps = [StepView(i, label, StepState.PENDING) for i, label in enumerate(labels, start=1)]
+            text, blocks = self._root_blocks(deploy)
             if deploy.message_ts and deploy.channel:
-                root = self._outbox.adopt(deploy.channel, deploy.message_ts)
+                # A merge announcement started this deploy: it stays as it is (its buttons still
+                # serve the other environments) and the deploy lives in its thread.
+                parent = self._outbox.adopt(deploy.channel, deploy.message_ts)
+                root = self._outbox.post(deploy.channel, text, blocks, thread=parent)
             else:
-                text, blocks = self._root_blocks(deploy)
                 root = self._outbox.post(
                     deploy.channel or "", text, blocks, on_posted=self._recorder(deploy.id)
                 )
-            thread = _Thread(root, steps)
+                parent = root
+            thread = _Thread(root, parent, steps)
             self._threads[deploy.id] = thread
         return thread
 
@@ -181,7 +186,7 @@ class SlackNotifier:
         tail = list(thread.tail) if thread.show_tail else None
         text, blocks = progress_message(thread.steps, thread.task, time.monotonic() - thread.started, tail)
         if thread.progress is None:
-            thread.progress = self._outbox.post(thread.root.channel, text, blocks, thread=thread.root)
+            thread.progress = self._outbox.post(thread.root.channel, text, blocks, thread=thread.parent)
         else:
             self._outbox.update(thread.progress, text, blocks)
 
@@ -190,7 +195,7 @@ class SlackNotifier:
             self._render_progress(deploy, thread)
         if deploy.state is DeployState.FAILED and thread.progress is not None:
             self._outbox.upload(
-                thread.root,
+                thread.parent,
                 f"deploy-{deploy.id}.log",
                 self._store.read_log(deploy.id),
                 f"Deploy #{deploy.id} full log",

@@ -1,0 +1,63 @@
+"""Posts merge announcements (with Deploy buttons) and poller warnings to Slack."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.errors import BotError
+from bot.merges import AnnouncementRef, MergeNews
+from bot.slack.blocks import PullView, merge_announcement
+from bot.slack.outbox import MessageRef, SlackOutbox
+from bot.slack.text import escape
+
+# How long the poller waits for Slack to accept an announcement before trying next poll.
+POST_WAIT_SECONDS = 30.0
+
+
+class SlackAnnouncer:
+    """The poller's MergeAnnouncer, writing through the shared outbox."""
+
+    def __init__(self, outbox: SlackOutbox, channels: Mapping[str, str]) -> None:
+        self._outbox = outbox
+        self._channels = channels  # repo → its channel, for warnings outside a thread
+
+    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+        pulls = [PullView(p.number, p.title, p.author, p.merged_by) for p in news.pulls]
+        text, blocks = merge_announcement(
+            news.repo,
+            pulls,
+            news.sha,
+            news.branch,
+            news.ci_summary,
+            news.environments,
+            news.commit_url,
+            notes=_notes(news),
+        )
+        ref = self._outbox.post(news.channel, text, blocks)
+        ts = ref.wait(POST_WAIT_SECONDS)
+        if ts is None:
+            # Raising leaves the head unrecorded, so the next poll announces it again.
+            raise BotError(f"Slack did not accept the announcement for {news.repo} in {news.channel}")
+        return AnnouncementRef(ref.channel, ts)
+
+    def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
+        parent: MessageRef | None = None
+        channel = self._channels[repo]
+        if thread is not None:
+            parent = self._outbox.adopt(thread.channel, thread.ts)
+            channel = thread.channel
+        self._outbox.post(channel, "⚠️ " + escape(text), thread=parent)
+
+
+def _notes(news: MergeNews) -> list[str]:
+    notes = []
+    if news.forced:
+        notes.append(f"⚠️ Force-pushed: {news.previous_sha[:7]} is no longer on {news.branch}.")
+    if news.direct_pushes and news.pulls:
+        titles = ", ".join(c.title or c.sha[:7] for c in news.direct_pushes[:5])
+        notes.append(f"Also pushed directly (no pull request): {titles}")
+    if news.truncated:
+        notes.append(f"{news.total_commits} commits in all; the newest are listed.")
+    if news.auto_deploy_env:
+        notes.append(f"Auto-deploying to {news.auto_deploy_env} (after CI is green).")
+    return notes

@@ -324,7 +324,9 @@ class GitHubGateway:
                 respect_retry_after_header=False,
             ),
             per_page=100,
-            seconds_between_requests=seconds_between_requests,
+            # Head polls are serial conditional GETs, mostly free 304s: throttling them only
+            # stretches a cycle (100 repos × 0.25 s = 25 s); the lookups after a move are paced.
+            seconds_between_requests=0,
             seconds_between_writes=seconds_between_writes,
             user_agent="deploy-robot",
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bot.checks import check_environment
 from bot.config import Settings
-from bot.errors import AccessDenied, EnvironmentLocked, StepSetupError, UnknownDeploy
+from bot.errors import AccessDenied, EnvironmentLocked, StepSetupError, StoreError, UnknownDeploy
 from bot.models import Deploy, DeployRequest, DeployState, Lock, Source
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
@@ -255,12 +255,21 @@ class DeployService:
 
     def _work(self) -> None:
         while not self._stopping.is_set():
-            deploy = self._store.claim_next()
+            try:
+                deploy = self._store.claim_next()
+            except StoreError as exc:
+                log.warning("cannot claim deploys, retrying: %s", exc)
+                deploy = None
             if deploy is None:
                 with self._wake:
                     self._wake.wait(_IDLE_POLL_SECONDS)
                 continue
-            self._run(deploy, threading.Event())
+            try:
+                self._run(deploy, threading.Event())
+            except Exception:
+                # The worker outlives any one deploy: a deploy the store could not finish is
+                # found running on the next start and reported interrupted.
+                log.exception("deploy #%s: worker fault", deploy.id)
             self._notify_workers()
 
     def _run(self, deploy: Deploy, cancel: threading.Event) -> Deploy:
@@ -285,7 +294,10 @@ class DeployService:
             with self._cancels_lock:
                 local = list(self._cancels)
             for deploy_id in local:
-                deploy = self._store.get_deploy(deploy_id)
+                try:
+                    deploy = self._store.get_deploy(deploy_id)
+                except StoreError:
+                    continue  # the next round asks again
                 if deploy is not None and deploy.cancel_requested:
                     self._signal_cancel(deploy_id)
 

@@ -16,7 +16,8 @@ line fit to show a person as-is (no traceback, no secrets). Listeners and the CL
     │   └── UnknownDeploy      no deploy with that id, or not cancellable
     ├── GitHubError            GitHub refused or failed after retries
     │   └── DeploymentRefused  create-deployment answered 409/422 (reason attached)
-    └── StepSetupError         a step cannot start (missing folder, missing ansible-playbook)
+    ├── StepSetupError         a step cannot start (missing folder, missing ansible-playbook)
+    └── StoreError             the database is locked past its timeout, full, or gone
 """
 
 from __future__ import annotations
@@ -72,3 +73,7 @@ class DeploymentRefused(GitHubError):
 
 class StepSetupError(BotError):
     """A step cannot start: its folder is missing, or ansible-playbook is not installed."""
+
+
+class StoreError(BotError):
+    """The store could not read or write (locked past the busy timeout, disk full, server gone)."""

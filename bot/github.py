@@ -325,7 +325,7 @@ class GitHubGateway:
             ),
             per_page=100,
             # Head polls are serial conditional GETs, mostly free 304s: throttling them only
-            # stretches a cycle (100 repos × 0.25 s = 25 s); the lookups after a move are paced.
+            # stretches a cycle (100 repos at 0.25 s = 25 s); the lookups after a move are paced.
             seconds_between_requests=0,
             seconds_between_writes=seconds_between_writes,
             user_agent="deploy-robot",

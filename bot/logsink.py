@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+from bot.errors import StoreError
 from bot.ports import StorePort
+
+log = logging.getLogger(__name__)
 
 # One store write per this many lines or seconds, whichever comes first: a step printing
 # 200,000 lines must cost a handful of transactions, not 200,000.
 _MAX_LINES = 2000
 _MAX_SECONDS = 0.5
+# While the store refuses writes (disk full, locked), this many lines wait in memory; older ones
+# are dropped and the log says how many, rather than failing the deploy or growing unbounded.
+_MAX_HELD = 100_000
 
 
 class LogSink:
@@ -20,6 +27,7 @@ class LogSink:
         self._deploy_id = deploy_id
         self._lines: list[str] = []
         self._since = time.monotonic()
+        self._dropped = 0
 
     def write(self, line: str) -> None:
         self._lines.append(line)
@@ -29,7 +37,21 @@ class LogSink:
             self.flush()
 
     def flush(self) -> None:
-        if self._lines:
-            self._store.append_log(self._deploy_id, self._lines)
-            self._lines = []
         self._since = time.monotonic()
+        if not self._lines:
+            return
+        lines = self._lines
+        if self._dropped:
+            lines = [f"[log incomplete: {self._dropped} lines lost while the store refused writes]", *lines]
+        try:
+            self._store.append_log(self._deploy_id, lines)
+        except StoreError as exc:
+            log.warning(
+                "deploy #%s: log write failed, holding %d lines: %s", self._deploy_id, len(lines), exc
+            )
+            if len(self._lines) > _MAX_HELD:
+                self._dropped += len(self._lines) - _MAX_HELD
+                self._lines = self._lines[-_MAX_HELD:]
+            return
+        self._lines = []
+        self._dropped = 0

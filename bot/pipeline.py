@@ -26,6 +26,10 @@ from bot.redact import Redactor
 log = logging.getLogger(__name__)
 
 DESCRIPTION_LIMIT = 140
+# A final GitHub status GitHub refused (after the gateway's own retries) is tried again for
+# this long, starting this soon and backing off, so an outage of minutes still ends agreeing.
+STATUS_RETRY_SECONDS = 900.0
+STATUS_RETRY_FIRST_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,20 +94,25 @@ class Pipeline:
         deadline = time.monotonic() + repo.ci_timeout
         last_waiting: tuple[ContextResult, ...] | None = None
         while True:
-            gate = self._github.ci_state(deploy.repo, deploy.sha, repo.required_contexts)
-            if gate.failing:
-                return Outcome(DeployState.BLOCKED, "error", "CI failed: " + _contexts(gate.failing))
-            if gate.green:
-                return None
-            if gate.waiting != last_waiting:
-                observer.gate_waiting(deploy, gate)
-                last_waiting = gate.waiting
+            try:
+                gate = self._github.ci_state(deploy.repo, deploy.sha, repo.required_contexts)
+            except GitHubError as exc:
+                # GitHub down is not CI failed: keep waiting, as for a pending context.
+                log.warning("deploy #%s: CI state unreadable, will re-check: %s", deploy.id, exc)
+                pending = f"GitHub did not answer ({exc})"
+            else:
+                if gate.failing:
+                    return Outcome(DeployState.BLOCKED, "error", "CI failed: " + _contexts(gate.failing))
+                if gate.green:
+                    return None
+                if gate.waiting != last_waiting:
+                    observer.gate_waiting(deploy, gate)
+                    last_waiting = gate.waiting
+                pending = _names(gate)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return Outcome(
-                    DeployState.BLOCKED,
-                    "error",
-                    f"CI still pending after {repo.ci_timeout:g} s: {_names(gate)}",
+                    DeployState.BLOCKED, "error", f"CI still pending after {repo.ci_timeout:g} s: {pending}"
                 )
             if cancel.wait(min(self._settings.deploys.ci_poll_interval, remaining)):
                 return Outcome(DeployState.CANCELLED, "error", "cancelled while waiting for CI")
@@ -238,10 +247,32 @@ class Pipeline:
         problem = self._status(current, outcome.github_state, outcome.summary)
         error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
         if problem:
-            error = f"{error or outcome.summary}; GitHub status not recorded: {problem}"
+            error = f"{error or outcome.summary}; GitHub status pending: {problem}"
         final = self._store.finish_deploy(deploy.id, outcome.state, error)
         observer.deploy_changed(final)
+        if problem:
+            # The queue must not wait on GitHub: the final status is retried off this thread
+            # until GitHub takes it, so GitHub ends up agreeing with the store.
+            threading.Thread(
+                target=self._retry_final_status,
+                args=(final, outcome),
+                name=f"github-status-{deploy.id}",
+                daemon=True,
+            ).start()
         return final
+
+    def _retry_final_status(self, deploy: Deploy, outcome: Outcome) -> None:
+        delay = STATUS_RETRY_FIRST_SECONDS
+        deadline = time.monotonic() + STATUS_RETRY_SECONDS
+        while time.monotonic() + delay < deadline:
+            time.sleep(delay)
+            if self._status(deploy, outcome.github_state, outcome.summary) is None:
+                note = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
+                self._store.update_deploy(deploy.id, error=note)
+                log.info("deploy #%s: GitHub status %s recorded late", deploy.id, outcome.github_state)
+                return
+            delay = min(delay * 2, 60.0)
+        log.error("deploy #%s: GitHub status %s never recorded", deploy.id, outcome.github_state)
 
 
 def _step_outcome(index: int, total: int, label: str, result: StepResult) -> Outcome:

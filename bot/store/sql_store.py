@@ -21,9 +21,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from bot.errors import ConfigError, UnknownDeploy
+from bot.errors import ConfigError, StoreError, UnknownDeploy
 from bot.models import ACTIVE_STATES, BranchHead, Deploy, DeployRequest, DeployState, Lock, Source
 from bot.store.engine import IMMEDIATE, make_engine
 from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, metadata
@@ -40,6 +40,18 @@ SCHEMA_LOCK_KEY = 0x526F626F74  # any constant shared by every robot process: "R
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 _QUEUED = DeployState.QUEUED.value
 _RUNNING = DeployState.RUNNING.value
+
+
+@contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    """A database that is locked past the busy timeout, full or gone is a StoreError."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = (
+            str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else "unavailable"
+        )
+        raise StoreError(f"the database is unavailable: {reason}") from exc
 
 
 def _now() -> datetime:
@@ -132,12 +144,12 @@ class SqlStore:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
+        with _unavailable_as_store_error(), self._engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
+        with _unavailable_as_store_error(), self._engine.connect() as conn:
             conn.execution_options(**{IMMEDIATE: True})
             with conn.begin():
                 yield conn

@@ -107,7 +107,13 @@ def _log_redacted(redact: Redactor) -> None:
 
     class Redacting(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            record.msg = redact(record.getMessage())
+            text = record.getMessage()
+            if record.exc_info:
+                # The traceback is part of what gets written, so it is redacted too.
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+                record.exc_info = None
+                record.exc_text = None
+            record.msg = redact(text)
             record.args = None
             return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -63,11 +64,13 @@ class ChatOps:
         self,
         service: DeployService,
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
-        workers: int = 8,
+        workers: int = 2,
     ) -> None:
         self._service = service
         self._current_step = current_step
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatops")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -81,15 +84,28 @@ class ChatOps:
         respond: Callable[..., Any],
         budget: float = ACK_BUDGET_SECONDS,
     ) -> None:
-        """Ack with the reply if it is ready within ``budget``, else ack now and respond later."""
+        """Ack with the reply if it is ready within ``budget``, else ack now and respond later.
+
+        While other commands are in flight the ack goes at once: under a burst, waiting for each
+        answer would make every ack queue behind the others' work (one GIL), and an ack is what
+        Slack times.
+        """
+        with self._in_flight_lock:
+            busy = self._in_flight > 0
+            self._in_flight += 1
         future = self._executor.submit(self._safely, work)
+        future.add_done_callback(self._done)
         try:
-            reply = future.result(timeout=budget)
+            reply = future.result(timeout=0 if busy else budget)
         except FutureTimeout:
             ack(text="⏳ Working on it…", response_type="ephemeral")
             future.add_done_callback(lambda done: self._respond_later(done, respond))
             return
         ack(**reply.as_kwargs())
+
+    def _done(self, future: Future[Reply]) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
 
     def answer_click(
         self, work: Callable[[], Reply], ack: Callable[..., Any], respond: Callable[..., Any]

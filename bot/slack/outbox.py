@@ -187,8 +187,6 @@ class SlackOutbox:
         if ref.failed or (write.kind == "post" and ref.thread is not None and ref.thread.failed):
             self._give_up(write, "its message could not be posted")
             return
-        now = time.monotonic()
-        self._channel_free_at[ref.channel] = now + self._channel_interval
         try:
             self._call(write)
         except SlackApiError as exc:
@@ -200,6 +198,11 @@ class SlackOutbox:
         except OSError as exc:
             self._retry(write, 1.0, str(exc))
             return
+        finally:
+            # Pace from when Slack answered, not from when we asked: the client may have slept
+            # through a Retry-After inside the call, and the next write must not follow at once.
+            free_at = time.monotonic() + self._channel_interval
+            self._channel_free_at[ref.channel] = max(self._channel_free_at.get(ref.channel, 0.0), free_at)
         self.writes += 1
         if write.kind == "update":
             self._message_free_at[id(ref)] = time.monotonic() + self._message_interval

@@ -7,14 +7,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import App, BoltContext, BoltResponse, Respond
 from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.config import Settings
 from bot.errors import BotError
 from bot.poller import Poller
+from bot.ports import StorePort
 from bot.redact import Redactor
 from bot.scheduling import start_polling
 from bot.slack.announcer import SlackAnnouncer
@@ -23,6 +25,7 @@ from bot.slack.directory import UserGroups
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import SlackOutbox
 from bot.wiring import Core, build_core
+from handlers.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from handlers.routes import register
 
 log = logging.getLogger(__name__)
@@ -66,8 +69,11 @@ class Robot:
         self.core.close()
 
 
-def build_robot(settings: Settings, environ: Mapping[str, str]) -> Robot:
-    """Wire core, Slack client, outbox, notifier, Bolt app and Socket Mode handler."""
+def build_robot(settings: Settings, environ: Mapping[str, str], store: StorePort | None = None) -> Robot:
+    """Wire core, Slack client, outbox, notifier, Bolt app and Socket Mode handler.
+
+    ``store`` is passed to build_core (the deploy path's store port; tests wrap the real one).
+    """
     slack = settings.slack
     if not slack.bot_token or not slack.app_token:
         raise BotError("slack.bot_token and slack.app_token are needed by `robot run`")
@@ -90,12 +96,13 @@ def build_robot(settings: Settings, environ: Mapping[str, str]) -> Robot:
         notifiers.append(notifier)
         return notifier
 
-    core = build_core(settings, environ, reporter_for, members_of=groups.members)
+    core = build_core(settings, environ, reporter_for, members_of=groups.members, store=store)
     notifier = notifiers[0]
     chatops = ChatOps(core.service, notifier.current_step)
-    app = App(client=client, name="deploy-robot")
+    # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
+    app = App(client=client, name="deploy-robot", raise_error_for_unhandled_request=True)
     _install(app, chatops)
-    handler = SocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
+    handler = GuardedSocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
     announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
     poller = Poller(settings, core.github, core.store, core.service, announcer)
     return Robot(core, app, handler, outbox, notifier, chatops, poller)
@@ -106,10 +113,17 @@ def _install(app: App, chatops: ChatOps) -> None:
         context["chatops"] = chatops
         next()
 
-    def on_error(error: Exception, body: dict[str, Any]) -> None:
+    def on_error(error: Exception, body: Any, respond: Respond | None) -> BoltResponse | None:
+        if isinstance(error, BoltUnhandledRequestError):
+            # A button of an older robot, or a malformed payload: ack it, else Slack shows the
+            # user an error of its own, and say that nothing was done.
+            return unhandled(body, respond)
         # Listeners catch BotError themselves; anything here is a robot bug.
-        log.error("listener failed on %s", body.get("type", "?"), exc_info=error)
+        kind = body.get("type", "?") if isinstance(body, dict) else "?"
+        log.error("listener failed on %s", kind, exc_info=error)
+        return None
 
+    app.use(PayloadGuard())
     app.use(inject)
     app.error(on_error)
     register(app)

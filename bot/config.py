@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,13 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
 _FLAT_KEYS = ("folder", "commands", "ansible_hosts", "ansible_playbook", "timeout", "env")
+# A real robot.yaml is a few hundred values a few levels deep. Past these bounds a file is broken
+# (or a YAML alias bomb, which expands exponentially) and gets a ConfigError, not a hang or a
+# RecursionError. Error messages stay one short line whatever keys and values the file holds.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+_MAX_MESSAGE = 500
+_MAX_SHOWN = 60
 
 
 class _Model(BaseModel):
@@ -47,7 +55,9 @@ class GitHubSettings(_Model):
     token: str
     api_url: str = "https://api.github.com"
     poll_interval: float = Field(30, ge=1)
-    seconds_between_requests: float = Field(0.25, ge=0)
+    # GitHub asks for serial requests and a pause before writes only; paced reads made a merge
+    # announcement miss "poll interval + 1 s" (bench/poll_cost.py), so reads are unpaced.
+    seconds_between_requests: float = Field(0.0, ge=0)
     seconds_between_writes: float = Field(1.0, ge=0)
     timeout: int = Field(15, ge=1)  # PyGithub takes whole seconds
     max_retries: int = Field(5, ge=0, le=20)
@@ -238,6 +248,8 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"{path}: no such file. Copy robot.yaml.example to {path} and edit it, or pass --config PATH."
         ) from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: it needs its own clause
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
@@ -246,11 +258,14 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: {where}{problem} (not valid YAML)") from None
+        raise _error(path, f"{where}{problem} (not valid YAML)") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively: a few hundred `[` exhaust the stack.
+        raise ConfigError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with `github` and `repos` at the top")
     secrets: set[str] = set()
-    expanded = _expand(raw, environ, path, (), secrets)
+    expanded = _expand(raw, environ, path, (), secrets, itertools.count())
     try:
         settings = Settings.model_validate({**expanded, "path": path})
     except ValidationError as exc:
@@ -259,15 +274,25 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
 
 
 def _expand(
-    node: Any, environ: Mapping[str, str], path: Path, loc: tuple[str, ...], secrets: set[str]
+    node: Any,
+    environ: Mapping[str, str],
+    path: Path,
+    loc: tuple[str, ...],
+    secrets: set[str],
+    counter: Iterator[int],
 ) -> Any:
+    # An alias loop (`a: &a [*a]`) is infinitely deep; an alias bomb has too many values.
+    if len(loc) > MAX_DEPTH:
+        raise _error(path, f"{_where(loc[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels")
+    if next(counter) > MAX_VALUES:
+        raise _error(path, f"more than {MAX_VALUES} values (YAML aliases expanding?)")
     if isinstance(node, dict):
         for key in node:
             if key in ("path", "secrets") and not loc:
                 raise ConfigError(f"{path}: `{key}` is not a configuration key")
-        return {k: _expand(v, environ, path, (*loc, str(k)), secrets) for k, v in node.items()}
+        return {k: _expand(v, environ, path, (*loc, str(k)), secrets, counter) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, environ, path, (*loc, str(i)), secrets) for i, v in enumerate(node)]
+        return [_expand(v, environ, path, (*loc, str(i)), secrets, counter) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
@@ -276,11 +301,10 @@ def _expand(
             return "${"
         name = match.group(1)
         if not _VAR_NAME.fullmatch(name):
-            raise ConfigError(f"{path}: {'.'.join(loc)}: `${{{name}}}` is not a variable name")
+            raise _error(path, f"{_where(loc)}: `${{{_shown(name)}}}` is not a variable name")
         if name not in environ:
-            raise ConfigError(
-                f"{path}: {'.'.join(loc)}: environment variable {name} is not set "
-                f"(write $${{ for a literal ${{)"
+            raise _error(
+                path, f"{_where(loc)}: environment variable {name} is not set (write $${{ for a literal ${{)"
             )
         value = environ[name]
         if SECRET_NAME.search(name) and value:
@@ -295,7 +319,7 @@ def _describe(path: Path, exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
-        where = ".".join(loc) or "(top level)"
+        where = _where(loc) or "(top level)"
         if error["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
@@ -305,10 +329,27 @@ def _describe(path: Path, exc: ValidationError) -> str:
         else:
             msg = str(error["msg"]).removeprefix("Value error, ")
             got = error.get("input")
-            shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
+            shown = f" (got {_shown(repr(got))})" if isinstance(got, str | int | float | bool) else ""
             problems.append(f"{where}: {msg}{shown}")
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{path}: {problems[0]}{more}"
+    return str(_error(path, f"{problems[0]}{more}"))
+
+
+def _error(path: Path, detail: str) -> ConfigError:
+    """`file: detail` on one bounded line, whatever newlines or sizes the file's keys and values hold."""
+    flat = " ".join(detail.split())
+    return ConfigError(f"{path}: {flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 1] + '…'}")
+
+
+def _where(loc: tuple[str, ...]) -> str:
+    """A key path as `a.b.c`, each key shown on one line and cut short."""
+    return ".".join(_shown(part) for part in loc)
+
+
+def _shown(text: str) -> str:
+    """A key or value from the file, one line, at most _MAX_SHOWN characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_SHOWN else flat[: _MAX_SHOWN - 1] + "…"
 
 
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:

@@ -28,13 +28,21 @@ class LogSink:
         self._lines: list[str] = []
         self._since = time.monotonic()
         self._dropped = 0
+        self._refused = False
 
     def write(self, line: str) -> None:
         self._lines.append(line)
         count = len(self._lines)
         # Reading the clock every line costs more than the append; every 64th line is enough.
-        if count >= _MAX_LINES or (count % 64 == 1 and time.monotonic() - self._since >= _MAX_SECONDS):
+        due = count % 64 == 1 and time.monotonic() - self._since >= _MAX_SECONDS
+        # Fault fix: while the store refuses writes the size trigger stays off. It used to retry
+        # on every line once 2,000 were held (one failing store call per line, each copying up
+        # to _MAX_HELD lines past the limit: quadratic). Retries now keep the time pace, and the
+        # oldest lines are dropped here, _MAX_LINES at a time.
+        if due or (count >= _MAX_LINES and not self._refused):
             self.flush()
+        elif count > _MAX_HELD + _MAX_LINES:
+            self._drop_oldest()
 
     def flush(self) -> None:
         self._since = time.monotonic()
@@ -49,9 +57,15 @@ class LogSink:
             log.warning(
                 "deploy #%s: log write failed, holding %d lines: %s", self._deploy_id, len(lines), exc
             )
-            if len(self._lines) > _MAX_HELD:
-                self._dropped += len(self._lines) - _MAX_HELD
-                self._lines = self._lines[-_MAX_HELD:]
+            self._refused = True
+            self._drop_oldest()
             return
         self._lines = []
         self._dropped = 0
+        self._refused = False
+
+    def _drop_oldest(self) -> None:
+        excess = len(self._lines) - _MAX_HELD
+        if excess > 0:
+            self._dropped += excess
+            del self._lines[:excess]

@@ -83,7 +83,12 @@ class Pipeline:
 
     def report_interrupted(self, deploy: Deploy) -> None:
         """Tell GitHub that a deploy found mid-flight on start will not finish."""
-        self._status(deploy, "error", "interrupted: the robot stopped during the deploy")
+        summary = "interrupted: the robot stopped during the deploy"
+        outcome = Outcome(DeployState.INTERRUPTED, "error", summary)
+        if self._status(deploy, outcome.github_state, outcome.summary):
+            # Fault fix: a restart while GitHub is down left the deployment `in_progress` for
+            # ever; this final status is retried off the start-up thread like any other.
+            self._retry_in_background(deploy, outcome)
 
     def _gate(
         self, deploy: Deploy, repo: RepoSettings, observer: DeployObserver, cancel: threading.Event
@@ -253,22 +258,30 @@ class Pipeline:
         if problem:
             # The queue must not wait on GitHub: the final status is retried off this thread
             # until GitHub takes it, so GitHub ends up agreeing with the store.
-            threading.Thread(
-                target=self._retry_final_status,
-                args=(final, outcome),
-                name=f"github-status-{deploy.id}",
-                daemon=True,
-            ).start()
+            self._retry_in_background(final, outcome, observer)
         return final
 
-    def _retry_final_status(self, deploy: Deploy, outcome: Outcome) -> None:
+    def _retry_in_background(
+        self, deploy: Deploy, outcome: Outcome, observer: DeployObserver | None = None
+    ) -> None:
+        threading.Thread(
+            target=self._retry_final_status,
+            args=(deploy, outcome, observer),
+            name=f"github-status-{deploy.id}",
+            daemon=True,
+        ).start()
+
+    def _retry_final_status(self, deploy: Deploy, outcome: Outcome, observer: DeployObserver | None) -> None:
+        """Retry until GitHub takes the status; with ``observer``, clear the "pending" note and
+        show the deploy again (its error said the status was pending)."""
         delay = STATUS_RETRY_FIRST_SECONDS
         deadline = time.monotonic() + STATUS_RETRY_SECONDS
         while time.monotonic() + delay < deadline:
             time.sleep(delay)
             if self._status(deploy, outcome.github_state, outcome.summary) is None:
-                note = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
-                self._store.update_deploy(deploy.id, error=note)
+                if observer is not None:
+                    error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
+                    observer.deploy_changed(self._store.update_deploy(deploy.id, error=error))
                 log.info("deploy #%s: GitHub status %s recorded late", deploy.id, outcome.github_state)
                 return
             delay = min(delay * 2, 60.0)

@@ -52,5 +52,7 @@ def check_ref(ref: str) -> str:
 
 def _shown(text: str) -> str:
     """User input quoted back safely: one line, bounded, no backticks."""
-    flat = text.replace("`", "'").replace("\n", " ").replace("\r", " ")
+    # split() folds every line break str.splitlines() knows (\v, \f, \x1c-\x1e, \x85, \u2028…),
+    # not just \n and \r: the message must stay one line whatever the input holds.
+    flat = " ".join(text.replace("`", "'").split())
     return flat if len(flat) <= 80 else flat[:77] + "..."

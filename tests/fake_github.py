@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 import threading
+import time
 import traceback
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -169,8 +170,11 @@ class _Rule:
     seconds: float = 0.0
     message: str | None = None
     extra: JSON = field(default_factory=dict)
+    until: float | None = None  # time.monotonic() after which the rule is spent
 
     def matches(self, path: str) -> bool:
+        if self.until is not None and time.monotonic() >= self.until:
+            return False
         return self.path_contains is None or self.path_contains in path
 
     def consume(self) -> None:
@@ -422,6 +426,22 @@ class FakeGitHub:
         with self._lock:
             self._rules.append(_Rule("fail", n, path_contains, status=status))
 
+    def fail_for(self, seconds: float, status: int = 502, path_contains: str | None = None) -> None:
+        """Answer every matching request with ``status`` for the next ``seconds`` (an outage)."""
+        with self._lock:
+            self._rules.append(
+                _Rule("fail", None, path_contains, status=status, until=time.monotonic() + seconds)
+            )
+
+    def hang_next(self, n: int, seconds: float, path_contains: str | None = None) -> None:
+        """Hold the next ``n`` matching requests ``seconds``, then answer 504 without acting on them.
+
+        A gateway that timed out upstream: unlike ``delay``, the request is lost, so a client that
+        gave up must send it again for it to take effect.
+        """
+        with self._lock:
+            self._rules.append(_Rule("hang", n, path_contains, seconds=seconds))
+
     def rate_limit_next(
         self,
         n: int,
@@ -531,9 +551,15 @@ class FakeGitHub:
         parts = urlsplit(raw_path)
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        hung = self._apply_hang(path)
         self._apply_delays(path)
         with self._lock:
-            answer = self._fault(path) or self._authorize(headers) or self._route(method, path, query, body)
+            answer = (
+                hung
+                or self._fault(path)
+                or self._authorize(headers)
+                or self._route(method, path, query, body)
+            )
             answer = self._conditional(method, headers, answer)
             if path != "/rate_limit" and answer.status != 304:
                 self._units_used += 1
@@ -557,9 +583,21 @@ class FakeGitHub:
         for rule in rules:
             self._stopping.wait(rule.seconds)
 
+    def _apply_hang(self, path: str) -> _Answer | None:
+        with self._lock:
+            rule = next(
+                (r for r in self._rules if r.kind == "hang" and r.remaining != 0 and r.matches(path)), None
+            )
+            if rule is not None:
+                rule.consume()
+        if rule is None:
+            return None
+        self._stopping.wait(rule.seconds)
+        return _Answer(504, {"message": "Gateway Timeout", "documentation_url": DOCS}, {})
+
     def _fault(self, path: str) -> _Answer | None:
         for rule in self._rules:
-            if rule.kind == "delay" or rule.remaining == 0 or not rule.matches(path):
+            if rule.kind in ("delay", "hang") or rule.remaining == 0 or not rule.matches(path):
                 continue
             rule.consume()
             if rule.kind == "fail":

@@ -272,6 +272,8 @@ class FakeSlack:
         self._write_interval: float | None = None
         self._last_write: dict[str, float] = {}
         self._served_429 = 0
+        self._refuse_until = 0.0
+        self._refused_connections = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -420,6 +422,37 @@ class FakeSlack:
         """Hold the answer to the next `times` calls of `method` for `seconds` (client timeouts)."""
         with self._lock:
             self._delays[method] = (seconds, times)
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Refuse new Socket Mode connections for `seconds` (a Slack outage of the socket side).
+
+        apps.connections.open answers 503 `service_unavailable` and a WebSocket upgrade answers
+        503, so a client can neither get a URL nor use one it holds; live connections stay up
+        (drop them with hard_close_all). The Web API keeps answering.
+        """
+        with self._lock:
+            self._refuse_until = time.monotonic() + seconds
+
+    @property
+    def refusing(self) -> bool:
+        """Whether new Socket Mode connections are refused right now."""
+        with self._lock:
+            return time.monotonic() < self._refuse_until
+
+    @property
+    def refused_connections(self) -> int:
+        """How many connection attempts (connections.open or upgrade) were refused."""
+        with self._lock:
+            return self._refused_connections
+
+    def connection_refused(self) -> bool:
+        """Count and report a refused attempt while an outage lasts."""
+        with self._lock:
+            if time.monotonic() >= self._refuse_until:
+                return False
+            self._refused_connections += 1
+        self._notify()
+        return True
 
     # ---- Socket Mode: test side ------------------------------------------------------------
 
@@ -720,6 +753,8 @@ class FakeSlack:
         args.pop("token", None)
         self._apply_delay(method)
         try:
+            if method == "apps.connections.open" and self.connection_refused():
+                raise _ApiError("service_unavailable", 503)
             self._apply_faults(method)
             self._check_token(method, token)
             route = _ROUTES.get(method)
@@ -1085,6 +1120,10 @@ class _Handler(BaseHTTPRequestHandler):
         ticket = (parse_qs(query).get("ticket") or [""])[-1]
         if not key or not self.fake.websocket_ticket_ok(ticket):
             self._send(401, "text/plain", b"invalid ticket", {})
+            self.close_connection = True
+            return
+        if self.fake.connection_refused():
+            self._send(503, "text/plain", b"service unavailable", {})
             self.close_connection = True
             return
         self.connection.sendall(

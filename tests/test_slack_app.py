@@ -93,6 +93,11 @@ class Rig:
         return self.slack.thread(deploy.channel or CHANNEL, deploy.message_ts)
 
 
+def _uploaded(slack: FakeSlack) -> bool:
+    """A file was announced and its bytes have landed (the upload is two requests)."""
+    return any(f.content is not None for f in slack.files.values())
+
+
 def _text(messages: list[Any]) -> str:
     """Every block of the messages as one searchable string."""
     return json.dumps([m.blocks for m in messages], ensure_ascii=False)
@@ -162,7 +167,7 @@ def test_failing_step_shows_tail_and_uploads_log(rig_for: Any) -> None:
     deploy = rig.final(1)
     assert deploy.state is DeployState.FAILED
     rig.wait_root_text(1, "failed")
-    wait_for(lambda: bool(rig.slack.files), WAIT, "log upload")
+    wait_for(lambda: _uploaded(rig.slack), WAIT, "log upload")
     (upload,) = rig.slack.files.values()
     assert b"line 0" in upload.content and b"line 99" in upload.content
     wait_for(lambda: "line 99" in _text(rig.thread(1)), WAIT, "tail in progress")
@@ -303,7 +308,7 @@ def test_build_output_is_escaped_and_redacted(rig_for: Any) -> None:
     assert "<!channel>" not in everything and "<@U0BOSS001>" not in everything
     assert "&lt;!channel&gt;" in everything
     assert TOKEN not in everything
-    wait_for(lambda: bool(rig.slack.files), WAIT, "log upload")
+    wait_for(lambda: _uploaded(rig.slack), WAIT, "log upload")
     (upload,) = rig.slack.files.values()
     assert TOKEN.encode() not in upload.content
 

@@ -151,7 +151,9 @@ def merge_announcement(
         buttons.append(_button(f"Deploy to {env}", deploy_action_id(env), value))
     for start in range(0, min(len(buttons), MAX_ACTIONS * 10), MAX_ACTIONS):
         blocks.append(_actions(buttons[start : start + MAX_ACTIONS]))
-    fallback = headline.replace(_link(commit_url, sha[:7]), sha[:7])
+    # The short SHA goes back in escaped, like everything else in the headline: a SHA is hex from
+    # GitHub, but a builder must not be the one place where raw text reaches Slack.
+    fallback = headline.replace(_link(commit_url, sha[:7]), escape(sha[:7]))
     return _finish(fallback, blocks)
 
 
@@ -192,8 +194,9 @@ def where_blocks(views: Sequence[EnvironmentView]) -> Message:
         else:
             line += "\nNever deployed by the robot."
         lines.append(line)
-    repo = views[0].repo if views else ""
-    return _finish(f"Environments of {repo}", _part(f"Environments of {escape(repo)}", lines, "None."))
+    # The fallback is mrkdwn too (notifications show it): escaped like the blocks.
+    repo = escape(views[0].repo) if views else ""
+    return _finish(f"Environments of {repo}", _part(f"Environments of {repo}", lines, "None."))
 
 
 def help_blocks() -> Message:
@@ -202,8 +205,9 @@ def help_blocks() -> Message:
 
 
 def error_text(message: str) -> str:
-    """An ephemeral one-line error reply, escaped."""
-    return "⚠️ " + escape(truncate(one_line(message), MAX_SECTION - 10))
+    """An ephemeral one-line error reply, escaped, within a section's limit."""
+    # Escaping can make text five times longer (`&` → `&amp;`), so the cut comes after it.
+    return "⚠️ " + truncate(escape(one_line(message)), MAX_SECTION - 10)
 
 
 def _step_line(step: StepView, total: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.deploys import DeployService, EnvironmentView
-from bot.errors import BotError
+from bot.errors import AccessDenied, BotError
 from bot.models import ACTIVE_STATES, FINAL_STATES, Deploy, DeployState, Source
 from bot.slack.blocks import Block, error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
+    BadCommand,
     CancelCommand,
     Command,
     DeployCommand,
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 # Slack drops a command not acked within 3 s; what is not done by then is answered later.
 ACK_BUDGET_SECONDS = 2.0
 _RECENT = 30
+_CANCEL_VALUE = re.compile(r"[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class ChatOps:
         except BotError as exc:
             return Reply(error_text(str(exc)))
 
-    def _respond_later(self, done: Future[Reply], respond: Callable[..., Any]) -> None:
+    def _respond_later(self, done: Future[Reply], respond: Callable[..., Any] | None) -> None:
         error = done.exception()
         if error is not None:
             # Not a BotError: a robot bug. Log it in full; tell the user honestly and briefly.
@@ -129,6 +132,11 @@ class ChatOps:
             reply = Reply(error_text("Something went wrong inside the robot; the details are in its log."))
         else:
             reply = done.result()
+        # A payload without a response_url gets a Bolt Respond that can only raise: nobody to
+        # answer, and no robot fault either.
+        if respond is None or getattr(respond, "response_url", "") is None:
+            log.warning("no response_url to answer on; the answer is dropped")
+            return
         try:
             respond(replace_original=False, **reply.as_kwargs())
         except Exception:  # the answer path itself failed (Slack down): nothing more to tell anyone
@@ -138,6 +146,8 @@ class ChatOps:
 
     def command(self, command: Command | StatusCommand, caller: Caller) -> Reply:
         """Run one parsed `/deploy` or `/deploy-status` command."""
+        if isinstance(command, DeployCommand | CancelCommand | LockCommand | UnlockCommand):
+            _check_caller(caller)
         match command:
             case DeployCommand():
                 deploy, created = self._service.request(
@@ -171,6 +181,7 @@ class ChatOps:
 
     def click_deploy(self, value: str, caller: Caller) -> Reply:
         """A Deploy button under a merge announcement: deploy exactly the announced SHA."""
+        _check_caller(caller)
         repo, env, sha = decode_deploy_value(value)
         deploy, created = self._service.request(
             repo, ref=sha, env=env, user=caller.user, source=Source.BUTTON, channel=caller.channel
@@ -179,8 +190,12 @@ class ChatOps:
 
     def click_cancel(self, value: str, caller: Caller) -> Reply:
         """The Cancel button on a root message."""
-        deploy_id = int(value) if value.isdigit() else 0
-        return self._cancelled(self._service.cancel(deploy_id, caller.user))
+        _check_caller(caller)
+        # The value is ours (a deploy id) but comes back as whatever the payload holds; str.isdigit
+        # also takes "²" (int() then raises) and 5,000 digits (int() refuses, the store overflows).
+        if not _CANCEL_VALUE.fullmatch(value):
+            raise BadCommand("This Cancel button is broken; use `/deploy cancel <id>` instead.")
+        return self._cancelled(self._service.cancel(int(value), caller.user))
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -207,3 +222,9 @@ class ChatOps:
         steps = {d.id: step for d in running if (step := self._current_step(d.id))}
         text, blocks = status_blocks(running, queued, recent, self._service.locks(repo), steps)
         return Reply(text, blocks)
+
+
+def _check_caller(caller: Caller) -> None:
+    """A payload that names no user (malformed, or not from Slack) may change nothing."""
+    if not caller.user:
+        raise AccessDenied("Slack did not say who you are, so nothing was done.")

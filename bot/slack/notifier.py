@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.models import Deploy, DeployState, GateResult, StepResult, StepStatus, TaskEvent, TaskStatus
+from bot.models import Deploy, DeployState, GateResult, Source, StepResult, StepStatus, TaskEvent, TaskStatus
 from bot.ports import StorePort
 from bot.slack.blocks import TAIL_LINES, StepState, StepView, progress_message, root_message
 from bot.slack.outbox import MessageRef, SlackOutbox
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # While a long step runs, the progress message is refreshed this often so elapsed time moves;
 # events refresh it sooner (the outbox still keeps each message to one write per 2 s).
 HEARTBEAT_SECONDS = 10.0
+# GitHub statuses wait this long at most for the root message to exist: a busy Slack outbox
+# must not hold the deploy queue (a later status carries the link).
+LOG_URL_WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -135,7 +138,7 @@ class SlackNotifier:
             thread = self._threads.get(deploy.id)
         if thread is None:
             return None
-        if thread.permalink is None and thread.parent.wait(5.0):
+        if thread.permalink is None and thread.parent.wait(LOG_URL_WAIT_SECONDS):
             try:
                 answer = self._client.chat_getPermalink(
                     channel=thread.parent.channel, message_ts=thread.parent.ts or ""
@@ -153,7 +156,11 @@ class SlackNotifier:
             labels = self._step_labels(deploy)
             steps = [StepView(i, label, StepState.PENDING) for i, label in enumerate(labels, start=1)]
             text, blocks = self._root_blocks(deploy)
-            if deploy.message_ts and deploy.channel:
+            if deploy.message_ts and deploy.channel and deploy.source is not Source.MERGE:
+                # Fault fix: a deploy whose root an earlier robot process posted (found interrupted,
+                # or queued, after a restart) is updated in place, not given a second root.
+                root = parent = self._outbox.adopt(deploy.channel, deploy.message_ts)
+            elif deploy.message_ts and deploy.channel:
                 # A merge announcement started this deploy: it stays as it is (its buttons still
                 # serve the other environments) and the deploy lives in its thread.
                 parent = self._outbox.adopt(deploy.channel, deploy.message_ts)

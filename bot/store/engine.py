@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from bot.errors import ConfigError
 
 SQLITE_BUSY_SECONDS = 30
+_WAL_TRIES = 20
 IMMEDIATE = "robot_begin_immediate"
 """Execution option: on SQLite, open the transaction with BEGIN IMMEDIATE (takes the write lock)."""
 
@@ -54,11 +57,25 @@ def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
         # WAL lets readers run while one writer writes; NORMAL sync is durable enough in WAL
         # and keeps each log append from waiting on an fsync.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # Switching a new database to WAL needs an exclusive lock and SQLite answers "database is
+    # locked" at once, without the busy timeout, when another connection is switching too
+    # (several robots or threads opening a fresh file together): retry briefly.
+    for attempt in range(_WAL_TRIES):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == _WAL_TRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _sqlite_begin(connection: Connection) -> None:

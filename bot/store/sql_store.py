@@ -351,7 +351,9 @@ class SqlStore:
         """Store a batch of output lines as one chunk: one small insert per batch."""
         if not lines:
             return
-        text = "\n".join(lines)
+        # Build output may hold NUL bytes (valid UTF-8) that PostgreSQL text refuses outright;
+        # the log keeps a visible replacement character instead of failing the deploy.
+        text = "\n".join(lines).replace("\x00", "\ufffd")
         next_seq = select(func.coalesce(func.max(deploy_logs.c.seq) + 1, 0)).where(
             deploy_logs.c.deploy_id == deploy_id
         )

@@ -1,0 +1,72 @@
+"""Payloads no listener can take: malformed ones Bolt cannot read, and ones no route matches.
+
+Each is acked (else Slack shows the user an error of its own) and answered where a
+response_url allows; none reaches a listener or the error hook as a robot fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import BoltRequest, BoltResponse, Respond
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
+from slack_bolt.middleware import Middleware
+from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+
+log = logging.getLogger(__name__)
+
+UNHANDLED_TEXT = "⚠️ The robot does not know this command or button (it may be out of date); nothing was done."
+
+
+def unhandled(body: Any, respond: Callable[..., Any] | None) -> BoltResponse:
+    """Tell the user nothing was done and ack: a slash command hears it in the ack, a click by respond."""
+    command = isinstance(body, dict) and "command" in body
+    log.warning("no listener takes this %s payload; answered and dropped", "command" if command else "other")
+    if not command and respond is not None:
+        with contextlib.suppress(Exception):  # no or a broken response_url: nobody left to tell
+            respond(text=UNHANDLED_TEXT, response_type="ephemeral", replace_original=False)
+    return BoltResponse(status=200, body={"text": UNHANDLED_TEXT, "response_type": "ephemeral"})
+
+
+class PayloadGuard(Middleware):
+    """Answers block_actions whose `actions` Bolt itself would crash on, before anything reads them.
+
+    Bolt's argument injection evaluates ``body["actions"][0]`` for every middleware, listener and
+    error handler, so `"actions": []` (or a string, or a dict) raises inside Bolt on each of them:
+    no ack is sent and no error handler of ours runs. This class middleware needs no injection.
+    """
+
+    def process(
+        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse | None:
+        body = req.body
+        if isinstance(body, dict) and body.get("type") == "block_actions" and "actions" in body:
+            actions = body["actions"]
+            first = actions[0] if isinstance(actions, list) and actions else None
+            if not (isinstance(first, dict) and isinstance(first.get("action_id"), str)):
+                return unhandled(body, req.context.respond)
+        return next()
+
+
+class GuardedSocketModeHandler(SocketModeHandler):
+    """Bolt's Socket Mode handler, but an envelope Bolt cannot even parse is still acked and answered.
+
+    Bolt reads `user`, `channel`, `team`… while building its request, before any middleware:
+    `"user": false` raises there, and the stock handler would leave the envelope unacked.
+    """
+
+    def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
+        start = time.time()
+        try:
+            response = run_bolt_app(self.app, req)
+        except Exception as exc:
+            log.warning("unreadable %s envelope: %s", req.type, exc)
+            url = req.payload.get("response_url") if isinstance(req.payload, dict) else None
+            response = unhandled(req.payload, Respond(response_url=url if isinstance(url, str) else None))
+        send_response(client, req, response, start)

@@ -50,6 +50,8 @@ def _table_rows(output: str) -> list[tuple[str, ...]]:
     rows = []
     for line in output.splitlines():
         cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 7:  # a `what` that itself holds a `|` (e.g. "robot tree | printer alone")
+            cells = [f"{cells[0]} / {cells[1]}", *cells[2:]]
         if len(cells) != 6 or cells[0] in ("", "what") or set(line) <= set("-+| "):
             continue
         rows.append(tuple(cells))

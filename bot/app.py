@@ -15,9 +15,9 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 from bot.config import Settings
 from bot.errors import BotError
+from bot.github import GitHubGateway
 from bot.poller import Poller
 from bot.ports import StorePort
-from bot.redact import Redactor
 from bot.scheduling import start_polling
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
@@ -89,15 +89,18 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: StorePort
         client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
     )
     groups = UserGroups(client)
-    notifiers: list[SlackNotifier] = []
+    notifier: SlackNotifier | None = None
 
-    def reporter_for(store: Any, github: Any) -> SlackNotifier:
-        notifier = SlackNotifier(outbox, client, store, github.commit_url, _step_labels(settings, environ))
-        notifiers.append(notifier)
+    def reporter_for(deploy_store: StorePort, github: GitHubGateway) -> SlackNotifier:
+        nonlocal notifier
+        # Step labels come from the pipeline, built next; they are only asked for later.
+        notifier = SlackNotifier(
+            outbox, client, deploy_store, github.commit_url, lambda d: core.pipeline.step_labels(d)
+        )
         return notifier
 
     core = build_core(settings, environ, reporter_for, members_of=groups.members, store=store)
-    notifier = notifiers[0]
+    assert notifier is not None  # build_core called reporter_for
     chatops = ChatOps(core.service, notifier.current_step)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     app = App(client=client, name="deploy-robot", raise_error_for_unhandled_request=True)
@@ -127,13 +130,3 @@ def _install(app: App, chatops: ChatOps) -> None:
     app.use(inject)
     app.error(on_error)
     register(app)
-
-
-def _step_labels(settings: Settings, environ: Mapping[str, str]) -> Callable[[Any], list[str]]:
-    redact = Redactor.for_environment(settings.secrets, environ)
-
-    def labels(deploy: Any) -> list[str]:
-        env = settings.repos[deploy.repo].environments[deploy.env]
-        return [redact(step.label) for step in env.steps()]
-
-    return labels

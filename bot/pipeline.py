@@ -81,6 +81,11 @@ class Pipeline:
         sink.flush()
         return self._finish(deploy, outcome, observer)
 
+    def step_labels(self, deploy: Deploy) -> list[str]:
+        """The deploy's steps as they are shown (secrets masked), before any has run."""
+        env = self._settings.repos[deploy.repo].environments[deploy.env]
+        return [self._redact(step.label) for step in env.steps()]
+
     def report_interrupted(self, deploy: Deploy) -> None:
         """Tell GitHub that a deploy found mid-flight on start will not finish."""
         summary = "interrupted: the robot stopped during the deploy"

@@ -38,7 +38,10 @@ MESSAGE_INTERVAL = 2.0
 def main(argv: list[str] | None = None) -> int:
     """Run both scenarios and print the table; report, never fail."""
     args = _parser().parse_args(argv)
-    _bootstrap()
+    sys.path.insert(0, str(ROOT))
+    from bench.bootstrap import use_repo_venv
+
+    use_repo_venv("slack_bolt", "sqlalchemy")
     began = time.monotonic()
     acks: AckResult | None = None
     writes: WritesResult | None = None
@@ -74,20 +77,6 @@ def _parser() -> argparse.ArgumentParser:
         "--lines", type=int, default=200_000, help="lines of the scenario-2 step (default: %(default)s)"
     )
     return p
-
-
-def _bootstrap() -> None:
-    """Make bench, bot and tests importable; re-run under the repo's venv when deps are missing."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        import slack_bolt  # noqa: F401
-        import sqlalchemy  # noqa: F401
-    except ImportError:
-        venv = ROOT / ".venv" / "bin" / "python"
-        if venv.exists() and Path(sys.executable) != venv:
-            os.execv(venv, [str(venv), *sys.argv])
-        raise
 
 
 def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:

@@ -46,7 +46,10 @@ RSS_TARGET_MB = 150.0
 def main(argv: list[str] | None = None) -> int:
     """Run both scenarios, print the table, the breakdown and (when a target is missed) profiles."""
     args = _parser().parse_args(argv)
-    _bootstrap()
+    sys.path.insert(0, str(ROOT))
+    from bench.bootstrap import use_repo_venv
+
+    use_repo_venv("github", "sqlalchemy")
     from bench.world import NOT_A_USERS_SHELL, World
 
     began = time.monotonic()
@@ -90,20 +93,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top", type=int, default=25, help="profile entries to print (default: %(default)s)")
     return p
-
-
-def _bootstrap() -> None:
-    """Make bench, bot and tests importable; re-run under the repo's venv when deps are missing."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        import github  # noqa: F401
-        import sqlalchemy  # noqa: F401
-    except ImportError:
-        venv = ROOT / ".venv" / "bin" / "python"
-        if venv.exists() and Path(sys.executable) != venv:
-            os.execv(venv, [str(venv), *sys.argv])
-        raise
 
 
 def _run(world: World, args: argparse.Namespace) -> None:

@@ -41,7 +41,10 @@ GRAPHQL_POINTS_PER_QUERY = 1
 def main(argv: list[str] | None = None) -> int:
     """Run every part, print the table and the details; a failure is reported, never raised."""
     args = _parser().parse_args(argv)
-    _bootstrap()
+    sys.path.insert(0, str(ROOT))
+    from bench.bootstrap import use_repo_venv
+
+    use_repo_venv("github", "slack_bolt")
     from bench.poll_world import PollWorld
 
     began = time.monotonic()
@@ -82,20 +85,6 @@ def _parser() -> argparse.ArgumentParser:
         help="also time the first interval with github.seconds_between_requests: 0 (default: on)",
     )
     return p
-
-
-def _bootstrap() -> None:
-    """Make bench, bot and tests importable; re-run under the repo's venv when deps are missing."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        import github  # noqa: F401
-        import slack_bolt  # noqa: F401
-    except ImportError:
-        venv = ROOT / ".venv" / "bin" / "python"
-        if venv.exists() and Path(sys.executable) != venv:
-            os.execv(venv, [str(venv), *sys.argv])
-        raise
 
 
 def _run(world: PollWorld, args: argparse.Namespace, deadline: float) -> None:

@@ -65,7 +65,7 @@ class GuardedSocketModeHandler(SocketModeHandler):
         start = time.time()
         try:
             response = run_bolt_app(self.app, req)
-        except Exception as exc:
+        except Exception as exc:  # Bolt itself failed on the payload: no listener ran, none can answer
             log.warning("unreadable %s envelope: %s", req.type, exc)
             url = req.payload.get("response_url") if isinstance(req.payload, dict) else None
             response = unhandled(req.payload, Respond(response_url=url if isinstance(url, str) else None))

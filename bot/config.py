@@ -7,6 +7,7 @@ import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -264,54 +265,68 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with `github` and `repos` at the top")
-    secrets: set[str] = set()
-    expanded = _expand(raw, environ, path, (), secrets, itertools.count())
+    expander = _Expander(environ, path)
+    expanded = expander.expand(raw)
+    expander.check_all_set()
     try:
         settings = Settings.model_validate({**expanded, "path": path})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
-    return settings.model_copy(update={"secrets": frozenset(secrets) | settings.tokens})
+    return settings.model_copy(update={"secrets": frozenset(expander.secrets) | settings.tokens})
 
 
-def _expand(
-    node: Any,
-    environ: Mapping[str, str],
-    path: Path,
-    loc: tuple[str, ...],
-    secrets: set[str],
-    counter: Iterator[int],
-) -> Any:
-    # An alias loop (`a: &a [*a]`) is infinitely deep; an alias bomb has too many values.
-    if len(loc) > MAX_DEPTH:
-        raise _error(path, f"{_where(loc[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels")
-    if next(counter) > MAX_VALUES:
-        raise _error(path, f"more than {MAX_VALUES} values (YAML aliases expanding?)")
-    if isinstance(node, dict):
-        for key in node:
-            if key in ("path", "secrets") and not loc:
-                raise ConfigError(f"{path}: `{key}` is not a configuration key")
-        return {k: _expand(v, environ, path, (*loc, str(k)), secrets, counter) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_expand(v, environ, path, (*loc, str(i)), secrets, counter) for i, v in enumerate(node)]
-    if not isinstance(node, str):
-        return node
+@dataclass
+class _Expander:
+    """Expands `${VAR}` through a parsed robot.yaml, collecting secrets and unset variables."""
 
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(1) is None:
-            return "${"
-        name = match.group(1)
-        if not _VAR_NAME.fullmatch(name):
-            raise _error(path, f"{_where(loc)}: `${{{_shown(name)}}}` is not a variable name")
-        if name not in environ:
+    environ: Mapping[str, str]
+    path: Path
+    secrets: set[str] = field(default_factory=set)
+    unset: dict[str, str] = field(default_factory=dict)  # variable → first key path using it
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def expand(self, node: Any, loc: tuple[str, ...] = ()) -> Any:
+        # An alias loop (`a: &a [*a]`) is infinitely deep; an alias bomb has too many values.
+        if len(loc) > MAX_DEPTH:
+            raise _error(self.path, f"{_where(loc[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels")
+        if next(self.counter) > MAX_VALUES:
+            raise _error(self.path, f"more than {MAX_VALUES} values (YAML aliases expanding?)")
+        if isinstance(node, dict):
+            for key in node:
+                if key in ("path", "secrets") and not loc:
+                    raise ConfigError(f"{self.path}: `{key}` is not a configuration key")
+            return {k: self.expand(v, (*loc, str(k))) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.expand(v, (*loc, str(i))) for i, v in enumerate(node)]
+        if not isinstance(node, str):
+            return node
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(1) is None:
+                return "${"
+            name = match.group(1)
+            if not _VAR_NAME.fullmatch(name):
+                raise _error(self.path, f"{_where(loc)}: `${{{_shown(name)}}}` is not a variable name")
+            if name not in self.environ:
+                # Collected, not raised: a new user is told every variable to set at once.
+                self.unset.setdefault(name, _where(loc))
+                return ""
+            value = self.environ[name]
+            if SECRET_NAME.search(name) and value:
+                self.secrets.add(value)
+            return value
+
+        return _PLACEHOLDER.sub(substitute, node)
+
+    def check_all_set(self) -> None:
+        if len(self.unset) == 1:
+            ((name, where),) = self.unset.items()
             raise _error(
-                path, f"{_where(loc)}: environment variable {name} is not set (write $${{ for a literal ${{)"
+                self.path, f"{where}: environment variable {name} is not set (write $${{ for a literal ${{)"
             )
-        value = environ[name]
-        if SECRET_NAME.search(name) and value:
-            secrets.add(value)
-        return value
-
-    return _PLACEHOLDER.sub(substitute, node)
+        if self.unset:
+            names = ", ".join(f"{name} ({where})" for name, where in self.unset.items())
+            raise _error(self.path, f"environment variables not set: {names}; export them and retry")
 
 
 def _describe(path: Path, exc: ValidationError) -> str:

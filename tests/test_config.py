@@ -159,3 +159,10 @@ def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
 def test_environment_names_are_plain_words(tmp_path: Path) -> None:
     message = error_of(tmp_path, MINIMAL.replace("      staging:", "      'stag ing':"))
     assert "environment name `stag ing` must be letters, digits" in message
+
+
+def test_every_unset_variable_is_named_at_once() -> None:
+    message = str(pytest.raises(ConfigError, load_settings, ROOT / "robot.yaml.example", {}).value)
+    assert "environment variables not set: SLACK_BOT_TOKEN (slack.bot_token), " in message
+    assert "SLACK_APP_TOKEN (slack.app_token), GITHUB_TOKEN (github.token)" in message
+    assert "\n" not in message

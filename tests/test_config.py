@@ -162,7 +162,9 @@ def test_environment_names_are_plain_words(tmp_path: Path) -> None:
 
 
 def test_every_unset_variable_is_named_at_once() -> None:
-    message = str(pytest.raises(ConfigError, load_settings, ROOT / "robot.yaml.example", {}).value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(ROOT / "robot.yaml.example", {})
+    message = str(info.value)
     assert "environment variables not set: SLACK_BOT_TOKEN (slack.bot_token), " in message
     assert "SLACK_APP_TOKEN (slack.app_token), GITHUB_TOKEN (github.token)" in message
     assert "\n" not in message

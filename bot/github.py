@@ -422,28 +422,6 @@ class GitHubGateway:
 
     # ---- beyond the port: poller and `robot check` -------------------------------------
 
-    def branch_head(self, repo: str, branch: str, etag: str | None) -> tuple[str | None, str | None]:
-        """(head SHA, ETag) of a branch; SHA is None when GitHub answers 304 to ``etag``."""
-        handle = self._repo(repo)
-        headers = {"If-None-Match": etag} if etag else {}
-        url = f"{handle.url}/branches/{quote(branch, safe='')}"
-        with self._guard("read branch head", repo):
-            status, answer_headers, body = handle.requester.requestJson("GET", url, headers=headers)
-        new_etag = _header(answer_headers, "ETag") or etag
-        if status == 304:
-            return None, new_etag
-        data = _json_object(body)
-        if status == 404:
-            raise InvalidRef(f"Unknown branch `{branch}` in {repo}.")
-        if status >= 400:
-            exc = Requester.createException(status, answer_headers, data)
-            raise GitHubError(self._describe(exc, "read branch head", repo)) from exc
-        commit = data.get("commit")
-        sha = commit.get("sha") if isinstance(commit, dict) else None
-        if not isinstance(sha, str):
-            raise GitHubError(f"GitHub answered read branch head for {repo} without a commit SHA")
-        return sha, new_etag
-
     def poll_head(self, repo: str, branch: str, etag: str | None) -> HeadPoll:
         """A branch head by conditional request, without fetching the repo first.
 

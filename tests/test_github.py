@@ -446,26 +446,7 @@ def test_bad_token_is_named_but_never_shown(
     assert "ghp_SECRET" not in str(caught.value)
 
 
-# ---- branch_head, commit_url, checks -------------------------------------------------
-
-
-def test_branch_head_with_etag_costs_nothing_when_unchanged(
-    fake_github: FakeGitHub, github_gateway: GitHubGateway, head: str
-) -> None:
-    sha, etag = github_gateway.branch_head(REPO, "main", None)
-    assert (sha, etag is not None) == (head, True)
-    units = fake_github.units_used
-    assert github_gateway.branch_head(REPO, "main", etag) == (None, etag)
-    assert fake_github.units_used == units
-    assert fake_github.requests[-1].status == 304
-    newer = fake_github.push(REPO, "main")
-    sha, new_etag = github_gateway.branch_head(REPO, "main", etag)
-    assert (sha, new_etag != etag) == (newer, True)
-
-
-def test_branch_head_of_unknown_branch(github_gateway: GitHubGateway, head: str) -> None:
-    with pytest.raises(InvalidRef):
-        github_gateway.branch_head(REPO, "gone", None)
+# ---- commit_url, checks (branch heads: tests/test_github_merges.py) ------------------
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,7 @@ system-wide monotonic clock, so the robot process's own clock plays no part.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.poll_world import CHANNEL, PollWorld, Stamp
+from bench.procs import stop_group
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.harness import ROOT, environ
 
@@ -125,7 +123,7 @@ def measure_latency(
         except (TimeoutError, RuntimeError) as exc:
             result.error = f"{exc}; robot log tail: {_tail(log)}"
         finally:
-            _stop(proc)
+            stop_group(proc, STOP_GRACE, KILL_WAIT)
     return result
 
 
@@ -193,20 +191,6 @@ def _about(stamp: Stamp, repo: str) -> bool:
 
 def _moved_branch(stamp: Stamp) -> bool:
     return stamp.path.endswith("/branches/main") and stamp.status == 200
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the robot's process group (it cleans up), SIGKILL if it is still there after the grace."""
-    for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, KILL_WAIT)):
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _tail(log: Path, chars: int = 800) -> str:

@@ -99,18 +99,18 @@ def run_drained(
         try:
             timed_out = reader.drain(proc.stdout.fileno(), deadline)
         except BaseException:  # Ctrl-C on the bench: leave no process group behind
-            _stop(proc)
+            stop_group(proc)
             raise
         proc.stdout.close()
         code: int | None
         if timed_out:
-            _stop(proc)
+            stop_group(proc)
             code = None
         else:
             try:
                 code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _stop(proc)
+                stop_group(proc)
                 code = None
         wall = time.monotonic() - start
         err.seek(0)
@@ -161,9 +161,13 @@ class _Reader:
             self.stamped.extend((now, line.decode("utf-8", "replace")) for line in lines)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """TERM the child's group, give it STOP_GRACE, then KILL it."""
-    for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, STOP_GRACE)):
+def stop_group(
+    proc: subprocess.Popen[bytes], grace: float = STOP_GRACE, kill_wait: float = STOP_GRACE
+) -> None:
+    """TERM the child's group, give it ``grace``, then KILL it and wait ``kill_wait``."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, kill_wait)):
+        if proc.poll() is not None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:

@@ -13,9 +13,11 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from tests.loopback import LoopbackServer
 
 JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"
@@ -199,8 +201,7 @@ class FakeGitHub:
         self._units_used = 0
         self._window_reset = datetime.now(UTC) + timedelta(hours=1)
         self.server_errors: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._loopback: LoopbackServer | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -212,30 +213,20 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         """The base URL, usable as PyGithub ``base_url``."""
-        if self._server is None:
+        if self._loopback is None:
             raise RuntimeError("FakeGitHub is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._loopback.url
 
     def start(self) -> FakeGitHub:
         """Listen on a free port of 127.0.0.1 in a background thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._loopback = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
         return self
 
     def stop(self) -> None:
         """Stop serving; delayed requests are cut short."""
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._loopback is not None:
+            self._loopback.close()
 
     def __enter__(self) -> FakeGitHub:
         return self.start()

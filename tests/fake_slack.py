@@ -16,9 +16,11 @@ import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
+
+from tests.loopback import LoopbackServer
 
 JSON = dict[str, Any]
 
@@ -274,18 +276,16 @@ class FakeSlack:
         self._served_429 = 0
         self._refuse_until = 0.0
         self._refused_connections = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._loopback: LoopbackServer | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT` of the running fake."""
-        if self._server is None:
+        if self._loopback is None:
             raise RuntimeError("FakeSlack is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._loopback.url
 
     @property
     def api_url(self) -> str:
@@ -294,13 +294,7 @@ class FakeSlack:
 
     def start(self) -> FakeSlack:
         """Listen on a free port of 127.0.0.1 in a background thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._loopback = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
         return self
 
     def stop(self) -> None:
@@ -310,11 +304,8 @@ class FakeSlack:
             connections = list(self._connections.values())
         for conn in connections:
             conn.shutdown()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._loopback is not None:
+            self._loopback.close()
 
     def __enter__(self) -> FakeSlack:
         return self.start()
@@ -888,8 +879,8 @@ class FakeSlack:
         }
 
     def _api_connections_open(self, args: JSON) -> JSON:
-        host, port = self._server.server_address[:2] if self._server else ("127.0.0.1", 0)
-        return {"url": f"ws://{host!s}:{port}/link/?ticket={self._issue_ticket()}"}
+        ws_base = self.base_url.replace("http://", "ws://", 1)
+        return {"url": f"{ws_base}/link/?ticket={self._issue_ticket()}"}
 
     def _api_post_message(self, args: JSON) -> JSON:
         channel = _required(args, "channel", "channel_not_found")

@@ -17,9 +17,9 @@ from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
 from tests.fake_github import FakeGitHub
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.harness import TOKEN, environ, make_git_repo, wait_for, write_config
+from tests.robot_rig import CHANNEL, slack_section
 
 PY = sys.executable
-CHANNEL = "C0DEPLOYS"
 WAIT = 20.0
 
 
@@ -117,15 +117,7 @@ def rig_for(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[An
             tmp_path,
             github.url,
             {"acme/api": {"channel": CHANNEL, "environments": envs, **repo}},
-            slack={
-                "bot_token": "${SLACK_BOT_TOKEN}",
-                "app_token": "${SLACK_APP_TOKEN}",
-                "channel": CHANNEL,
-                "api_url": slack.api_url,
-                "ping_interval": 0.5,
-                "message_interval": 0.3,
-                "channel_interval": 0.05,
-            },
+            slack=slack_section(slack),
         )
         full_env = environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, **(env or {}))
         robot = build_robot(load_settings(config, full_env), full_env)
@@ -327,13 +319,7 @@ def test_robot_run_connects_and_exits_zero_on_sigterm(
         tmp_path,
         github.url,
         {"acme/api": {"environments": {"production": {"folder": str(checkout), "commands": [["true"]]}}}},
-        slack={
-            "bot_token": "${SLACK_BOT_TOKEN}",
-            "app_token": "${SLACK_APP_TOKEN}",
-            "channel": CHANNEL,
-            "api_url": slack.api_url,
-            "ping_interval": 0.5,
-        },
+        slack=slack_section(slack),
     )
     env = environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN)
     proc = subprocess.Popen(

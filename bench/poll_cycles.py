@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.poll_world import PollWorld
-from bot.merges import AnnouncementRef, MergeNews
-from bot.poller import Outcome, Poller, PollReport
+from bot.models import AnnouncementRef, MergeNews
+from bot.poller import Poller, PollOutcome, PollReport
 from tests.harness import RecordingObserver, start_core
 
 
@@ -97,11 +97,11 @@ def measure_cycles(world: PollWorld, idle_cycles: int, merges: int, merge_cycles
     poller = Poller(core.settings, core.github, core.store, core.service, announcer, clock=lambda: frozen)
     try:
         results.first, report = _timed(world, poller.poll_once)
-        _expect(results, report, Outcome.FIRST_SEEN, len(world.repos), "first cycle")
+        _expect(results, report, PollOutcome.FIRST_SEEN, len(world.repos), "first cycle")
         for _ in range(idle_cycles):
             cycle, report = _timed(world, poller.poll_once)
             results.idle.cycles.append(cycle)
-            _expect(results, report, Outcome.UNCHANGED, len(world.repos), "idle cycle")
+            _expect(results, report, PollOutcome.UNCHANGED, len(world.repos), "idle cycle")
             # Interleaved with the robot's cycles, so drift on a busy machine hits both alike.
             cycle, _ = _timed(world, lambda: _naive_cycle(world, core.github.poll_head))
             results.naive.cycles.append(cycle)
@@ -114,11 +114,11 @@ def measure_cycles(world: PollWorld, idle_cycles: int, merges: int, merge_cycles
             cycle, report = _timed(world, poller.poll_once)
             results.merges.cycles.append(cycle)
             results.announced.append(len(announcer.news) - before)
-            _expect(results, report, Outcome.ANNOUNCED, merges, "merge cycle")
+            _expect(results, report, PollOutcome.ANNOUNCED, merges, "merge cycle")
         for _ in range(max(1, idle_cycles // 2)):
             cycle, report = _timed(world, poller.poll_once)
             results.after_merges.cycles.append(cycle)
-            _expect(results, report, Outcome.UNCHANGED, len(world.repos), "idle cycle after merges")
+            _expect(results, report, PollOutcome.UNCHANGED, len(world.repos), "idle cycle after merges")
     finally:
         core.github.close()
         core.close()
@@ -147,7 +147,7 @@ def _timed(world: PollWorld, run: Callable[[], PollReport | None]) -> tuple[Cycl
 
 
 def _expect(
-    results: CycleResults, report: PollReport | None, outcome: Outcome, count: int, what: str
+    results: CycleResults, report: PollReport | None, outcome: PollOutcome, count: int, what: str
 ) -> None:
     """Note (not raise) when a cycle did not do what the bench set up: its figures would mislead."""
     if report is None:

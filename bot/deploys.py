@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bot.checks import check_environment
 from bot.config import Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StepSetupError, StoreError, UnknownDeploy
-from bot.models import Deploy, DeployRequest, DeployState, Lock, Source
+from bot.models import Deploy, DeployRequest, DeployState, EnvironmentView, Lock, Source
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
 from bot.validation import check_ref, check_repo_name
@@ -29,17 +29,6 @@ class Target:
 
     repo: str
     env: str
-
-
-@dataclass(frozen=True)
-class EnvironmentView:
-    """One environment as `/deploy where` shows it."""
-
-    repo: str
-    env: str
-    is_default: bool
-    lock: Lock | None
-    last: Deploy | None
 
 
 class DeployService:

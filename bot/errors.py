@@ -13,9 +13,11 @@ line fit to show a person as-is (no traceback, no secrets). Listeners and the CL
     │   ├── InvalidRepoName    not owner/name
     │   ├── AccessDenied       user not in deployers / force
     │   ├── EnvironmentLocked  someone locked repo+env
-    │   └── UnknownDeploy      no deploy with that id, or not cancellable
+    │   ├── UnknownDeploy      no deploy with that id, or not cancellable
+    │   └── BadCommand         a slash command that does not parse (or a tampered button value)
     ├── GitHubError            GitHub refused or failed after retries
-    │   └── DeploymentRefused  create-deployment answered 409/422 (reason attached)
+    │   ├── DeploymentRefused  create-deployment answered 409/422 (reason attached)
+    │   └── RateLimited        GitHub asked the poller to wait (retry_after / reset attached)
     ├── StepSetupError         a step cannot start (missing folder, missing ansible-playbook)
     └── StoreError             the database is locked past its timeout, full, or gone
 """
@@ -63,12 +65,25 @@ class UnknownDeploy(RequestError):
     """No such deploy, or it is no longer cancellable."""
 
 
+class BadCommand(RequestError):
+    """Command text that does not follow the grammar; the message says what is wrong and what is valid."""
+
+
 class GitHubError(BotError):
     """GitHub refused a call or kept failing after retries."""
 
 
 class DeploymentRefused(GitHubError):
     """GitHub answered create-deployment with 409 or 422; the message carries its reason."""
+
+
+class RateLimited(GitHubError):
+    """GitHub asked the poller to wait: ``retry_after`` seconds from now, or until ``reset`` (epoch)."""
+
+    def __init__(self, message: str, retry_after: float | None, reset: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.reset = reset
 
 
 class StepSetupError(BotError):

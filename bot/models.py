@@ -1,4 +1,4 @@
-"""Typed values that flow through the robot: requests, deploys, locks, gate and step results."""
+"""Typed values that flow through the robot: deploys, locks, CI gate, steps, GitHub reads, merge news."""
 
 from __future__ import annotations
 
@@ -119,6 +119,17 @@ class BranchHead:
     etag: str | None = None
 
 
+@dataclass(frozen=True)
+class EnvironmentView:
+    """One environment as `/deploy where` shows it."""
+
+    repo: str
+    env: str
+    is_default: bool
+    lock: Lock | None
+    last: Deploy | None
+
+
 class ContextState(StrEnum):
     """The state of one required CI context for a commit."""
 
@@ -226,3 +237,149 @@ class AnsibleStep:
 
 
 Step = CommandStep | AnsibleStep
+
+
+# ---- what GitHub answers the merge poller ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadPoll:
+    """One conditional read of a branch head, with the pacing headers GitHub sent along."""
+
+    sha: str | None  # None: 304, the branch is where the ETag says
+    etag: str | None
+    poll_interval: float | None = None  # X-Poll-Interval
+    limit: int | None = None  # X-RateLimit-Limit
+    remaining: int | None = None  # X-RateLimit-Remaining
+    reset: float | None = None  # X-RateLimit-Reset, epoch seconds
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as the compare API lists it."""
+
+    sha: str
+    title: str  # first line of the message
+    parents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``head`` has that ``base`` has not.
+
+    ``status`` is GitHub's (identical, ahead, behind, diverged) or ``unrelated`` when GitHub finds
+    no common history (a force push onto a new root, or an old head GitHub no longer has).
+    ``commits`` are oldest first and at most 250 (GitHub's cap per answer).
+    """
+
+    status: str
+    ahead_by: int
+    behind_by: int
+    total_commits: int
+    commits: tuple[CommitInfo, ...]
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """A pull request associated with a commit; ``merged_by`` is filled only by ``pull_request``."""
+
+    number: int
+    title: str
+    author: str
+    base: str
+    merged: bool
+    merge_commit_sha: str | None
+    url: str | None
+    merged_by: str | None = None
+
+
+# ---- what the merge poller tells the announcer -------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergedPull:
+    """A merged pull request; logins are GitHub's, not Slack's."""
+
+    number: int
+    title: str
+    author: str
+    merged_by: str | None = None  # None when not looked up (beyond the lookup cap) or unknown
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One commit on the branch's first-parent line: a merged pull request, or a direct push."""
+
+    sha: str
+    title: str  # first line of the commit message; "" when GitHub did not list the commit
+    pull: MergedPull | None = None  # None: pushed without a pull request
+
+    @property
+    def direct(self) -> bool:
+        return self.pull is None
+
+
+@dataclass(frozen=True)
+class MergeNews:
+    """A branch head that moved since the last announcement: one of these per repo per poll."""
+
+    repo: str
+    branch: str
+    sha: str  # the new head: what every Deploy button deploys
+    previous_sha: str  # the head announced (or first seen) before
+    changes: tuple[Change, ...]  # newest first; empty after a force push back to an older commit
+    total_commits: int  # commits new on the branch, all parents counted (≥ len(changes))
+    truncated: bool  # more first-parent commits arrived than were looked up
+    forced: bool  # force-pushed: the previous head is not an ancestor of the new one
+    ci: GateResult  # the required contexts for ``sha``; empty and green when none are required
+    environments: tuple[str, ...]  # one Deploy button each, in config order
+    auto_deploy_env: str | None  # set when on_merge is deploy: the poller requests that deploy next
+    channel: str  # the repo's channel
+    commit_url: str  # web page of ``sha``
+
+    @property
+    def pulls(self) -> tuple[MergedPull, ...]:
+        """The merged pull requests, newest first, each once."""
+        seen: dict[int, MergedPull] = {}
+        for change in self.changes:
+            if change.pull is not None and change.pull.number not in seen:
+                seen[change.pull.number] = change.pull
+        return tuple(seen.values())
+
+    @property
+    def head_pull(self) -> MergedPull | None:
+        """The pull request that produced ``sha``; None for a direct push or a force push."""
+        if self.changes and self.changes[0].sha == self.sha:
+            return self.changes[0].pull
+        return None
+
+    @property
+    def direct_pushes(self) -> tuple[Change, ...]:
+        """Commits that reached the branch without a pull request, newest first."""
+        return tuple(c for c in self.changes if c.direct)
+
+    @property
+    def merger(self) -> str | None:
+        """Who merged the head's pull request (its author when GitHub does not say)."""
+        pull = self.head_pull
+        if pull is None:
+            return None
+        return pull.merged_by or pull.author or None
+
+    @property
+    def ci_summary(self) -> str:
+        """``success``, ``failure``, ``pending`` or ``missing`` (the worst context wins)."""
+        states = {c.state for c in self.ci.contexts}
+        for state in (ContextState.FAILURE, ContextState.PENDING, ContextState.MISSING):
+            if state in states:
+                return state.value
+        return ContextState.SUCCESS.value
+
+
+@dataclass(frozen=True)
+class AnnouncementRef:
+    """Where an announcement was posted; an auto-deploy uses it as its root message."""
+
+    channel: str
+    ts: str

@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from bot.config import RepoSettings, Settings
-from bot.errors import BotError, EnvironmentLocked, InvalidRef, UnknownRepo
-from bot.github import CommitInfo, Comparison, HeadPoll, PullInfo, RateLimited
-from bot.merges import AnnouncementRef, Change, MergeAnnouncer, MergedPull, MergeNews
-from bot.models import BranchHead, Deploy, GateResult, Source
+from bot.errors import BotError, EnvironmentLocked, InvalidRef, RateLimited, UnknownRepo
+from bot.models import (
+    AnnouncementRef,
+    BranchHead,
+    Change,
+    CommitInfo,
+    Comparison,
+    GateResult,
+    HeadPoll,
+    MergedPull,
+    MergeNews,
+    Source,
+)
+from bot.ports import DeployRequester, MergeAnnouncer, PollGitHub, PollStore
 
 log = logging.getLogger(__name__)
 
@@ -35,50 +44,7 @@ GONE_BACKOFF = (10, 60.0, 900.0)  # a gone branch/repo is re-tried every 10 inte
 JITTER = 0.5  # seconds of scheduler jitter tolerated when a repo's not-before time is checked
 
 
-class PollGitHub(Protocol):
-    """What the poller asks of GitHub (GitHubGateway)."""
-
-    def poll_head(self, repo: str, branch: str, etag: str | None) -> HeadPoll: ...
-
-    def compare(self, repo: str, base: str, head: str) -> Comparison: ...
-
-    def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]: ...
-
-    def pull_request(self, repo: str, number: int) -> PullInfo: ...
-
-    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult: ...
-
-    def commit_url(self, repo: str, sha: str) -> str: ...
-
-
-class PollStore(Protocol):
-    """What the poller keeps in the store (SqlStore)."""
-
-    def get_head(self, repo: str) -> BranchHead | None: ...
-
-    def set_head(self, head: BranchHead) -> None: ...
-
-    def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool: ...
-
-
-class DeployRequester(Protocol):
-    """The deploy service's request (DeployService)."""
-
-    def request(
-        self,
-        repo: str,
-        *,
-        ref: str | None = None,
-        env: str | None = None,
-        user: str,
-        source: Source,
-        force: bool = False,
-        channel: str | None = None,
-        message_ts: str | None = None,
-    ) -> tuple[Deploy, bool]: ...
-
-
-class Outcome(StrEnum):
+class PollOutcome(StrEnum):
     """What one poll did with one repo."""
 
     FIRST_SEEN = "first_seen"  # head recorded, nothing announced
@@ -95,7 +61,7 @@ class Outcome(StrEnum):
 class RepoPoll:
     """One repo's result in a poll; ``detail`` is one human line."""
 
-    outcome: Outcome
+    outcome: PollOutcome
     detail: str = ""
     deploy_id: int | None = None
 
@@ -107,7 +73,7 @@ class PollReport:
     repos: Mapping[str, RepoPoll] = field(default_factory=dict)
     paused_until: float | None = None
 
-    def with_outcome(self, outcome: Outcome) -> list[str]:
+    def with_outcome(self, outcome: PollOutcome) -> list[str]:
         """The repos that had ``outcome``, in config order."""
         return [repo for repo, result in self.repos.items() if result.outcome is outcome]
 
@@ -145,11 +111,13 @@ class Poller:
         for index, (repo, settings) in enumerate(repos):
             paused = self._pause_reason(now)
             if paused is not None:
-                results.update({name: RepoPoll(Outcome.RATE_LIMITED, paused) for name, _ in repos[index:]})
+                results.update(
+                    {name: RepoPoll(PollOutcome.RATE_LIMITED, paused) for name, _ in repos[index:]}
+                )
                 break
             not_before = self._not_before.get(repo, 0.0)
             if not_before > now + JITTER:
-                results[repo] = RepoPoll(Outcome.WAITING, f"next poll in {not_before - now:.0f} s")
+                results[repo] = RepoPoll(PollOutcome.WAITING, f"next poll in {not_before - now:.0f} s")
                 continue
             results[repo] = self._poll_guarded(repo, settings, now)
         return PollReport(results, self._paused_until if self._paused_until > now else None)
@@ -165,12 +133,12 @@ class Poller:
             return self._unreachable(repo, str(exc), now)
         except BotError as exc:
             self._trouble(repo, str(exc))
-            return RepoPoll(Outcome.FAILED, str(exc))
+            return RepoPoll(PollOutcome.FAILED, str(exc))
         except Exception as exc:
             # The announcer's own failures (Slack down) land here too: keep polling the others.
             log.exception("Merge poll of %s failed; it is retried next poll", repo)
             self._failing[repo] = type(exc).__name__
-            return RepoPoll(Outcome.FAILED, f"internal error ({type(exc).__name__}), see the log")
+            return RepoPoll(PollOutcome.FAILED, f"internal error ({type(exc).__name__}), see the log")
         if repo in self._failing or repo in self._gone:
             log.info("Merge polling of %s works again", repo)
         self._failing.pop(repo, None)
@@ -182,19 +150,19 @@ class Poller:
         poll = self._github.poll_head(repo, settings.branch, stored.etag if stored else None)
         self._note_pacing(repo, poll, now)
         if poll.sha is None:
-            return RepoPoll(Outcome.UNCHANGED)
+            return RepoPoll(PollOutcome.UNCHANGED)
         head = BranchHead(repo, poll.sha, poll.etag)
         if stored is None:
             self._store.set_head(head)
             log.info("First poll of %s %s: recorded %s, nothing announced", repo, settings.branch, poll.sha)
-            return RepoPoll(Outcome.FIRST_SEEN, poll.sha[:7])
+            return RepoPoll(PollOutcome.FIRST_SEEN, poll.sha[:7])
         if poll.sha == stored.sha:
             if poll.etag != stored.etag:
                 self._store.set_head(head)
-            return RepoPoll(Outcome.UNCHANGED)
+            return RepoPoll(PollOutcome.UNCHANGED)
         if settings.on_merge == "ignore":
             self._store.set_head(head)
-            return RepoPoll(Outcome.RECORDED, poll.sha[:7])
+            return RepoPoll(PollOutcome.RECORDED, poll.sha[:7])
         news = self._news(repo, settings, stored.sha, poll.sha)
         where = self._announcer.announce(news)
         self._unsent.pop(repo, None)
@@ -203,7 +171,7 @@ class Poller:
             deploy_id, detail = self._auto_deploy(repo, settings, news, where)
         self._store.set_head(head)
         log.info("Announced %s %s: %s", repo, settings.branch, detail)
-        return RepoPoll(Outcome.ANNOUNCED, detail, deploy_id)
+        return RepoPoll(PollOutcome.ANNOUNCED, detail, deploy_id)
 
     def _news(self, repo: str, settings: RepoSettings, old: str, new: str) -> MergeNews:
         """What moved the branch from ``old`` to ``new``; reused while the announcer keeps failing."""
@@ -316,7 +284,7 @@ class Poller:
             until = now + SECONDARY_WAIT
         self._paused_until = max(self._paused_until, until, now + 1)
         log.warning("%s: merge polling paused for %.0f s", exc, self._paused_until - now)
-        return RepoPoll(Outcome.RATE_LIMITED, str(exc))
+        return RepoPoll(PollOutcome.RATE_LIMITED, str(exc))
 
     def _unreachable(self, repo: str, text: str, now: float) -> RepoPoll:
         """A deleted branch or a lost repo: warn once, then re-try it rarely."""
@@ -328,7 +296,7 @@ class Poller:
             log.warning("%s Merges of %s are not announced until this is fixed.", text, repo)
             if self._problem(repo, f"{text} Merges there are not announced until this is fixed."):
                 self._gone[repo] = text
-        return RepoPoll(Outcome.GONE, text)
+        return RepoPoll(PollOutcome.GONE, text)
 
     def _trouble(self, repo: str, text: str) -> None:
         """Log a repo's error once while it repeats (a broken token would fill the log otherwise)."""

@@ -9,12 +9,18 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.models import (
+    AnnouncementRef,
     BranchHead,
+    Comparison,
     Deploy,
     DeployRequest,
     DeployState,
     GateResult,
+    HeadPoll,
     Lock,
+    MergeNews,
+    PullInfo,
+    Source,
     Step,
     StepResult,
     TaskEvent,
@@ -167,4 +173,65 @@ class Reporter(DeployObserver, Protocol):
 
     def log_url(self, deploy: Deploy) -> str | None:
         """GitHub's deployment status log_url (the Slack thread), if any."""
+        ...
+
+
+# ---- the merge poller's ports ----------------------------------------------------------
+
+
+class PollGitHub(Protocol):
+    """What the poller asks of GitHub (GitHubGateway)."""
+
+    def poll_head(self, repo: str, branch: str, etag: str | None) -> HeadPoll: ...
+
+    def compare(self, repo: str, base: str, head: str) -> Comparison: ...
+
+    def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]: ...
+
+    def pull_request(self, repo: str, number: int) -> PullInfo: ...
+
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult: ...
+
+    def commit_url(self, repo: str, sha: str) -> str: ...
+
+
+class PollStore(Protocol):
+    """What the poller keeps in the store (SqlStore)."""
+
+    def get_head(self, repo: str) -> BranchHead | None: ...
+
+    def set_head(self, head: BranchHead) -> None: ...
+
+    def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool: ...
+
+
+class DeployRequester(Protocol):
+    """The deploy service's request (DeployService)."""
+
+    def request(
+        self,
+        repo: str,
+        *,
+        ref: str | None = None,
+        env: str | None = None,
+        user: str,
+        source: Source,
+        force: bool = False,
+        channel: str | None = None,
+        message_ts: str | None = None,
+    ) -> tuple[Deploy, bool]: ...
+
+
+class MergeAnnouncer(Protocol):
+    """Posts merge news and problems to the repo's channel (Slack in production)."""
+
+    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+        """Post one announcement; raise if it was not posted (the poller retries next cycle).
+
+        Return where it went (or None when there is no message to thread under).
+        """
+        ...
+
+    def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
+        """Post a warning about ``repo`` (in ``thread`` when given); ``text`` is plain and one line."""
         ...

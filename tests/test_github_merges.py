@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from bot.errors import GitHubError, InvalidRef, UnknownRepo
-from bot.github import GitHubGateway, RateLimited
+from bot.errors import GitHubError, InvalidRef, RateLimited, UnknownRepo
+from bot.github import GitHubGateway
 from tests.fake_github import FakeGitHub
 
 REPO = "acme/api"

@@ -17,9 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Settings, load_settings
-from bot.deploys import EnvironmentView
 from bot.errors import ConfigError, InvalidRef, InvalidRepoName, RequestError
-from bot.models import CommandStep, Deploy, DeployRequest, DeployState, Lock, Source, StepStatus
+from bot.models import (
+    CommandStep,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    EnvironmentView,
+    Lock,
+    Source,
+    StepStatus,
+)
 from bot.slack.blocks import (
     Message,
     PullView,

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.merges import AnnouncementRef, MergedPull, MergeNews
-from bot.models import BranchHead, DeployState, Source
-from bot.poller import Outcome, Poller, PollReport
+from bot.models import AnnouncementRef, BranchHead, DeployState, MergedPull, MergeNews, Source
+from bot.poller import Poller, PollOutcome, PollReport
 from bot.store import SqlStore
 from bot.wiring import Core
 from tests.fake_github import FakeGitHub
@@ -150,13 +149,13 @@ def branch_polls(github: FakeGitHub, repo: str) -> list[int]:
 def test_first_poll_records_and_announces_nothing(robot_for: Any, checkout: Path) -> None:
     robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout, on_merge="deploy")})
     report = robot.poll()
-    assert report.with_outcome(Outcome.FIRST_SEEN) == [API, WEB]
+    assert report.with_outcome(PollOutcome.FIRST_SEEN) == [API, WEB]
     assert robot.announcer.news == [] and robot.announcer.problems == []
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha == robot.github.head(API, "main") and head.etag
     # A repo set to deploy on merge never deploys what it first sees.
     assert robot.core.store.list_deploys() == []
-    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.UNCHANGED) == [API, WEB]
 
 
 def test_one_merge_is_one_announcement_with_the_pull_request(robot_for: Any, checkout: Path) -> None:
@@ -167,7 +166,7 @@ def test_one_merge_is_one_announcement_with_the_pull_request(robot_for: Any, che
     robot.github.set_status(API, sha, "ci/test", "success")
     robot.github.set_check_run(API, sha, "build", "in_progress")
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.ANNOUNCED
+    assert report.repos[API].outcome is PollOutcome.ANNOUNCED
     (news,) = robot.announcer.news
     assert (news.repo, news.branch, news.sha, news.previous_sha) == (API, "main", sha, before)
     pull = MergedPull(123, "Fix login", "alice", "bob", f"{robot.github.url}/{API}/pull/123")
@@ -183,7 +182,7 @@ def test_one_merge_is_one_announcement_with_the_pull_request(robot_for: Any, che
     assert news.channel == "#deploys" and news.commit_url == f"{robot.github.url}/{API}/commit/{sha}"
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha == sha
-    assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    assert robot.poll().repos[API].outcome is PollOutcome.UNCHANGED
     assert len(robot.announcer.news) == 1
     assert robot.core.store.list_deploys() == []  # on_merge: announce only
 
@@ -194,16 +193,16 @@ def test_restart_between_polls_announces_nothing_twice_and_misses_nothing(
     robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
     robot.poll()
     first = merge(robot.github, API, 1, "Before the restart")
-    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API]
+    assert robot.poll().with_outcome(PollOutcome.ANNOUNCED) == [API]
     robot.restart()
-    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.UNCHANGED) == [API, WEB]
     second = merge(robot.github, API, 2, "While the robot was down")
     robot.close()
     third = merge(robot.github, WEB, 3, "Also while down")
     robot.restart()
-    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.ANNOUNCED) == [API, WEB]
     robot.restart()
-    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.UNCHANGED) == [API, WEB]
     assert [(n.repo, n.sha, [p.number for p in n.pulls]) for n in robot.announcer.news] == [
         (API, first, [1]),
         (API, second, [2]),
@@ -218,7 +217,7 @@ def test_ten_merges_while_down_are_one_announcement(robot_for: Any, checkout: Pa
     robot.close()
     shas = [merge(robot.github, API, n, f"Change {n}", author=f"dev{n}") for n in range(1, 11)]
     robot.restart()
-    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API]
+    assert robot.poll().with_outcome(PollOutcome.ANNOUNCED) == [API]
     (news,) = robot.announcer.news
     assert news.sha == shas[-1] and news.total_commits == 10 and not news.truncated
     assert [p.number for p in news.pulls] == list(range(10, 0, -1))
@@ -234,11 +233,12 @@ def test_an_announcement_that_fails_is_retried_not_lost(robot_for: Any, checkout
     merge(robot.github, WEB, 6, "Announced anyway")
     robot.announcer.fail_next = 1
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.FAILED and report.repos[WEB].outcome is Outcome.ANNOUNCED
+    assert report.repos[API].outcome is PollOutcome.FAILED
+    assert report.repos[WEB].outcome is PollOutcome.ANNOUNCED
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha != sha
     compares = robot.github.count(path_contains="/compare/")
-    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [API]
+    assert robot.poll().with_outcome(PollOutcome.ANNOUNCED) == [API]
     # The news gathered for the failed attempt is reused, not asked of GitHub again.
     assert robot.github.count(path_contains="/compare/") == compares
     assert [n.sha for n in robot.announcer.about(API)] == [sha]
@@ -292,7 +292,7 @@ def test_ignore_records_silently(robot_for: Any, checkout: Path) -> None:
     robot = robot_for({API: repo_config(checkout, on_merge="ignore")})
     robot.poll()
     sha = merge(robot.github, API, 4, "Nobody cares")
-    assert robot.poll().repos[API].outcome is Outcome.RECORDED
+    assert robot.poll().repos[API].outcome is PollOutcome.RECORDED
     assert robot.announcer.news == [] and robot.github.count(path_contains="/compare/") == 0
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha == sha
@@ -309,7 +309,7 @@ def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path)
     robot.github.set_status(API, sha, "ci/test", "pending")
     report = robot.poll()
     deploy_id = report.repos[API].deploy_id
-    assert report.repos[API].outcome is Outcome.ANNOUNCED and deploy_id is not None
+    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and deploy_id is not None
     (news,) = robot.announcer.news
     assert news.auto_deploy_env == "staging" and news.ci_summary == "pending"
     robot.github.set_status(API, sha, "ci/test", "success")
@@ -320,13 +320,13 @@ def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path)
     for state in ("failure", "success", "pending", "success"):
         robot.github.set_status(API, sha, "ci/test", state)
         robot.clock.advance(30)
-        assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+        assert robot.poll().repos[API].outcome is PollOutcome.UNCHANGED
     robot.restart()
     robot.poll()
     # A robot that died after announcing but before recording the head announces again…
     robot.core.store.set_head(BranchHead(API, news.previous_sha, None))
     again = robot.poll().repos[API]
-    assert again.outcome is Outcome.ANNOUNCED and again.deploy_id is None
+    assert again.outcome is PollOutcome.ANNOUNCED and again.deploy_id is None
     assert "already requested" in again.detail
     # …and still deploys that SHA to staging exactly once.
     assert [d.id for d in robot.core.store.list_deploys(API)] == [deploy_id]
@@ -340,7 +340,7 @@ def test_locked_environment_holds_the_auto_deploy_and_says_so(robot_for: Any, ch
     robot.core.service.lock(API, "production", "U7", "release freeze")
     sha = merge(robot.github, API, 11, "Locked out")
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.ANNOUNCED and report.repos[API].deploy_id is None
+    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and report.repos[API].deploy_id is None
     ((repo, text, thread),) = robot.announcer.problems
     assert repo == API and thread == AnnouncementRef("C0DEPLOYS", "1700000000.000001")
     assert f"Auto-deploy of {sha[:7]} to production is held" in text
@@ -402,10 +402,10 @@ def test_5xx_on_one_repo_does_not_stop_the_others(robot_for: Any, checkout: Path
         merge(robot.github, repo, n, f"Change in {repo}")
     robot.github.fail_next(10, status=502, path_contains=f"/repos/{WEB}/")
     report = robot.poll()
-    assert report.with_outcome(Outcome.ANNOUNCED) == [API, DOCS]
-    assert report.repos[WEB].outcome is Outcome.FAILED and "502" in report.repos[WEB].detail
+    assert report.with_outcome(PollOutcome.ANNOUNCED) == [API, DOCS]
+    assert report.repos[WEB].outcome is PollOutcome.FAILED and "502" in report.repos[WEB].detail
     robot.github.clear_faults()
-    assert robot.poll().with_outcome(Outcome.ANNOUNCED) == [WEB]
+    assert robot.poll().with_outcome(PollOutcome.ANNOUNCED) == [WEB]
     assert sorted(n.repo for n in robot.announcer.news) == sorted([API, WEB, DOCS])
 
 
@@ -415,18 +415,19 @@ def test_deleted_branch_is_warned_once(robot_for: Any, checkout: Path) -> None:
     head = robot.github.head(API, "main")
     robot.github.delete_branch(API, "main")
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.GONE and report.repos[WEB].outcome is Outcome.UNCHANGED
-    assert robot.poll().repos[API].outcome is Outcome.WAITING  # re-tried rarely, not every poll
+    assert report.repos[API].outcome is PollOutcome.GONE
+    assert report.repos[WEB].outcome is PollOutcome.UNCHANGED
+    assert robot.poll().repos[API].outcome is PollOutcome.WAITING  # re-tried rarely, not every poll
     polls = len(branch_polls(robot.github, API))
     robot.clock.advance(301)
-    assert robot.poll().repos[API].outcome is Outcome.GONE
+    assert robot.poll().repos[API].outcome is PollOutcome.GONE
     assert len(branch_polls(robot.github, API)) == polls + 1
     ((repo, text, thread),) = robot.announcer.problems
     assert repo == API and thread is None
     assert "Branch `main` of acme/api is gone" in text and "not announced until this is fixed" in text
     robot.github.push(API, "main", sha=head)
     robot.clock.advance(301)
-    assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    assert robot.poll().repos[API].outcome is PollOutcome.UNCHANGED
     assert len(robot.announcer.problems) == 1 and robot.announcer.news == []
 
 
@@ -437,8 +438,8 @@ def test_lost_repo_and_lost_access_are_warned_and_the_rest_goes_on(robot_for: An
     robot.github.fail_next(100, status=403, path_contains=f"/repos/{DOCS}/")
     sha = merge(robot.github, API, 1, "Still announced")
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.ANNOUNCED and robot.announcer.news[0].sha == sha
-    assert report.with_outcome(Outcome.GONE) == [WEB, DOCS]
+    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and robot.announcer.news[0].sha == sha
+    assert report.with_outcome(PollOutcome.GONE) == [WEB, DOCS]
     texts = {repo: text for repo, text, _ in robot.announcer.problems}
     assert "GitHub has no repo acme/web, or the token cannot read it." in texts[WEB]
     assert "The GitHub token can no longer read acme/docs (403" in texts[DOCS]
@@ -458,7 +459,7 @@ def test_idle_polls_are_304s_and_cost_no_units(robot_for: Any, checkout: Path) -
     seen, units = len(robot.github.requests), robot.github.units_used
     for _ in range(5):
         robot.clock.advance(30)
-        assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB, DOCS]
+        assert robot.poll().with_outcome(PollOutcome.UNCHANGED) == [API, WEB, DOCS]
     idle = robot.github.requests[seen:]
     assert len(idle) == 15
     assert {(r.method, r.status) for r in idle} == {("GET", 304)}
@@ -472,10 +473,11 @@ def test_x_poll_interval_is_respected_per_repo(robot_for: Any, checkout: Path) -
     robot.poll()
     robot.clock.advance(30)
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.WAITING and report.repos[WEB].outcome is Outcome.UNCHANGED
+    assert report.repos[API].outcome is PollOutcome.WAITING
+    assert report.repos[WEB].outcome is PollOutcome.UNCHANGED
     assert (len(branch_polls(robot.github, API)), len(branch_polls(robot.github, WEB))) == (1, 2)
     robot.clock.advance(30)
-    assert robot.poll().repos[API].outcome is Outcome.UNCHANGED
+    assert robot.poll().repos[API].outcome is PollOutcome.UNCHANGED
     assert len(branch_polls(robot.github, API)) == 2
 
 
@@ -484,31 +486,32 @@ def test_retry_after_pauses_every_poll_until_it_passes(robot_for: Any, checkout:
     robot.poll()
     robot.github.rate_limit_next(1, "secondary", retry_after=120)
     report = robot.poll()
-    assert report.with_outcome(Outcome.RATE_LIMITED) == [API, WEB]
+    assert report.with_outcome(PollOutcome.RATE_LIMITED) == [API, WEB]
     assert report.paused_until == pytest.approx(robot.clock.now + 120)
     asked = len(robot.github.requests)
     robot.clock.advance(90)
-    assert robot.poll().with_outcome(Outcome.RATE_LIMITED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.RATE_LIMITED) == [API, WEB]
     assert len(robot.github.requests) == asked  # nothing sent while GitHub asked to wait
     robot.clock.advance(31)
-    assert robot.poll().with_outcome(Outcome.UNCHANGED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.UNCHANGED) == [API, WEB]
 
 
 def test_low_remaining_pauses_polling_until_the_reset(robot_for: Any, checkout: Path) -> None:
     robot = robot_for({API: repo_config(checkout), WEB: repo_config(checkout)})
     robot.github.use_units(4600)  # others spent the token: 399 of 5000 left after our first poll
     report = robot.poll()
-    assert report.repos[API].outcome is Outcome.FIRST_SEEN
-    assert report.repos[WEB].outcome is Outcome.RATE_LIMITED and "399 of 5000" in report.repos[WEB].detail
+    assert report.repos[API].outcome is PollOutcome.FIRST_SEEN
+    assert report.repos[WEB].outcome is PollOutcome.RATE_LIMITED and "399 of 5000" in report.repos[WEB].detail
     assert report.paused_until is not None and report.paused_until > robot.clock.now + 3000
     asked = len(robot.github.requests)
     robot.clock.advance(600)
-    assert robot.poll().with_outcome(Outcome.RATE_LIMITED) == [API, WEB]
+    assert robot.poll().with_outcome(PollOutcome.RATE_LIMITED) == [API, WEB]
     assert len(robot.github.requests) == asked
     robot.github.reset_window()
     robot.clock.advance(3100)
     report = robot.poll()
-    assert (report.repos[API].outcome, report.repos[WEB].outcome) == (Outcome.UNCHANGED, Outcome.FIRST_SEEN)
+    outcomes = (report.repos[API].outcome, report.repos[WEB].outcome)
+    assert outcomes == (PollOutcome.UNCHANGED, PollOutcome.FIRST_SEEN)
 
 
 def test_auto_deploy_is_not_held_by_the_deployers_list(robot_for: Any, checkout: Path) -> None:

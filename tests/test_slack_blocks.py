@@ -383,8 +383,7 @@ def test_help_and_error_text() -> None:
 def test_where_blocks_show_lock_and_last_deploy() -> None:
     from datetime import UTC, datetime
 
-    from bot.deploys import EnvironmentView
-    from bot.models import Deploy, DeployState, Lock, Source
+    from bot.models import Deploy, DeployState, EnvironmentView, Lock, Source
     from bot.slack.blocks import where_blocks
 
     when = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from bot.errors import InvalidRef, InvalidRepoName, RequestError
+from bot.errors import BadCommand, InvalidRef, InvalidRepoName, RequestError
 from bot.slack.commands import (
     HELP_TEXT,
-    BadCommand,
     CancelCommand,
     Command,
     DeployCommand,

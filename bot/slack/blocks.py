@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.deploys import EnvironmentView
-from bot.models import Deploy, DeployState, Lock, Source
+from bot.models import Deploy, DeployState, EnvironmentView, Lock, Source
 from bot.slack.commands import HELP_TEXT
 from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
 from bot.slack.text import code_block, escape, fmt_duration, fmt_time, mention, one_line, truncate

@@ -11,12 +11,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from bot.deploys import DeployService, EnvironmentView
-from bot.errors import AccessDenied, BotError
-from bot.models import ACTIVE_STATES, FINAL_STATES, Deploy, DeployState, Source
+from bot.deploys import DeployService
+from bot.errors import AccessDenied, BadCommand, BotError
+from bot.models import ACTIVE_STATES, FINAL_STATES, Deploy, DeployState, EnvironmentView, Source
 from bot.slack.blocks import Block, error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
-    BadCommand,
     CancelCommand,
     Command,
     DeployCommand,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.errors import RequestError
+from bot.errors import BadCommand
 from bot.validation import ENV_NAME, check_ref, check_repo_name
 
 MAX_TEXT = 500
@@ -36,10 +36,6 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
 _KEYWORDS = ("cancel", "lock", "unlock", "where", "help")
-
-
-class BadCommand(RequestError):
-    """Command text that does not follow the grammar; the message says what is wrong and what is valid."""
 
 
 @dataclass(frozen=True)

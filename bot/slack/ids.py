@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from bot.slack.commands import BadCommand
+from bot.errors import BadCommand
 from bot.validation import ENV_NAME, is_valid_repo_name
 
 CANCEL_ACTION = "deploy_cancel"

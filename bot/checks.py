@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.errors import BotError
 from bot.github import GitHubGateway
-from bot.steps.ansible import playbook_env
+from bot.preflight import environment_problem, resolve
 from bot.store import SqlStore
 
 
@@ -36,23 +35,16 @@ def run_checks(settings: Settings, environ: Mapping[str, str], online: bool) -> 
 def check_environment(
     settings: Settings, repo: str, env_name: str, environ: Mapping[str, str]
 ) -> CheckResult:
-    """Whether an environment's steps can start here: folder, playbook, ansible-playbook."""
+    """Whether an environment's steps can start here: folder, playbook, inventory, ansible-playbook."""
     what = f"{repo} {env_name}"
+    reason = environment_problem(settings, repo, env_name, environ)
+    if reason is not None:
+        return CheckResult(what, False, reason)
     env = settings.repos[repo].environments[env_name]
     folder = settings.folder(env)
-    if not folder.is_dir():
-        return CheckResult(what, False, f"folder {folder} does not exist")
     if env.ansible is None:
         return CheckResult(what, True, f"{len(env.commands or [])} command(s) in {folder}")
-    playbook = folder / env.ansible.playbook
-    inventory = folder / env.ansible.inventory if env.ansible.inventory else None
-    if not playbook.is_file():
-        return CheckResult(what, False, f"playbook {playbook} does not exist")
-    if inventory is not None and not inventory.exists():
-        return CheckResult(what, False, f"inventory {inventory} does not exist")
-    if shutil.which("ansible-playbook", path=playbook_env(environ)["PATH"]) is None:
-        return CheckResult(what, False, "ansible-playbook not found on PATH; install ansible-core")
-    return CheckResult(what, True, f"playbook {playbook}")
+    return CheckResult(what, True, f"playbook {resolve(folder, env.ansible.playbook)}")
 
 
 def _check_store(settings: Settings) -> CheckResult:

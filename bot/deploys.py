@@ -8,12 +8,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.checks import check_environment
 from bot.config import Settings
-from bot.errors import AccessDenied, EnvironmentLocked, StepSetupError, StoreError, UnknownDeploy
+from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
 from bot.models import Deploy, DeployRequest, DeployState, EnvironmentView, Lock, Source
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
+from bot.preflight import environment_preflight
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ class DeployService:
                     user, settings.force, target.repo, "force a deploy of", empty_means_anyone=False
                 )
         self._check_unlocked(target)
-        ready = check_environment(self._settings, target.repo, target.env, self._environ)
-        if not ready.ok:
-            raise StepSetupError(f"{ready.what}: {ready.detail}.")
+        environment_preflight(self._settings, target.repo, target.env, self._environ)
         ref_name = check_ref(ref or settings.branch)
         sha = self._github.resolve_ref(target.repo, ref_name)
         request = DeployRequest(

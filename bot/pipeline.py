@@ -21,6 +21,7 @@ from bot.models import (
     TaskEvent,
 )
 from bot.ports import DeployObserver, GitHubPort, StepContext, StepRunner, StorePort
+from bot.preflight import blocked
 from bot.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,6 @@ class Pipeline:
     ) -> Outcome:
         steps = env.steps()
         folder = self._settings.folder(env)
-        if not folder.is_dir():
-            raise StepSetupError(f"Folder {folder} does not exist for {deploy.repo} {deploy.env}.")
         deploy_vars = self._deploy_vars(deploy)
         started = time.monotonic()
         self._status(deploy, "in_progress", f"Deploying {deploy.short_sha} to {deploy.env}")
@@ -196,7 +195,11 @@ class Pipeline:
                 on_task=on_task,
                 kill_grace=self._settings.deploys.kill_grace,
             )
-            result = self._runner.run(step, ctx)
+            try:
+                result = self._runner.run(step, ctx)
+            except StepSetupError as exc:
+                # The runner knows only the folder; say which deploy it stops, as a refused request does.
+                raise blocked(deploy.repo, deploy.env, str(exc)) from None
             sink.flush()
             observer.step_finished(deploy, index, result)
             if not result.ok:

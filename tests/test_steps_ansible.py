@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -190,3 +191,29 @@ def test_missing_inventory_is_a_setup_error_naming_it(folder: Path) -> None:
 
     with pytest.raises(StepSetupError, match=re.escape("deploy/hosts-missing")):
         RUNNER.run(AnsibleStep(playbook="site.yml", inventory="hosts-missing"), ctx)
+
+
+def test_missing_folder_is_a_setup_error_before_ansible_runner_starts(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    ctx, _ = ansible_ctx(gone)
+
+    with pytest.raises(StepSetupError) as info:
+        RUNNER.run(AnsibleStep(playbook="site.yml", inventory="hosts.ini"), ctx)
+    assert str(info.value) == f"folder {gone} does not exist"
+
+
+def test_missing_ansible_playbook_is_a_setup_error(
+    folder: Path, tmp_path: Path, private_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An interpreter outside the venv's bin (and a PATH without it) cannot find ansible-playbook.
+    interpreter_bin = tmp_path / "python-bin"
+    interpreter_bin.mkdir()
+    monkeypatch.setattr(sys, "executable", str(interpreter_bin / "python"))
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    ctx, _ = ansible_ctx(folder, path=str(empty))
+
+    with pytest.raises(StepSetupError) as info:
+        RUNNER.run(AnsibleStep(playbook="site.yml", inventory="hosts.ini"), ctx)
+    assert str(info.value) == "ansible-playbook not found on PATH; install ansible-core"
+    assert list(private_root.iterdir()) == []

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -39,7 +37,8 @@ from typing import Any
 from bot.errors import StepSetupError
 from bot.models import AnsibleStep, Step, StepResult, StepStatus, TaskEvent, TaskStatus
 from bot.ports import StepContext
-from bot.steps.commands import TAIL_LINES, check_folder, cut_line, timed_out_reason
+from bot.preflight import inventory_argument, playbook_env, preflight, resolve
+from bot.steps.commands import TAIL_LINES, cut_line, timed_out_reason
 from bot.steps.procs import groups_of_processes_with_arg, stop_groups
 
 POLL_SECONDS = 0.2  # how often ansible-runner asks whether to stop
@@ -61,16 +60,6 @@ _RUNNER_KEYS = frozenset(
 _TASK_START = frozenset({"playbook_on_task_start", "playbook_on_handler_task_start"})
 
 
-def playbook_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The step environment with this interpreter's bin dir first on PATH and colour off."""
-    bin_dir = str(Path(sys.executable).parent)
-    path = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
-    result = dict(env)
-    result["PATH"] = os.pathsep.join([bin_dir, *path])
-    result.setdefault("ANSIBLE_NOCOLOR", "1")  # output goes to Slack and logs, not a terminal
-    return result
-
-
 def deploy_extravars(deploy_vars: Mapping[str, str]) -> dict[str, str]:
     """DEPLOY_SHA=… → {"sha": …}: the ``deploy`` extravar the playbook sees."""
     return {
@@ -78,11 +67,6 @@ def deploy_extravars(deploy_vars: Mapping[str, str]) -> dict[str, str]:
         for key, value in deploy_vars.items()
         if key.startswith("DEPLOY_")
     }
-
-
-def _resolve(folder: Path, path: str) -> Path:
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else folder / candidate
 
 
 def _json_default(value: object) -> object:
@@ -115,14 +99,10 @@ class AnsibleStepRunner:
         """Run the playbook; on_output and on_task are called from ansible-runner's thread."""
         if not isinstance(step, AnsibleStep):
             raise TypeError(f"AnsibleStepRunner cannot run {type(step).__name__}")
-        check_folder(ctx.folder)
-        playbook = _resolve(ctx.folder, step.playbook)
-        if not playbook.is_file():
-            raise StepSetupError(f"Playbook {playbook} does not exist.")
-        inventory = _inventory(ctx.folder, step.inventory)
+        preflight(ctx.folder, [step], ctx.env)
+        playbook = resolve(ctx.folder, step.playbook)
+        inventory = inventory_argument(ctx.folder, step.inventory)
         env = playbook_env(ctx.env)
-        if shutil.which("ansible-playbook", path=env["PATH"]) is None:
-            raise StepSetupError(f"ansible-playbook not found on PATH {env['PATH']}; install ansible-core")
         extravars: dict[str, object] = {**dict(step.extravars)}
         extravars["deploy"] = deploy_extravars(ctx.deploy_vars)
         fresh = tempfile.TemporaryDirectory(prefix="robot-ansible-", ignore_cleanup_errors=True)
@@ -135,16 +115,6 @@ class AnsibleStepRunner:
                 {"pexpect_timeout": POLL_SECONDS, "suppress_output_file": True},
             )
             return _Run(ctx, private).run(playbook, inventory, env)
-
-
-def _inventory(folder: Path, inventory: str | None) -> str | None:
-    """The inventory argument: a path resolved against the folder, or a "host1,host2," list."""
-    if not inventory or "," in inventory:
-        return inventory or None
-    path = _resolve(folder, inventory)
-    if not path.exists():
-        raise StepSetupError(f"Inventory {path} does not exist.")
-    return str(path)
 
 
 class _Run:

@@ -16,6 +16,7 @@ from pathlib import Path
 from bot.errors import StepSetupError
 from bot.models import CommandStep, Step, StepResult, StepStatus
 from bot.ports import StepContext
+from bot.preflight import folder_missing, preflight
 from bot.steps.procs import group_alive, signal_group
 
 TAIL_LINES = 40
@@ -33,12 +34,6 @@ _TOKEN = re.compile(r"\{(sha|ref|env|repo)\}")
 def substitute(arg: str, deploy_vars: Mapping[str, str]) -> str:
     """Replace the exact tokens {sha} {ref} {env} {repo} in one pass; other braces stay."""
     return _TOKEN.sub(lambda m: deploy_vars.get(f"DEPLOY_{m.group(1).upper()}", ""), arg)
-
-
-def check_folder(folder: Path) -> None:
-    """Raise StepSetupError unless the step's working folder exists."""
-    if not folder.is_dir():
-        raise StepSetupError(f"Folder {folder} does not exist.")
 
 
 def timed_out_reason(timeout: float) -> str:
@@ -117,7 +112,7 @@ class CommandStepRunner:
             raise TypeError(f"CommandStepRunner cannot run {type(step).__name__}")
         if not step.argv:
             raise StepSetupError("The command is empty.")
-        check_folder(ctx.folder)
+        preflight(ctx.folder, [step], ctx.env)
         argv = [step.argv[0], *(substitute(a, ctx.deploy_vars) for a in step.argv[1:])]
         try:
             proc = subprocess.Popen(
@@ -132,7 +127,7 @@ class CommandStepRunner:
             )
         except FileNotFoundError as exc:
             if exc.filename is not None and Path(exc.filename) == ctx.folder:
-                raise StepSetupError(f"Folder {ctx.folder} does not exist.") from None
+                raise folder_missing(ctx.folder) from None
             return StepResult(StepStatus.FAILED, f"command not found: {argv[0]}")
         except PermissionError:
             return StepResult(StepStatus.FAILED, f"permission denied: {argv[0]}")

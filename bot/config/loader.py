@@ -1,0 +1,237 @@
+"""robot.yaml → Settings: read the file, expand `${VAR}`, validate, one-line ConfigErrors."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bot.config.schema import RepoSettings, Settings
+from bot.errors import ConfigError
+
+# `$${` is a literal `${`; `${NAME}` is expanded; anything else (`$NAME`, a lone `$`) stays.
+_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Expanded values of variables named like this are secrets: redacted from everything we write.
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
+
+# The original robot's deploy keys, written straight under a repo: one "production" environment.
+FLAT_KEYS = ("folder", "commands", "ansible_hosts", "ansible_playbook", "timeout", "env")
+# Settings fields the loader fills in; a file that sets them is refused.
+HIDDEN_KEYS = frozenset({"path", "secrets"})
+# A real robot.yaml is a few hundred values a few levels deep. Past these bounds a file is broken
+# (or a YAML alias bomb, which expands exponentially) and gets a ConfigError, not a hang or a
+# RecursionError. Error messages stay one short line whatever keys and values the file holds.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+_MAX_MESSAGE = 500
+_MAX_SHOWN = 60
+
+
+def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
+    """Read, expand and validate robot.yaml; every problem is a one-line ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file. Copy robot.yaml.example to {path} and edit it, or pass --config PATH."
+        ) from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: it needs its own clause
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _error(path, f"{where}{problem} (not valid YAML)") from None
+    except RecursionError:
+        # PyYAML composes nested collections recursively: a few hundred `[` exhaust the stack.
+        raise ConfigError(f"{path}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with `github` and `repos` at the top")
+    expander = _Expander(environ, path)
+    expanded = expander.expand(raw)
+    expander.check_all_set()
+    data, flat_problems = _flat_forms(expanded)
+    try:
+        settings = Settings.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc, flat_problems)) from None
+    return settings.model_copy(update={"secrets": frozenset(expander.secrets) | settings.tokens})
+
+
+@dataclass
+class _Expander:
+    """Expands `${VAR}` through a parsed robot.yaml, collecting secrets and unset variables."""
+
+    environ: Mapping[str, str]
+    path: Path
+    secrets: set[str] = field(default_factory=set)
+    unset: dict[str, str] = field(default_factory=dict)  # variable → first key path using it
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def expand(self, node: Any, loc: tuple[str, ...] = ()) -> Any:
+        # An alias loop (`a: &a [*a]`) is infinitely deep; an alias bomb has too many values.
+        if len(loc) > MAX_DEPTH:
+            raise _error(self.path, f"{_where(loc[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels")
+        if next(self.counter) > MAX_VALUES:
+            raise _error(self.path, f"more than {MAX_VALUES} values (YAML aliases expanding?)")
+        if isinstance(node, dict):
+            for key in node:
+                if key in HIDDEN_KEYS and not loc:
+                    raise ConfigError(f"{self.path}: `{key}` is not a configuration key")
+            return {k: self.expand(v, (*loc, str(k))) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.expand(v, (*loc, str(i))) for i, v in enumerate(node)]
+        if not isinstance(node, str):
+            return node
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(1) is None:
+                return "${"
+            name = match.group(1)
+            if not _VAR_NAME.fullmatch(name):
+                raise _error(self.path, f"{_where(loc)}: `${{{_shown(name)}}}` is not a variable name")
+            if name not in self.environ:
+                # Collected, not raised: a new user is told every variable to set at once.
+                self.unset.setdefault(name, _where(loc))
+                return ""
+            value = self.environ[name]
+            if SECRET_NAME.search(name) and value:
+                self.secrets.add(value)
+            return value
+
+        return _PLACEHOLDER.sub(substitute, node)
+
+    def check_all_set(self) -> None:
+        if len(self.unset) == 1:
+            ((name, where),) = self.unset.items()
+            raise _error(
+                self.path, f"{where}: environment variable {name} is not set (write $${{ for a literal ${{)"
+            )
+        if self.unset:
+            names = ", ".join(f"{name} ({where})" for name, where in self.unset.items())
+            raise _error(self.path, f"environment variables not set: {names}; export them and retry")
+
+
+def _flat_forms(data: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """``data`` with every flat-form repo rewritten, and what is wrong with those that cannot be.
+
+    A repo whose flat form is wrong becomes None, which fails validation as one error at the
+    repo's own place among the file's other errors; ``_describe`` then says what was wrong.
+    """
+    repos = data.get("repos")
+    if not isinstance(repos, dict):
+        return data, {}
+    rewritten: dict[Any, Any] = {}
+    problems: dict[tuple[str, ...], str] = {}
+    for name, repo in repos.items():
+        try:
+            rewritten[name] = _flat_form(repo)
+        except ValueError as exc:
+            rewritten[name] = None
+            problems[("repos", str(name))] = str(exc)
+    return {**data, "repos": rewritten}, problems
+
+
+def _flat_form(repo: Any) -> Any:
+    """One repo in the original robot's form (deploy keys straight under it) → one "production"."""
+    if not isinstance(repo, dict):
+        return repo
+    flat = {k: repo[k] for k in FLAT_KEYS if k in repo}
+    if not flat:
+        return repo
+    if "environments" in repo:
+        raise ValueError(f"use either `environments` or the flat form ({', '.join(sorted(flat))}), not both")
+    rest = {k: v for k, v in repo.items() if k not in flat}
+    env: dict[str, Any] = {k: v for k, v in flat.items() if k in ("folder", "commands", "timeout", "env")}
+    if "ansible_playbook" in flat or "ansible_hosts" in flat:
+        if "ansible_playbook" not in flat:
+            raise ValueError("`ansible_hosts` needs `ansible_playbook`")
+        env["ansible"] = {
+            "playbook": flat["ansible_playbook"],
+            "inventory": flat.get("ansible_hosts"),
+        }
+    return {**rest, "environments": {"production": env}}
+
+
+def _describe(path: Path, exc: ValidationError, flat_problems: Mapping[tuple[str, ...], str]) -> str:
+    """The first validation error as `file: key.path: what is wrong (what is allowed)`."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        where = _where(loc) or "(top level)"
+        if loc in flat_problems:
+            problems.append(f"{where}: {flat_problems[loc]}")
+        elif error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            problems.append(f"{where}: unknown key{hint}")
+        elif error["type"] == "missing":
+            problems.append(f"{where}: required key is missing")
+        else:
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            got = error.get("input")
+            shown = f" (got {_shown(repr(got))})" if isinstance(got, str | int | float | bool) else ""
+            problems.append(f"{where}: {msg}{shown}")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return str(_error(path, f"{problems[0]}{more}"))
+
+
+def _error(path: Path, detail: str) -> ConfigError:
+    """`file: detail` on one bounded line, whatever newlines or sizes the file's keys and values hold."""
+    flat = " ".join(detail.split())
+    return ConfigError(f"{path}: {flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 1] + '…'}")
+
+
+def _where(loc: tuple[str, ...]) -> str:
+    """A key path as `a.b.c`, each key shown on one line and cut short."""
+    return ".".join(_shown(part) for part in loc)
+
+
+def _shown(text: str) -> str:
+    """A key or value from the file, one line, at most _MAX_SHOWN characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_SHOWN else flat[: _MAX_SHOWN - 1] + "…"
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    """The keys a model at ``loc`` accepts, found by walking the settings models."""
+    model: Any = Settings
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _unwrap(field.annotation)
+        if typing.get_origin(model) is dict:
+            if not parts:
+                return []
+            parts.pop(0)
+            model = _unwrap(typing.get_args(model)[1])
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        keys = [k for k in model.model_fields if k not in HIDDEN_KEYS]
+        return keys + (list(FLAT_KEYS[:4]) if model is RepoSettings else [])
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` → ``X``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation

@@ -20,18 +20,10 @@ from bot.config import Settings, load_settings
 from bot.deploys import EnvironmentView
 from bot.errors import ConfigError, InvalidRef, InvalidRepoName, RequestError
 from bot.models import CommandStep, Deploy, DeployRequest, DeployState, Lock, Source, StepStatus
-from bot.slack.blocks import (
-    Message,
-    PullView,
-    StepState,
-    StepView,
-    error_text,
-    merge_announcement,
-    progress_message,
-    root_message,
-    status_blocks,
-    where_blocks,
-)
+from bot.slack.blocks.announcements import PullView, merge_announcement
+from bot.slack.blocks.primitives import Message
+from bot.slack.blocks.replies import error_text, status_blocks, where_blocks
+from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
 from bot.slack.commands import (
     CancelCommand,
     DeployCommand,

@@ -137,7 +137,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     repo, _, ref = args.target.partition("@")
     observer = ConsoleObserver()
-    core = build_core(settings, os.environ, lambda store, github: observer)
+    core = build_core(settings, os.environ, observer)
     try:
         deploy, created = core.service.request(
             repo,

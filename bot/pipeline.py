@@ -33,6 +33,12 @@ STATUS_RETRY_SECONDS = 900.0
 STATUS_RETRY_FIRST_SECONDS = 2.0
 
 
+def step_labels(settings: Settings, redact: Callable[[str], str], deploy: Deploy) -> list[str]:
+    """The deploy's steps as they are shown (secrets masked), before any has run."""
+    env = settings.repos[deploy.repo].environments[deploy.env]
+    return [redact(step.label) for step in env.steps()]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How a deploy ended: our state, GitHub's deployment state, and one line saying why."""
@@ -53,7 +59,6 @@ class Pipeline:
         runner: StepRunner,
         redactor: Redactor,
         environ: Mapping[str, str],
-        log_url: Callable[[Deploy], str | None] = lambda deploy: None,
     ) -> None:
         self._settings = settings
         self._github = github
@@ -61,7 +66,6 @@ class Pipeline:
         self._runner = runner
         self._redact = redactor
         self._environ = environ
-        self._log_url = log_url
 
     def run(self, deploy: Deploy, observer: DeployObserver, cancel: threading.Event) -> Deploy:
         """Gate, record, run and report ``deploy``; returns it in its final state."""
@@ -82,16 +86,11 @@ class Pipeline:
         sink.flush()
         return self._finish(deploy, outcome, observer)
 
-    def step_labels(self, deploy: Deploy) -> list[str]:
-        """The deploy's steps as they are shown (secrets masked), before any has run."""
-        env = self._settings.repos[deploy.repo].environments[deploy.env]
-        return [self._redact(step.label) for step in env.steps()]
-
     def report_interrupted(self, deploy: Deploy) -> None:
         """Tell GitHub that a deploy found mid-flight on start will not finish."""
         summary = "interrupted: the robot stopped during the deploy"
         outcome = Outcome(DeployState.INTERRUPTED, "error", summary)
-        if self._status(deploy, outcome.github_state, outcome.summary):
+        if self._status(deploy, outcome.github_state, outcome.summary, None):
             # Fault fix: a restart while GitHub is down left the deployment `in_progress` for
             # ever; this final status is retried off the start-up thread like any other.
             self._retry_in_background(deploy, outcome)
@@ -149,7 +148,7 @@ class Pipeline:
         except DeploymentRefused as exc:
             return deploy, Outcome(DeployState.BLOCKED, "error", str(exc))
         deploy = self._store.update_deploy(deploy.id, github_deployment_id=deployment_id)
-        self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps")
+        self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps", observer)
         return deploy, self._steps(deploy, env, observer, cancel, sink)
 
     def _steps(
@@ -164,7 +163,7 @@ class Pipeline:
         folder = self._settings.folder(env)
         deploy_vars = self._deploy_vars(deploy)
         started = time.monotonic()
-        self._status(deploy, "in_progress", f"Deploying {deploy.short_sha} to {deploy.env}")
+        self._status(deploy, "in_progress", f"Deploying {deploy.short_sha} to {deploy.env}", observer)
 
         def on_output(line: str) -> None:
             clean = self._redact(line)
@@ -174,6 +173,7 @@ class Pipeline:
         def on_task(event: TaskEvent) -> None:
             observer.task_event(deploy, TaskEvent(self._redact(event.task), event.status, event.host))
 
+        labels = step_labels(self._settings, self._redact, deploy)
         for index, step in enumerate(steps, start=1):
             remaining = env.deploy_timeout - (time.monotonic() - started)
             if remaining <= 0:
@@ -182,7 +182,7 @@ class Pipeline:
                     "error",
                     f"deploy timed out after {env.deploy_timeout:g} s before step {index}/{len(steps)}",
                 )
-            label = self._redact(step.label)
+            label = labels[index - 1]
             sink.write(f"==> step {index}/{len(steps)}: {label}")
             observer.step_started(deploy, index, len(steps), label)
             ctx = StepContext(
@@ -238,8 +238,11 @@ class Pipeline:
             "slack_thread_ts": deploy.message_ts,
         }
 
-    def _status(self, deploy: Deploy, state: str, description: str) -> str | None:
-        """Post a deployment status; a GitHub failure is returned as text, not raised."""
+    def _status(
+        self, deploy: Deploy, state: str, description: str, observer: DeployObserver | None
+    ) -> str | None:
+        """Post a deployment status, linking to where ``observer`` shows the deploy; a GitHub
+        failure is returned as text, not raised."""
         if deploy.github_deployment_id is None:
             return None
         try:
@@ -248,7 +251,7 @@ class Pipeline:
                 deploy.github_deployment_id,
                 state,
                 _cut(description),
-                self._log_url(deploy),
+                observer.log_url(deploy) if observer is not None else None,
             )
         except GitHubError as exc:
             log.warning("deploy #%s: GitHub status %s not recorded: %s", deploy.id, state, exc)
@@ -257,7 +260,7 @@ class Pipeline:
 
     def _finish(self, deploy: Deploy, outcome: Outcome, observer: DeployObserver) -> Deploy:
         current = self._store.get_deploy(deploy.id) or deploy
-        problem = self._status(current, outcome.github_state, outcome.summary)
+        problem = self._status(current, outcome.github_state, outcome.summary, observer)
         error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
         if problem:
             error = f"{error or outcome.summary}; GitHub status pending: {problem}"
@@ -286,7 +289,7 @@ class Pipeline:
         deadline = time.monotonic() + STATUS_RETRY_SECONDS
         while time.monotonic() + delay < deadline:
             time.sleep(delay)
-            if self._status(deploy, outcome.github_state, outcome.summary) is None:
+            if self._status(deploy, outcome.github_state, outcome.summary, observer) is None:
                 if observer is not None:
                     error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
                     observer.deploy_changed(self._store.update_deploy(deploy.id, error=error))

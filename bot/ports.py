@@ -167,12 +167,8 @@ class DeployObserver(Protocol):
 
     def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None: ...
 
-
-class Reporter(DeployObserver, Protocol):
-    """A DeployObserver that may also give the address where a deploy can be followed."""
-
     def log_url(self, deploy: Deploy) -> str | None:
-        """GitHub's deployment status log_url (the Slack thread), if any."""
+        """Where the deploy can be followed (GitHub's deployment status log_url), if anywhere."""
         ...
 
 

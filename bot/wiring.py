@@ -1,48 +1,64 @@
-"""The composition root of the core: builds store, GitHub gateway, runners, pipeline, service once."""
+"""The composition root of the core: one store, one GitHub gateway, then pipeline and service, in order."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.config import Settings
 from bot.deploys import DeployService
 from bot.github import GitHubGateway
-from bot.pipeline import Pipeline
-from bot.ports import Reporter, StorePort
+from bot.models import Deploy
+from bot.pipeline import Pipeline, step_labels
+from bot.ports import DeployObserver, PollStore, StorePort
 from bot.redact import Redactor
 from bot.steps.dispatch import StepDispatcher
 from bot.store import SqlStore
 
 
-@dataclass
-class Core:
-    """Everything a front end (CLI, Slack) drives; close() releases the store."""
+class CoreStore(StorePort, PollStore, Protocol):
+    """The one store of a core: what the deploy path and the merge poller keep in it."""
+
+
+@dataclass(frozen=True)
+class Foundation:
+    """What the core and whatever shows its deploys are built on, each once: store, GitHub, redactor."""
 
     settings: Settings
-    store: SqlStore
+    store: CoreStore
+    github: GitHubGateway
+    redactor: Redactor
+    opened_store: SqlStore | None  # the store opened here (Core.close closes it); None when given
+
+    def step_labels(self, deploy: Deploy) -> list[str]:
+        """The deploy's steps as shown, before any has run (for observers that list them up front)."""
+        return step_labels(self.settings, self.redactor, deploy)
+
+
+@dataclass
+class Core:
+    """Everything a front end (CLI, Slack) drives; close() releases the store it opened."""
+
+    settings: Settings
+    store: CoreStore
     github: GitHubGateway
     redactor: Redactor
     pipeline: Pipeline
     service: DeployService
+    opened_store: SqlStore | None = None
 
     def close(self) -> None:
-        self.store.close()
+        if self.opened_store is not None:
+            self.opened_store.close()
 
 
-def build_core(
-    settings: Settings,
-    environ: Mapping[str, str],
-    reporter_for: Callable[[StorePort, GitHubGateway], Reporter],
-    members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
-    store: StorePort | None = None,
-) -> Core:
-    """Wire the core from validated settings and the process environment.
+def lay_foundation(
+    settings: Settings, environ: Mapping[str, str], store: CoreStore | None = None
+) -> Foundation:
+    """Open the store from ``state.url`` unless ``store`` is given, and the GitHub gateway.
 
-    ``reporter_for`` builds what shows deploys (terminal, Slack) once the store and GitHub
-    gateway it may need exist. ``store``, when given, is the port the deploy path (service,
-    pipeline, reporter) uses instead of the SqlStore opened from ``state.url`` — the seam where
-    tests put a store that refuses writes; the poller and ``Core.store`` keep the SqlStore.
+    A given store is the caller's to close; tests pass the real store wrapped to inject faults.
     """
     gh = settings.github
     github = GitHubGateway(
@@ -53,10 +69,33 @@ def build_core(
         timeout=gh.timeout,
         max_retries=gh.max_retries,
     )
-    sql_store = SqlStore.from_url(settings.state.url)
-    deploy_store: StorePort = sql_store if store is None else store
+    opened: SqlStore | None = None
+    if store is None:
+        store = opened = SqlStore.from_url(settings.state.url)
     redactor = Redactor.for_environment(settings.secrets, environ)
-    reporter = reporter_for(deploy_store, github)
-    pipeline = Pipeline(settings, github, deploy_store, StepDispatcher(), redactor, environ, reporter.log_url)
-    service = DeployService(settings, deploy_store, github, pipeline, reporter, environ, members_of)
-    return Core(settings, sql_store, github, redactor, pipeline, service)
+    return Foundation(settings, store, github, redactor, opened)
+
+
+def assemble_core(
+    base: Foundation,
+    environ: Mapping[str, str],
+    observer: DeployObserver,
+    members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
+) -> Core:
+    """Pipeline and service on ``base``, showing deploys through ``observer``."""
+    settings = base.settings
+    pipeline = Pipeline(settings, base.github, base.store, StepDispatcher(), base.redactor, environ)
+    service = DeployService(settings, base.store, base.github, pipeline, observer, environ, members_of)
+    return Core(settings, base.store, base.github, base.redactor, pipeline, service, base.opened_store)
+
+
+def build_core(
+    settings: Settings,
+    environ: Mapping[str, str],
+    observer: DeployObserver,
+    *,
+    store: CoreStore | None = None,
+    members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
+) -> Core:
+    """The whole core in one call, for front ends whose observer needs nothing from it (CLI, tests)."""
+    return assemble_core(lay_foundation(settings, environ, store), environ, observer, members_of)

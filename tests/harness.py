@@ -122,7 +122,7 @@ class RecordingObserver:
 def start_core(config: Path, observer: RecordingObserver, env: Mapping[str, str] | None = None) -> Core:
     """Load robot.yaml and wire the real core against it."""
     settings: Settings = load_settings(config, env or environ())
-    return build_core(settings, env or environ(), lambda store, github: observer)
+    return build_core(settings, env or environ(), observer)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

@@ -13,6 +13,7 @@ from bot.config import load_settings
 from bot.models import Deploy, DeployState
 from bot.ports import StorePort
 from bot.slack.ids import CANCEL_ACTION
+from bot.wiring import CoreStore
 from tests.fake_github import FakeDeployment, FakeGitHub
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack, Message
 from tests.harness import environ, wait_for, write_config
@@ -195,7 +196,7 @@ class RobotRig:
         slack: FakeSlack,
         repos: Mapping[str, Any],
         *,
-        store: StorePort | None = None,
+        store: CoreStore | None = None,
         env: Mapping[str, str] | None = None,
         github_settings: Mapping[str, Any] | None = None,
         slack_settings: Mapping[str, Any] | None = None,

@@ -28,18 +28,10 @@ from bot.models import (
     Source,
     StepStatus,
 )
-from bot.slack.blocks import (
-    Message,
-    PullView,
-    StepState,
-    StepView,
-    error_text,
-    merge_announcement,
-    progress_message,
-    root_message,
-    status_blocks,
-    where_blocks,
-)
+from bot.slack.blocks.announcements import PullView, merge_announcement
+from bot.slack.blocks.primitives import Message
+from bot.slack.blocks.replies import error_text, status_blocks, where_blocks
+from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
 from bot.slack.commands import (
     CancelCommand,
     DeployCommand,

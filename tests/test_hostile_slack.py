@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.app import Robot, build_robot
+from bot.app.guard import UNHANDLED_TEXT
 from bot.config import load_settings
 from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
-from handlers.guard import UNHANDLED_TEXT
 from tests.fake_github import FakeGitHub
 from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.harness import TOKEN, environ, make_git_repo, write_config

@@ -9,17 +9,9 @@ from typing import Any
 import pytest
 
 from bot.models import Deploy, DeployState, Lock, Source
-from bot.slack.blocks import (
-    PullView,
-    StepState,
-    StepView,
-    error_text,
-    help_blocks,
-    merge_announcement,
-    progress_message,
-    root_message,
-    status_blocks,
-)
+from bot.slack.blocks.announcements import PullView, merge_announcement
+from bot.slack.blocks.replies import error_text, help_blocks, status_blocks
+from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
 from bot.slack.ids import CANCEL_ACTION, DEPLOY_ACTION_PATTERN, decode_deploy_value
 from bot.slack.text import code_block, escape, fmt_duration, fmt_time, mention, truncate
 
@@ -384,7 +376,7 @@ def test_where_blocks_show_lock_and_last_deploy() -> None:
     from datetime import UTC, datetime
 
     from bot.models import Deploy, DeployState, EnvironmentView, Lock, Source
-    from bot.slack.blocks import where_blocks
+    from bot.slack.blocks.replies import where_blocks
 
     when = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     last = Deploy(

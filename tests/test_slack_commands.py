@@ -7,8 +7,8 @@ import json
 import pytest
 
 from bot.errors import BadCommand, InvalidRef, InvalidRepoName, RequestError
+from bot.slack.blocks.replies import HELP_TEXT
 from bot.slack.commands import (
-    HELP_TEXT,
     CancelCommand,
     Command,
     DeployCommand,

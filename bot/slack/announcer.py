@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from bot.errors import BotError
 from bot.models import AnnouncementRef, MergeNews
-from bot.slack.blocks import PullView, merge_announcement
+from bot.slack.blocks.announcements import PullView, merge_announcement
 from bot.slack.outbox import MessageRef, SlackOutbox
 from bot.slack.text import escape
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
 from bot.deploys import DeployService
-from bot.errors import AccessDenied, BadCommand, BotError
+from bot.errors import AccessDenied, BadCommand
 from bot.models import ACTIVE_STATES, FINAL_STATES, Deploy, DeployState, EnvironmentView, Source
-from bot.slack.blocks import Block, error_text, help_blocks, status_blocks, where_blocks
+from bot.slack.blocks.primitives import Block
+from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
     CancelCommand,
     Command,
@@ -28,10 +25,6 @@ from bot.slack.commands import (
 from bot.slack.ids import decode_deploy_value
 from bot.slack.text import escape
 
-log = logging.getLogger(__name__)
-
-# Slack drops a command not acked within 3 s; what is not done by then is answered later.
-ACK_BUDGET_SECONDS = 2.0
 _RECENT = 30
 _CANCEL_VALUE = re.compile(r"[1-9][0-9]{0,17}")
 
@@ -52,7 +45,13 @@ class Reply:
     text: str
     blocks: list[Block] | None = None
 
+    @classmethod
+    def error(cls, message: str) -> Reply:
+        """A one-line ⚠️ answer: how a BotError (or anything refused) reaches the user."""
+        return cls(error_text(message))
+
     def as_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of Bolt's ack / respond for this answer."""
         answer: dict[str, Any] = {"text": self.text, "response_type": "ephemeral"}
         if self.blocks:
             answer["blocks"] = self.blocks
@@ -66,80 +65,9 @@ class ChatOps:
         self,
         service: DeployService,
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
-        workers: int = 2,
     ) -> None:
         self._service = service
         self._current_step = current_step
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatops")
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    # --- answering within Slack's deadline ------------------------------------------------
-
-    def answer(
-        self,
-        work: Callable[[], Reply],
-        ack: Callable[..., Any],
-        respond: Callable[..., Any],
-        budget: float = ACK_BUDGET_SECONDS,
-    ) -> None:
-        """Ack with the reply if it is ready within ``budget``, else ack now and respond later.
-
-        While other commands are in flight the ack goes at once: under a burst, waiting for each
-        answer would make every ack queue behind the others' work (one GIL), and an ack is what
-        Slack times.
-        """
-        with self._in_flight_lock:
-            busy = self._in_flight > 0
-            self._in_flight += 1
-        future = self._executor.submit(self._safely, work)
-        future.add_done_callback(self._done)
-        try:
-            reply = future.result(timeout=0 if busy else budget)
-        except FutureTimeout:
-            ack(text="⏳ Working on it…", response_type="ephemeral")
-            future.add_done_callback(lambda done: self._respond_later(done, respond))
-            return
-        ack(**reply.as_kwargs())
-
-    def _done(self, future: Future[Reply]) -> None:
-        with self._in_flight_lock:
-            self._in_flight -= 1
-
-    def answer_click(
-        self, work: Callable[[], Reply], ack: Callable[..., Any], respond: Callable[..., Any]
-    ) -> None:
-        """Buttons are acked empty at once; the answer follows as an ephemeral message."""
-        ack()
-        future = self._executor.submit(self._safely, work)
-        future.add_done_callback(lambda done: self._respond_later(done, respond))
-
-    def _safely(self, work: Callable[[], Reply]) -> Reply:
-        try:
-            return work()
-        except BotError as exc:
-            return Reply(error_text(str(exc)))
-
-    def _respond_later(self, done: Future[Reply], respond: Callable[..., Any] | None) -> None:
-        error = done.exception()
-        if error is not None:
-            # Not a BotError: a robot bug. Log it in full; tell the user honestly and briefly.
-            log.error("command failed", exc_info=error)
-            reply = Reply(error_text("Something went wrong inside the robot; the details are in its log."))
-        else:
-            reply = done.result()
-        # A payload without a response_url gets a Bolt Respond that can only raise: nobody to
-        # answer, and no robot fault either.
-        if respond is None or getattr(respond, "response_url", "") is None:
-            log.warning("no response_url to answer on; the answer is dropped")
-            return
-        try:
-            respond(replace_original=False, **reply.as_kwargs())
-        except Exception:  # the answer path itself failed (Slack down): nothing more to tell anyone
-            log.exception("could not answer through response_url")
 
     # --- commands -------------------------------------------------------------------------
 

@@ -17,19 +17,6 @@ USAGE = (
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
-HELP_TEXT = "\n".join(
-    (
-        "*Deploy robot*",
-        "`/deploy <repo>[@<ref>] [to <env>][!]` deploy; <repo> is owner/name, or name when unique;"
-        " <ref> defaults to the repo's branch, <env> to its default environment; `!` skips the CI gate",
-        "`/deploy cancel <id>` stop a queued or running deploy",
-        "`/deploy lock <repo> [to <env>] [: reason]` block deploys until unlocked",
-        "`/deploy unlock <repo> [to <env>]` lift a lock",
-        "`/deploy where <repo>` environments, their locks and last deploy",
-        "`/deploy help` this text",
-        "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
-    )
-)
 
 _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.

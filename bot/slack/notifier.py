@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.models import Deploy, DeployState, GateResult, Source, StepResult, StepStatus, TaskEvent, TaskStatus
 from bot.ports import StorePort
-from bot.slack.blocks import TAIL_LINES, StepState, StepView, progress_message, root_message
+from bot.slack.blocks.thread import TAIL_LINES, StepState, StepView, progress_message, root_message
 from bot.slack.outbox import MessageRef, SlackOutbox
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ LOG_URL_WAIT_SECONDS = 0.5
 
 
 @dataclass
-class _Thread:
+class _LiveDeploy:
     """What the notifier knows of one live deploy."""
 
     root: MessageRef  # the message showing the deploy's state, updated in place
@@ -58,7 +58,7 @@ class SlackNotifier:
         self._store = store
         self._commit_url = commit_url
         self._step_labels = step_labels
-        self._threads: dict[int, _Thread] = {}
+        self._deploys: dict[int, _LiveDeploy] = {}
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -74,60 +74,60 @@ class SlackNotifier:
 
     def deploy_changed(self, deploy: Deploy) -> None:
         with self._lock:
-            thread = self._thread(deploy)
-            self._render_root(deploy, thread)
+            live = self._live(deploy)
+            self._render_root(deploy, live)
             if deploy.state.is_final:
-                self._finish(deploy, thread)
+                self._finish(deploy, live)
 
     def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None:
         names = ", ".join(f"{c.name} ({c.state.value})" for c in gate.waiting)
         with self._lock:
-            thread = self._thread(deploy)
-            thread.task = f"waiting for CI: {names}"
-            self._render_progress(deploy, thread)
+            live = self._live(deploy)
+            live.task = f"waiting for CI: {names}"
+            self._render_progress(deploy, live)
 
     def step_started(self, deploy: Deploy, index: int, total: int, label: str) -> None:
         with self._lock:
-            thread = self._thread(deploy)
-            if len(thread.steps) != total:
-                thread.steps = [StepView(i, "", StepState.PENDING) for i in range(1, total + 1)]
-            thread.steps[index - 1] = StepView(index, label, StepState.RUNNING)
-            thread.task = None
-            thread.tail.clear()
-            self._render_progress(deploy, thread)
+            live = self._live(deploy)
+            if len(live.steps) != total:
+                live.steps = [StepView(i, "", StepState.PENDING) for i in range(1, total + 1)]
+            live.steps[index - 1] = StepView(index, label, StepState.RUNNING)
+            live.task = None
+            live.tail.clear()
+            self._render_progress(deploy, live)
 
     def step_output(self, deploy: Deploy, line: str) -> None:
         # No Slack write per line: the tail is shown when a step fails, the whole log is kept.
         with self._lock:
-            self._thread(deploy).tail.append(line)
+            self._live(deploy).tail.append(line)
 
     def task_event(self, deploy: Deploy, event: TaskEvent) -> None:
         if event.status is not TaskStatus.STARTED:
             return
         with self._lock:
-            thread = self._thread(deploy)
-            thread.task = event.task
-            self._render_progress(deploy, thread)
+            live = self._live(deploy)
+            live.task = event.task
+            self._render_progress(deploy, live)
 
     def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None:
         with self._lock:
-            thread = self._thread(deploy)
+            live = self._live(deploy)
             state = StepState.OK if result.ok else StepState.FAILED
-            label = thread.steps[index - 1].label
-            thread.steps[index - 1] = StepView(index, label, state, "" if result.ok else result.reason)
-            thread.show_tail = result.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
-            thread.task = None
-            self._render_progress(deploy, thread)
+            label = live.steps[index - 1].label
+            live.steps[index - 1] = StepView(index, label, state, "" if result.ok else result.reason)
+            live.show_tail = result.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
+            live.task = None
+            self._render_progress(deploy, live)
 
     def current_step(self, deploy_id: int) -> str | None:
         """`step 2/3 git pull · task: X` for a running deploy this robot is showing."""
         with self._lock:
-            thread = self._threads.get(deploy_id)
-            if thread is None:
+            live = self._deploys.get(deploy_id)
+            if live is None:
                 return None
-            running = [s for s in thread.steps if s.state is StepState.RUNNING]
-            step = f"step {running[0].index}/{len(thread.steps)} {running[0].label}" if running else None
-            parts = [p for p in (step, thread.task and f"task: {thread.task}") if p]
+            running = [s for s in live.steps if s.state is StepState.RUNNING]
+            step = f"step {running[0].index}/{len(live.steps)} {running[0].label}" if running else None
+            parts = [p for p in (step, live.task and f"task: {live.task}") if p]
             return " · ".join(parts) or None
 
     # --- log url for GitHub -------------------------------------------------------------
@@ -135,30 +135,30 @@ class SlackNotifier:
     def log_url(self, deploy: Deploy) -> str | None:
         """The root message's permalink (GitHub's log_url); None if Slack has no message yet."""
         with self._lock:
-            thread = self._threads.get(deploy.id)
-        if thread is None:
+            live = self._deploys.get(deploy.id)
+        if live is None:
             return None
-        if thread.permalink is None and thread.parent.wait(LOG_URL_WAIT_SECONDS):
+        if live.permalink is None and live.parent.wait(LOG_URL_WAIT_SECONDS):
             try:
                 answer = self._client.chat_getPermalink(
-                    channel=thread.parent.channel, message_ts=thread.parent.ts or ""
+                    channel=live.parent.channel, message_ts=live.parent.ts or ""
                 )
-                thread.permalink = str(answer["permalink"])
+                live.permalink = str(answer["permalink"])
             except SlackClientError as exc:
                 log.warning("deploy #%s: no permalink: %s", deploy.id, exc)
-        return thread.permalink
+        return live.permalink
 
     # --- rendering ----------------------------------------------------------------------
 
-    def _thread(self, deploy: Deploy) -> _Thread:
-        thread = self._threads.get(deploy.id)
-        if thread is None:
+    def _live(self, deploy: Deploy) -> _LiveDeploy:
+        live = self._deploys.get(deploy.id)
+        if live is None:
             labels = self._step_labels(deploy)
             steps = [StepView(i, label, StepState.PENDING) for i, label in enumerate(labels, start=1)]
             text, blocks = self._root_blocks(deploy)
             if deploy.message_ts and deploy.channel and deploy.source is not Source.MERGE:
-                # Fault fix: a deploy whose root an earlier robot process posted (found interrupted,
-                # or queued, after a restart) is updated in place, not given a second root.
+                # A deploy whose root an earlier robot process posted (found interrupted, or
+                # queued, after a restart) is updated in place, not given a second root.
                 root = parent = self._outbox.adopt(deploy.channel, deploy.message_ts)
             elif deploy.message_ts and deploy.channel:
                 # A merge announcement started this deploy: it stays as it is (its buttons still
@@ -170,9 +170,9 @@ class SlackNotifier:
                     deploy.channel or "", text, blocks, on_posted=self._recorder(deploy.id)
                 )
                 parent = root
-            thread = _Thread(root, parent, steps)
-            self._threads[deploy.id] = thread
-        return thread
+            live = _LiveDeploy(root, parent, steps)
+            self._deploys[deploy.id] = live
+        return live
 
     def _recorder(self, deploy_id: int) -> Callable[[MessageRef], None]:
         def record(ref: MessageRef) -> None:
@@ -183,38 +183,38 @@ class SlackNotifier:
     def _root_blocks(self, deploy: Deploy) -> tuple[str, list[dict[str, object]]]:
         return root_message(deploy, self._commit_url(deploy.repo, deploy.sha), deploy.duration_seconds)
 
-    def _render_root(self, deploy: Deploy, thread: _Thread) -> None:
-        if thread.root.ts is None and not thread.root.posted.is_set() and deploy.state is DeployState.QUEUED:
+    def _render_root(self, deploy: Deploy, live: _LiveDeploy) -> None:
+        if live.root.ts is None and not live.root.posted.is_set() and deploy.state is DeployState.QUEUED:
             return  # the post carrying this very state is still queued
         text, blocks = self._root_blocks(deploy)
-        self._outbox.update(thread.root, text, blocks)
+        self._outbox.update(live.root, text, blocks)
 
-    def _render_progress(self, deploy: Deploy, thread: _Thread) -> None:
-        tail = list(thread.tail) if thread.show_tail else None
-        text, blocks = progress_message(thread.steps, thread.task, time.monotonic() - thread.started, tail)
-        if thread.progress is None:
-            thread.progress = self._outbox.post(thread.root.channel, text, blocks, thread=thread.parent)
+    def _render_progress(self, deploy: Deploy, live: _LiveDeploy) -> None:
+        tail = list(live.tail) if live.show_tail else None
+        text, blocks = progress_message(live.steps, live.task, time.monotonic() - live.started, tail)
+        if live.progress is None:
+            live.progress = self._outbox.post(live.root.channel, text, blocks, thread=live.parent)
         else:
-            self._outbox.update(thread.progress, text, blocks)
+            self._outbox.update(live.progress, text, blocks)
 
-    def _finish(self, deploy: Deploy, thread: _Thread) -> None:
-        if thread.progress is not None:
-            self._render_progress(deploy, thread)
-        if deploy.state is DeployState.FAILED and thread.progress is not None:
+    def _finish(self, deploy: Deploy, live: _LiveDeploy) -> None:
+        if live.progress is not None:
+            self._render_progress(deploy, live)
+        if deploy.state is DeployState.FAILED and live.progress is not None:
             self._outbox.upload(
-                thread.parent,
+                live.parent,
                 f"deploy-{deploy.id}.log",
                 self._store.read_log(deploy.id),
                 f"Deploy #{deploy.id} full log",
             )
-        del self._threads[deploy.id]
+        del self._deploys[deploy.id]
 
     def _beat(self) -> None:
         while not self._stopping.wait(HEARTBEAT_SECONDS):
             with self._lock:
-                live = list(self._threads.items())
-            for deploy_id, thread in live:
+                showing = list(self._deploys.items())
+            for deploy_id, live in showing:
                 deploy = self._store.get_deploy(deploy_id)
-                if deploy is not None and deploy.state is DeployState.RUNNING and thread.progress:
+                if deploy is not None and deploy.state is DeployState.RUNNING and live.progress:
                     with self._lock:
-                        self._render_progress(deploy, thread)
+                        self._render_progress(deploy, live)

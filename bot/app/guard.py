@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse, Respond
 from slack_bolt.adapter.socket_mode import SocketModeHandler
-from slack_bolt.adapter.socket_mode.internals import run_bolt_app, send_response
 from slack_bolt.middleware import Middleware
-from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.builtin import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +25,17 @@ UNHANDLED_TEXT = "⚠️ The robot does not know this command or button (it may 
 
 def unhandled(body: Any, respond: Callable[..., Any] | None) -> BoltResponse:
     """Tell the user nothing was done and ack: a slash command hears it in the ack, a click by respond."""
+    return BoltResponse(status=200, body=tell_unhandled(body, respond))
+
+
+def tell_unhandled(body: Any, respond: Callable[..., Any] | None) -> dict[str, Any]:
+    """Answer a click through ``respond``; the ack payload that answers a slash command."""
     command = isinstance(body, dict) and "command" in body
     log.warning("no listener takes this %s payload; answered and dropped", "command" if command else "other")
     if not command and respond is not None:
         with contextlib.suppress(Exception):  # no or a broken response_url: nobody left to tell
             respond(text=UNHANDLED_TEXT, response_type="ephemeral", replace_original=False)
-    return BoltResponse(status=200, body={"text": UNHANDLED_TEXT, "response_type": "ephemeral"})
+    return {"text": UNHANDLED_TEXT, "response_type": "ephemeral"}
 
 
 class PayloadGuard(Middleware):
@@ -61,12 +65,13 @@ class GuardedSocketModeHandler(SocketModeHandler):
     `"user": false` raises there, and the stock handler would leave the envelope unacked.
     """
 
-    def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
-        start = time.time()
+    # Typed like Bolt's own SocketModeHandler.handle, which narrows the client the same way.
+    def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        # The public handle of the base class runs Bolt and acks; only its failure is ours to answer.
         try:
-            response = run_bolt_app(self.app, req)
+            super().handle(client, req)
         except Exception as exc:  # Bolt itself failed on the payload: no listener ran, none can answer
             log.warning("unreadable %s envelope: %s", req.type, exc)
             url = req.payload.get("response_url") if isinstance(req.payload, dict) else None
-            response = unhandled(req.payload, Respond(response_url=url if isinstance(url, str) else None))
-        send_response(client, req, response, start)
+            ack = tell_unhandled(req.payload, Respond(response_url=url if isinstance(url, str) else None))
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id, payload=ack))

@@ -1,4 +1,4 @@
-"""The composition root of `robot run`: core + Slack (Bolt in Socket Mode) + merge poller."""
+"""`robot run` built once, in dependency order: store and GitHub, Slack notifier, core, Bolt app, poller."""
 
 from __future__ import annotations
 
@@ -13,19 +13,18 @@ from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from bot.config import Settings
 from bot.errors import BotError
-from bot.github import GitHubGateway
 from bot.poller import Poller
-from bot.ports import StorePort
 from bot.scheduling import start_polling
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
 from bot.slack.directory import UserGroups
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import SlackOutbox
-from bot.wiring import Core, build_core
-from handlers.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
+from bot.wiring import Core, CoreStore, assemble_core, lay_foundation
+from handlers.answer import Answerer
 from handlers.routes import register
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class Robot:
     handler: SocketModeHandler
     outbox: SlackOutbox
     notifier: SlackNotifier
-    chatops: ChatOps
+    answerer: Answerer
     poller: Poller
     stop_polling: Callable[[], None] | None = None
 
@@ -65,14 +64,15 @@ class Robot:
         self.core.service.stop(STOP_DEPLOYS_SECONDS)
         self.notifier.stop()
         self.outbox.stop(FLUSH_SLACK_SECONDS)
-        self.chatops.close()
+        self.answerer.close()
         self.core.close()
 
 
-def build_robot(settings: Settings, environ: Mapping[str, str], store: StorePort | None = None) -> Robot:
-    """Wire core, Slack client, outbox, notifier, Bolt app and Socket Mode handler.
+def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore | None = None) -> Robot:
+    """Wire store, GitHub, Slack client, outbox, notifier, core, Bolt app, Socket Mode handler and poller.
 
-    ``store`` is passed to build_core (the deploy path's store port; tests wrap the real one).
+    ``store``, when given, is the core's one store instead of the SqlStore opened from ``state.url``
+    (tests wrap the real one to inject faults); the caller closes it.
     """
     slack = settings.slack
     if not slack.bot_token or not slack.app_token:
@@ -88,32 +88,24 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: StorePort
     outbox = SlackOutbox(
         client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
     )
-    groups = UserGroups(client)
-    notifier: SlackNotifier | None = None
-
-    def reporter_for(deploy_store: StorePort, github: GitHubGateway) -> SlackNotifier:
-        nonlocal notifier
-        # Step labels come from the pipeline, built next; they are only asked for later.
-        notifier = SlackNotifier(
-            outbox, client, deploy_store, github.commit_url, lambda d: core.pipeline.step_labels(d)
-        )
-        return notifier
-
-    core = build_core(settings, environ, reporter_for, members_of=groups.members, store=store)
-    assert notifier is not None  # build_core called reporter_for
+    base = lay_foundation(settings, environ, store)
+    notifier = SlackNotifier(outbox, client, base.store, base.github.commit_url, base.step_labels)
+    core = assemble_core(base, environ, notifier, members_of=UserGroups(client).members)
     chatops = ChatOps(core.service, notifier.current_step)
+    answerer = Answerer()
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     app = App(client=client, name="deploy-robot", raise_error_for_unhandled_request=True)
-    _install(app, chatops)
+    _install(app, chatops, answerer)
     handler = GuardedSocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
     announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
     poller = Poller(settings, core.github, core.store, core.service, announcer)
-    return Robot(core, app, handler, outbox, notifier, chatops, poller)
+    return Robot(core, app, handler, outbox, notifier, answerer, poller)
 
 
-def _install(app: App, chatops: ChatOps) -> None:
+def _install(app: App, chatops: ChatOps, answerer: Answerer) -> None:
     def inject(context: BoltContext, next: Callable[[], None]) -> None:
         context["chatops"] = chatops
+        context["answerer"] = answerer
         next()
 
     def on_error(error: Exception, body: Any, respond: Respond | None) -> BoltResponse | None:

@@ -1,0 +1,1 @@
+"""Block Kit builders, one module per consumer: pure functions from bot.models values to messages."""

@@ -1,0 +1,98 @@
+"""Answering within Slack's deadline: ack with the reply when it is quick, else ack now and respond later."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from slack_bolt import Ack, Respond
+
+from bot.errors import BotError
+from bot.slack.chatops import Reply
+
+log = logging.getLogger(__name__)
+
+# Slack drops a command not acked within 3 s; what is not done by then is answered later.
+ACK_BUDGET_SECONDS = 2.0
+WORKING_TEXT = "⏳ Working on it…"
+FAULT_TEXT = "Something went wrong inside the robot; the details are in its log."
+
+Work = Callable[[], Reply]
+
+
+class Answerer:
+    """Runs each command's or click's work on a small pool and answers through Bolt's ack / respond.
+
+    A BotError raised by the work (or given to ``refuse``) is the user's answer, not a fault.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="answer")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def refuse(self, error: BotError, ack: Ack) -> None:
+        """Ack with the error at once (a command Slack's text could not even be parsed into)."""
+        ack(**Reply.error(str(error)).as_kwargs())
+
+    def command(self, work: Work, ack: Ack, respond: Respond, budget: float = ACK_BUDGET_SECONDS) -> None:
+        """Ack with the reply if it is ready within ``budget``, else ack now and respond later.
+
+        While other commands are in flight the ack goes at once: under a burst, waiting for each
+        answer would make every ack queue behind the others' work (one GIL), and an ack is what
+        Slack times.
+        """
+        with self._in_flight_lock:
+            busy = self._in_flight > 0
+            self._in_flight += 1
+        future = self._executor.submit(_safely, work)
+        future.add_done_callback(self._done)
+        try:
+            reply = future.result(timeout=0 if busy else budget)
+        except FutureTimeout:
+            ack(text=WORKING_TEXT, response_type="ephemeral")
+            future.add_done_callback(lambda done: _respond_later(done, respond))
+            return
+        ack(**reply.as_kwargs())
+
+    def click(self, work: Work, ack: Ack, respond: Respond) -> None:
+        """Buttons are acked empty at once; the answer follows as an ephemeral message."""
+        ack()
+        future = self._executor.submit(_safely, work)
+        future.add_done_callback(lambda done: _respond_later(done, respond))
+
+    def _done(self, future: Future[Reply]) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
+
+
+def _safely(work: Work) -> Reply:
+    try:
+        return work()
+    except BotError as exc:
+        return Reply.error(str(exc))
+
+
+def _respond_later(done: Future[Reply], respond: Respond) -> None:
+    error = done.exception()
+    if error is not None:
+        # Not a BotError: a robot bug. Log it in full; tell the user honestly and briefly.
+        log.error("command failed", exc_info=error)
+        reply = Reply.error(FAULT_TEXT)
+    else:
+        reply = done.result()
+    # A payload without a response_url gets a Bolt Respond that can only raise: nobody to
+    # answer, and no robot fault either.
+    if respond.response_url is None:
+        log.warning("no response_url to answer on; the answer is dropped")
+        return
+    try:
+        respond(replace_original=False, **reply.as_kwargs())
+    except Exception:  # the answer path itself failed (Slack down): nothing more to tell anyone
+        log.exception("could not answer through response_url")

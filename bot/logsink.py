@@ -35,10 +35,9 @@ class LogSink:
         count = len(self._lines)
         # Reading the clock every line costs more than the append; every 64th line is enough.
         due = count % 64 == 1 and time.monotonic() - self._since >= _MAX_SECONDS
-        # Fault fix: while the store refuses writes the size trigger stays off. It used to retry
-        # on every line once 2,000 were held (one failing store call per line, each copying up
-        # to _MAX_HELD lines past the limit: quadratic). Retries now keep the time pace, and the
-        # oldest lines are dropped here, _MAX_LINES at a time.
+        # While the store refuses writes the size trigger stays off: retrying on every line
+        # would copy up to _MAX_HELD lines per line (quadratic). Retries keep the time pace,
+        # and the oldest lines are dropped here, _MAX_LINES at a time.
         if due or (count >= _MAX_LINES and not self._refused):
             self.flush()
         elif count > _MAX_HELD + _MAX_LINES:

@@ -168,6 +168,10 @@ class GateResult:
         return all(c.state is ContextState.SUCCESS for c in self.contexts)
 
 
+TAIL_LINES = 40
+"""How many last lines of output a step result keeps, and a failed step shows."""
+
+
 class StepStatus(StrEnum):
     """How a step ended."""
 

@@ -23,10 +23,10 @@ from bot.models import (
 from bot.ports import DeployObserver, GitHubPort, StepContext, StepRunner, StorePort
 from bot.preflight import blocked
 from bot.redact import Redactor
+from bot.text import cut_description
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION_LIMIT = 140
 # A final GitHub status GitHub refused (after the gateway's own retries) is tried again for
 # this long, starting this soon and backing off, so an outage of minutes still ends agreeing.
 STATUS_RETRY_SECONDS = 900.0
@@ -91,8 +91,7 @@ class Pipeline:
         summary = "interrupted: the robot stopped during the deploy"
         outcome = Outcome(DeployState.INTERRUPTED, "error", summary)
         if self._status(deploy, outcome.github_state, outcome.summary, None):
-            # Fault fix: a restart while GitHub is down left the deployment `in_progress` for
-            # ever; this final status is retried off the start-up thread like any other.
+            # GitHub may be down at start-up too: retry off this thread, as any final status.
             self._retry_in_background(deploy, outcome)
 
     def _gate(
@@ -143,7 +142,7 @@ class Pipeline:
                 deploy.env,
                 [] if deploy.force else repo.required_contexts,
                 self._payload(deploy),
-                _cut(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requested_by}"),
+                cut_description(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requested_by}"),
             )
         except DeploymentRefused as exc:
             return deploy, Outcome(DeployState.BLOCKED, "error", str(exc))
@@ -250,7 +249,7 @@ class Pipeline:
                 deploy.repo,
                 deploy.github_deployment_id,
                 state,
-                _cut(description),
+                cut_description(description),
                 observer.log_url(deploy) if observer is not None else None,
             )
         except GitHubError as exc:
@@ -314,8 +313,3 @@ def _contexts(results: tuple[ContextResult, ...]) -> str:
 
 def _names(gate: GateResult) -> str:
     return ", ".join(f"{c.name} {c.state.value}" for c in gate.waiting)
-
-
-def _cut(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
-    """GitHub rejects longer deployment status descriptions."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"

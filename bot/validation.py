@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.errors import InvalidRef, InvalidRepoName
+from bot.text import shown
 
 REPO_NAME_HELP = "a repo is owner/name: letters, digits, `-`, `_`, `.` (e.g. acme/api)"
 _OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
@@ -25,9 +26,9 @@ def check_repo_name(name: str) -> str:
     """``name`` if it is owner/name or a bare name, else InvalidRepoName."""
     if "/" in name:
         if not is_valid_repo_name(name):
-            raise InvalidRepoName(f"`{_shown(name)}` is not a repo name; {REPO_NAME_HELP}.")
+            raise InvalidRepoName(f"`{shown(name)}` is not a repo name; {REPO_NAME_HELP}.")
     elif not _NAME.fullmatch(name) or name in (".", ".."):
-        raise InvalidRepoName(f"`{_shown(name)}` is not a repo name; {REPO_NAME_HELP}.")
+        raise InvalidRepoName(f"`{shown(name)}` is not a repo name; {REPO_NAME_HELP}.")
     return name
 
 
@@ -44,15 +45,7 @@ def check_ref(ref: str) -> str:
     )
     if bad:
         raise InvalidRef(
-            f"`{_shown(ref)}` is not a valid ref: use a branch, tag or commit SHA made of "
+            f"`{shown(ref)}` is not a valid ref: use a branch, tag or commit SHA made of "
             "letters, digits and `. _ - / +`, without `..`."
         )
     return ref
-
-
-def _shown(text: str) -> str:
-    """User input quoted back safely: one line, bounded, no backticks."""
-    # split() folds every line break str.splitlines() knows (\v, \f, \x1c-\x1e, \x85, \u2028…),
-    # not just \n and \r: the message must stay one line whatever the input holds.
-    flat = " ".join(text.replace("`", "'").split())
-    return flat if len(flat) <= 80 else flat[:77] + "..."

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StepSetupError
-from bot.models import CommandStep, StepStatus
-from bot.steps.commands import CUT_MARK, MAX_LINE, TAIL_LINES, CommandStepRunner
+from bot.models import TAIL_LINES, CommandStep, StepStatus
+from bot.steps.commands import CUT_MARK, MAX_LINE, CommandStepRunner
 from bot.steps.dispatch import StepDispatcher
 from tests.steputil import (
     ROBOT_TOKEN,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.config.schema import RepoSettings, Settings
 from bot.errors import ConfigError
+from bot.text import one_line
 
 # `$${` is a literal `${`; `${NAME}` is expanded; anything else (`$NAME`, a lone `$`) stays.
 _PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -102,7 +103,8 @@ class _Expander:
                 return "${"
             name = match.group(1)
             if not _VAR_NAME.fullmatch(name):
-                raise _error(self.path, f"{_where(loc)}: `${{{_shown(name)}}}` is not a variable name")
+                shown = one_line(name, _MAX_SHOWN)
+                raise _error(self.path, f"{_where(loc)}: `${{{shown}}}` is not a variable name")
             if name not in self.environ:
                 # Collected, not raised: a new user is told every variable to set at once.
                 self.unset.setdefault(name, _where(loc))
@@ -183,7 +185,8 @@ def _describe(path: Path, exc: ValidationError, flat_problems: Mapping[tuple[str
         else:
             msg = str(error["msg"]).removeprefix("Value error, ")
             got = error.get("input")
-            shown = f" (got {_shown(repr(got))})" if isinstance(got, str | int | float | bool) else ""
+            plain = isinstance(got, str | int | float | bool)
+            shown = f" (got {one_line(repr(got), _MAX_SHOWN)})" if plain else ""
             problems.append(f"{where}: {msg}{shown}")
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return str(_error(path, f"{problems[0]}{more}"))
@@ -197,13 +200,7 @@ def _error(path: Path, detail: str) -> ConfigError:
 
 def _where(loc: tuple[str, ...]) -> str:
     """A key path as `a.b.c`, each key shown on one line and cut short."""
-    return ".".join(_shown(part) for part in loc)
-
-
-def _shown(text: str) -> str:
-    """A key or value from the file, one line, at most _MAX_SHOWN characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_SHOWN else flat[: _MAX_SHOWN - 1] + "…"
+    return ".".join(one_line(part, _MAX_SHOWN) for part in loc)
 
 
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:

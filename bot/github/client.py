@@ -28,7 +28,9 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.response import HTTPResponse
 
 from bot.errors import BotError, GitHubError, InvalidRef, InvalidRepoName, UnknownRepo
+from bot.text import one_line
 
+REASON_LIMIT = 300  # GitHub's reasons quoted in one-line errors are cut here
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
@@ -101,11 +103,6 @@ def _whole(value: str | None) -> int | None:
     return None if number is None else int(number)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _github_reason(exc: GithubException) -> str:
     """GitHub's own message, with the details of its ``errors`` list (contexts, fields)."""
     data = exc.data if isinstance(exc.data, dict) else {}
@@ -122,7 +119,7 @@ def _github_reason(exc: GithubException) -> str:
             details.append(f"{error.get('field')} {error.get('code', 'invalid')}")
     if details:
         message = f"{message} ({'; '.join(details)})"
-    return _one_line(message)
+    return one_line(message, REASON_LIMIT)
 
 
 def _json_object(body: str) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from github.PaginatedList import PaginatedList
 from github.Repository import Repository
 
 from bot.errors import BotError, DeploymentRefused, GitHubError
-from bot.github.client import GitHubClient, _github_reason, _one_line
+from bot.github.client import REASON_LIMIT, GitHubClient, _github_reason
 from bot.models import ContextResult, ContextState, GateResult
+from bot.text import cut_description, one_line
 
-DESCRIPTION_MAX = 140
 _MAX_LISTED = 1000  # statuses / check runs read per commit; GitHub caps statuses at 1000 too
 _AUTO_MERGE_TRIES = 4
 _STATUS_STATES = {
@@ -31,11 +31,6 @@ _STATUS_STATES = {
 _GREEN_CONCLUSIONS = {"success", "neutral", "skipped"}
 _SEVERITY = {ContextState.SUCCESS: 0, ContextState.PENDING: 1, ContextState.FAILURE: 2}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def cut_description(text: str) -> str:
-    """A deployment status description GitHub accepts: one line, at most 140 characters."""
-    return _one_line(text, DESCRIPTION_MAX)
 
 
 class DeploymentCalls(GitHubClient):
@@ -93,7 +88,7 @@ class DeploymentCalls(GitHubClient):
                 reason = str(deployment.raw_data.get("message") or "202 Accepted")
         raise GitHubError(
             f"GitHub kept answering 202 on create deployment for {repo} "
-            f"({_AUTO_MERGE_TRIES} tries): {_one_line(reason)}"
+            f"({_AUTO_MERGE_TRIES} tries): {one_line(reason, REASON_LIMIT)}"
         )
 
     def set_deployment_status(

@@ -10,8 +10,9 @@ from github.GithubException import GithubException
 from github.Requester import Requester
 
 from bot.errors import BotError, GitHubError, InvalidRef, RateLimited, UnknownRepo
-from bot.github.client import GitHubClient, _header, _json_object, _number, _one_line, _whole
+from bot.github.client import REASON_LIMIT, GitHubClient, _header, _json_object, _number, _whole
 from bot.models import CommitInfo, Comparison, HeadPoll, PullInfo
+from bot.text import one_line
 
 
 class MergeReads(GitHubClient):
@@ -52,9 +53,8 @@ class MergeReads(GitHubClient):
                     retry_after,
                     poll.reset if poll.remaining == 0 else None,
                 )
-            raise UnknownRepo(
-                f"The GitHub token can no longer read {repo} ({status}: {_one_line(message or 'Forbidden')})."
-            )
+            reason = one_line(message or "Forbidden", REASON_LIMIT)
+            raise UnknownRepo(f"The GitHub token can no longer read {repo} ({status}: {reason}).")
         if status == 404:
             self._branch_or_repo_gone(repo, branch, path)
         if status >= 400:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bot.errors import BadCommand
+from bot.text import shown
 from bot.validation import ENV_NAME, check_ref, check_repo_name
 
 MAX_TEXT = 500
@@ -86,7 +87,7 @@ def check_env_name(env: str) -> str:
     """``env`` if it is an environment word, else BadCommand saying what is allowed."""
     if not ENV_NAME.fullmatch(env):
         raise BadCommand(
-            f"`{_shown(env)}` is not an environment name: use letters, digits, `.`, `_` and `-` "
+            f"`{shown(env)}` is not an environment name: use letters, digits, `.`, `_` and `-` "
             "(e.g. `production`)."
         )
     return env
@@ -153,10 +154,10 @@ def _parse_deploy_words(words: list[str]) -> DeployCommand:
         raise BadCommand(f"`/deploy` has no options; add `!` at the end to skip the CI gate. {DEPLOY_USAGE}")
     if target.lower() == "to":
         raise BadCommand(f"`/deploy` needs a repo before `to`. {DEPLOY_USAGE}")
-    env = _env_clause(rest, f"/deploy {_shown(target)}", DEPLOY_USAGE)
+    env = _env_clause(rest, f"/deploy {shown(target)}", DEPLOY_USAGE)
     repo, at, ref = target.partition("@")
     if at and not ref:
-        raise BadCommand(f"`/deploy {_shown(target)}` needs a ref after `@`. {DEPLOY_USAGE}")
+        raise BadCommand(f"`/deploy {shown(target)}` needs a ref after `@`. {DEPLOY_USAGE}")
     if not repo:
         raise BadCommand(f"`/deploy` needs a repo before `@`. {DEPLOY_USAGE}")
     return DeployCommand(_repo(repo), check_ref(ref) if at else None, env, force)
@@ -170,7 +171,7 @@ def _parse_cancel(args: list[str]) -> CancelCommand:
         raise BadCommand("`/deploy cancel` takes one deploy id, e.g. `/deploy cancel 42`.")
     match = _DEPLOY_ID.fullmatch(args[0])
     if not match or int(match.group(1)) == 0:
-        raise BadCommand(f"`{_shown(args[0])}` is not a deploy id; use its number, e.g. `/deploy cancel 42`.")
+        raise BadCommand(f"`{shown(args[0])}` is not a deploy id; use its number, e.g. `/deploy cancel 42`.")
     return CancelCommand(int(match.group(1)))
 
 
@@ -180,20 +181,20 @@ def _repo_and_env(args: list[str], command: str, usage: str) -> tuple[str, str |
         raise BadCommand(f"`{command}` needs a repo. Usage: {usage}")
     if any("!" in a for a in args):
         raise BadCommand(f"`{command}` cannot be forced with `!`. Usage: {usage}")
-    return _repo(args[0]), _env_clause(args[1:], f"{command} {_shown(args[0])}", f"Usage: {usage}")
+    return _repo(args[0]), _env_clause(args[1:], f"{command} {shown(args[0])}", f"Usage: {usage}")
 
 
-def _env_clause(rest: list[str], shown: str, usage: str) -> str | None:
+def _env_clause(rest: list[str], said: str, usage: str) -> str | None:
     """The optional `to <env>` after a repo."""
     if not rest:
         return None
     if rest[0].lower() != "to":
-        hint = f"; did you mean `to {_shown(rest[0])}`?" if len(rest) == 1 else "."
-        raise BadCommand(f"Unexpected `{_shown(rest[0])}` in `{shown}`{hint} {usage}")
+        hint = f"; did you mean `to {shown(rest[0])}`?" if len(rest) == 1 else "."
+        raise BadCommand(f"Unexpected `{shown(rest[0])}` in `{said}`{hint} {usage}")
     if len(rest) == 1:
-        raise BadCommand(f"`{shown} to` needs an environment after `to`. {usage}")
+        raise BadCommand(f"`{said} to` needs an environment after `to`. {usage}")
     if len(rest) > 2:
-        raise BadCommand(f"Unexpected `{_shown(rest[2])}` after `to {_shown(rest[1])}`. {usage}")
+        raise BadCommand(f"Unexpected `{shown(rest[2])}` after `to {shown(rest[1])}`. {usage}")
     return check_env_name(rest[1])
 
 
@@ -232,7 +233,7 @@ def _plain_words(text: str, command: str) -> list[str]:
             # Slack linkified something the user typed (`api.io`, `a@b.com`); the label is that text.
             return label
         raise BadCommand(
-            f"`{command}` got a Slack link or mention (`{_shown(match.group(0))}`); "
+            f"`{command}` got a Slack link or mention (`{shown(match.group(0))}`); "
             f"type the repo and environment as plain words. {USAGE}"
         )
 
@@ -258,9 +259,3 @@ def _clean_reason(raw: str) -> str:
 def _unescape(text: str) -> str:
     """Undo the &-escaping Slack applies to slash command text."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def _shown(text: str) -> str:
-    """User input quoted back safely: one line, bounded, no backticks."""
-    flat = " ".join(text.replace("`", "'").split())
-    return flat if len(flat) <= 60 else flat[:57] + "..."

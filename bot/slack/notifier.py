@@ -12,9 +12,19 @@ from dataclasses import dataclass, field
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.models import Deploy, DeployState, GateResult, Source, StepResult, StepStatus, TaskEvent, TaskStatus
+from bot.models import (
+    TAIL_LINES,
+    Deploy,
+    DeployState,
+    GateResult,
+    Source,
+    StepResult,
+    StepStatus,
+    TaskEvent,
+    TaskStatus,
+)
 from bot.ports import StorePort
-from bot.slack.blocks.thread import TAIL_LINES, StepState, StepView, progress_message, root_message
+from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
 from bot.slack.outbox import MessageRef, SlackOutbox
 
 log = logging.getLogger(__name__)

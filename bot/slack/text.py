@@ -33,11 +33,6 @@ def truncate(text: str, limit: int, marker: str = CUT_MARK) -> str:
     return head + marker
 
 
-def one_line(text: str) -> str:
-    """Whitespace runs (newlines included) folded into single spaces."""
-    return " ".join(text.split())
-
-
 def code_block(lines: Sequence[str], limit: int, max_lines: int | None = None) -> str:
     """The last ``lines`` (at most ``max_lines``) fitting ``limit`` chars: escaped, fenced, cuts marked."""
     if limit < MIN_CODE_BLOCK:

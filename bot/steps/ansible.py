@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import StepSetupError
-from bot.models import AnsibleStep, Step, StepResult, StepStatus, TaskEvent, TaskStatus
+from bot.models import TAIL_LINES, AnsibleStep, Step, StepResult, StepStatus, TaskEvent, TaskStatus
 from bot.ports import StepContext
 from bot.preflight import inventory_argument, playbook_env, preflight, resolve
-from bot.steps.commands import TAIL_LINES, cut_line, timed_out_reason
+from bot.steps.commands import cut_line, timed_out_reason
 from bot.steps.procs import groups_of_processes_with_arg, stop_groups
 
 POLL_SECONDS = 0.2  # how often ansible-runner asks whether to stop

@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bot.errors import StepSetupError
-from bot.models import CommandStep, Step, StepResult, StepStatus
+from bot.models import TAIL_LINES, CommandStep, Step, StepResult, StepStatus
 from bot.ports import StepContext
 from bot.preflight import folder_missing, preflight
 from bot.steps.procs import group_alive, signal_group
 
-TAIL_LINES = 40
 MAX_LINE = 64 * 1024
 CUT_MARK = " …[line cut at 64 KiB]"
 READ_SIZE = 64 * 1024  # one pipe's worth per read: few syscalls, bounded buffer

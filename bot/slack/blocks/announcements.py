@@ -19,7 +19,8 @@ from bot.slack.blocks.primitives import (
     window,
 )
 from bot.slack.ids import deploy_action_id, encode_deploy_value
-from bot.slack.text import escape, one_line, truncate
+from bot.slack.text import escape, truncate
+from bot.text import one_line
 
 _CI_ICONS = {"success": "✅", "failure": "❌", "pending": "⏳", "missing": "❔"}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.slack.text import escape, one_line, truncate
+from bot.slack.text import escape, truncate
+from bot.text import one_line
 
 Block = dict[str, Any]
 Message = tuple[str, list[Block]]

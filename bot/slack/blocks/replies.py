@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from bot.models import Deploy, EnvironmentView, Lock
 from bot.slack.blocks.primitives import MAX_SECTION, Block, Message, finish, section
-from bot.slack.text import escape, fmt_duration, fmt_time, mention, one_line, truncate
+from bot.slack.text import escape, fmt_duration, fmt_time, mention, truncate
+from bot.text import one_line
 
 HELP_TEXT = "\n".join(
     (

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.models import Deploy, DeployState, Source
+from bot.models import TAIL_LINES, Deploy, DeployState, Source
 from bot.slack.blocks.primitives import (
     MAX_SECTION,
     Block,
@@ -20,9 +20,9 @@ from bot.slack.blocks.primitives import (
     window,
 )
 from bot.slack.ids import CANCEL_ACTION
-from bot.slack.text import code_block, escape, fmt_duration, mention, one_line, truncate
+from bot.slack.text import code_block, escape, fmt_duration, mention, truncate
+from bot.text import one_line
 
-TAIL_LINES = 40
 _SOURCES = {
     Source.COMMAND: "/deploy",
     Source.BUTTON: "Deploy button",

@@ -45,7 +45,7 @@ def _imports_in(path: Path) -> Iterator[Import]:
                 base = child.module or ""
                 if child.level:
                     package = module.split(".")
-                    if not path.name == "__init__.py":
+                    if path.name != "__init__.py":
                         package = package[:-1]
                     package = package[: len(package) - (child.level - 1)]
                     base = ".".join([*package, base] if base else package)

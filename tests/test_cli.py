@@ -16,8 +16,8 @@ import pytest
 from bot.config import load_settings
 from bot.models import DeployState
 from bot.store import SqlStore
-from tests.fake_github import FakeGitHub
-from tests.harness import (
+from tests.fakes.github import FakeGitHub
+from tests.support.harness import (
     ROOT,
     TOKEN,
     RecordingObserver,

@@ -22,8 +22,8 @@ from bot.errors import (
 from bot.models import DeployState, Source, TaskStatus
 from bot.redact import MASK
 from bot.wiring import Core
-from tests.fake_github import FakeGitHub
-from tests.harness import (
+from tests.fakes.github import FakeGitHub
+from tests.support.harness import (
     TOKEN,
     RecordingObserver,
     environ,
@@ -31,9 +31,9 @@ from tests.harness import (
     make_git_repo,
     start_core,
     wait_final,
-    wait_for,
     write_config,
 )
+from tests.support.wait import wait_for
 
 PY = sys.executable
 

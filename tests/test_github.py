@@ -9,8 +9,8 @@ import pytest
 from bot.errors import DeploymentRefused, GitHubError, InvalidRef, InvalidRepoName, UnknownRepo
 from bot.github import GitHubGateway
 from bot.models import ContextState
-from tests.conftest_github import GatewayFactory
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
+from tests.support.github_fixtures import GatewayFactory
 
 REPO = "acme/api"
 

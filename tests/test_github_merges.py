@@ -8,7 +8,7 @@ import pytest
 
 from bot.errors import GitHubError, InvalidRef, UnknownRepo
 from bot.github import GitHubGateway, RateLimited
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
 
 REPO = "acme/api"
 

@@ -16,9 +16,9 @@ from bot.app import Robot, build_robot
 from bot.config import load_settings
 from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
 from handlers.guard import UNHANDLED_TEXT
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.harness import TOKEN, environ, make_git_repo, write_config
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.support.harness import TOKEN, environ, make_git_repo, write_config
 
 WAIT = 20.0
 CHANNEL = "C0DEPLOYS"

@@ -16,9 +16,9 @@ from bot.models import BranchHead, DeployState, Source
 from bot.poller import Outcome, Poller, PollReport
 from bot.store import SqlStore
 from bot.wiring import Core
-from tests.fake_github import FakeGitHub
-from tests.harness import RecordingObserver, make_git_repo, start_core, wait_final, write_config
-from tests.postgres import start_postgres, unavailable_reason
+from tests.fakes.github import FakeGitHub
+from tests.support.harness import RecordingObserver, make_git_repo, start_core, wait_final, write_config
+from tests.support.postgres import start_postgres, unavailable_reason
 
 API, WEB, DOCS = "acme/api", "acme/web", "acme/docs"
 

@@ -15,7 +15,7 @@ from bot.errors import ConfigError, UnknownDeploy
 from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Source
 from bot.ports import StorePort
 from bot.store import SqlStore
-from tests.postgres import PostgresServer, start_postgres, unavailable_reason
+from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
 
 THREAD_DEADLINE = 60.0
 RUNNING = [DeployState.RUNNING]

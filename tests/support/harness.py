@@ -6,8 +6,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import yaml
 from bot.config import Settings, load_settings
 from bot.models import Deploy, DeployState, GateResult, StepResult, TaskEvent
 from bot.wiring import Core, build_core
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "ghp_test_token_0123456789"
@@ -123,16 +123,6 @@ def start_core(config: Path, observer: RecordingObserver, env: Mapping[str, str]
     """Load robot.yaml and wire the real core against it."""
     settings: Settings = load_settings(config, env or environ())
     return build_core(settings, env or environ(), lambda store, github: observer)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    """Poll until ``predicate`` holds; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_final(core: Core, deploy_id: int, timeout: float = 60) -> Deploy:

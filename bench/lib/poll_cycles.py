@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.poll_world import PollWorld
+from bench.lib.poll_world import PollWorld
 from bot.merges import AnnouncementRef, MergeNews
 from bot.poller import Outcome, Poller, PollReport
-from tests.harness import RecordingObserver, start_core
+from tests.support.harness import RecordingObserver, start_core
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from bot.models import DeployState, Source, TaskStatus
 from bot.redact import MASK
 from bot.wiring import Core
 from tests.fakes.github import FakeGitHub
+from tests.fakes.memory import RecordingObserver
 from tests.support.harness import (
     TOKEN,
-    RecordingObserver,
     environ,
     git,
     make_git_repo,

@@ -17,7 +17,8 @@ from bot.poller import Outcome, Poller, PollReport
 from bot.store import SqlStore
 from bot.wiring import Core
 from tests.fakes.github import FakeGitHub
-from tests.support.harness import RecordingObserver, make_git_repo, start_core, wait_final, write_config
+from tests.fakes.memory import RecordingObserver
+from tests.support.harness import make_git_repo, start_core, wait_final, write_config
 from tests.support.postgres import start_postgres, unavailable_reason
 
 API, WEB, DOCS = "acme/api", "acme/web", "acme/docs"

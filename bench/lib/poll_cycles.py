@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from bench.lib.poll_world import PollWorld
 from bot.merges import AnnouncementRef, MergeNews
 from bot.poller import Outcome, Poller, PollReport
-from tests.support.harness import RecordingObserver, start_core
+from tests.fakes.memory import RecordingObserver
+from tests.support.harness import start_core
 
 
 @dataclass(frozen=True)

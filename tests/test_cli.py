@@ -29,6 +29,8 @@ from tests.support.harness import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # the robot CLI as a real process against the fake GitHub
+
 PY = sys.executable
 
 

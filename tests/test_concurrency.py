@@ -20,6 +20,8 @@ from tests.support.harness import make_git_repo
 from tests.support.rig import CHANNEL, WAIT, RobotRig, runs, step_command
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.slow  # a whole robot on the loopback fakes, under concurrency
+
 ENVS = ("staging", "production")
 ALREADY = re.compile(r"Deploy #1 of .* is already (queued|running); not starting another\.")
 

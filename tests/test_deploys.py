@@ -35,6 +35,8 @@ from tests.support.harness import (
 )
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.slow  # real step processes against the fake GitHub on loopback
+
 PY = sys.executable
 
 

@@ -19,6 +19,8 @@ from slack_sdk.webhook import WebhookClient
 
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, RESPONSE_URL_MAX_USES, FakeSlack
 
+pytestmark = pytest.mark.slow  # the fake Slack over loopback HTTP and WebSocket
+
 WAIT = 10.0
 
 

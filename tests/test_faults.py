@@ -47,6 +47,8 @@ from tests.support.rig import (
 )
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.slow  # fault injection into a whole robot and its processes
+
 DATA = Path(__file__).parent / "data" / "ansible"
 
 

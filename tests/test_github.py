@@ -12,6 +12,8 @@ from bot.models import ContextState
 from tests.fakes.github import FakeGitHub
 from tests.support.github_fixtures import GatewayFactory
 
+pytestmark = pytest.mark.slow  # the gateway over loopback HTTP to the fake GitHub
+
 REPO = "acme/api"
 
 

@@ -10,6 +10,8 @@ from bot.errors import GitHubError, InvalidRef, UnknownRepo
 from bot.github import GitHubGateway, RateLimited
 from tests.fakes.github import FakeGitHub
 
+pytestmark = pytest.mark.slow  # the gateway over loopback HTTP to the fake GitHub
+
 REPO = "acme/api"
 
 

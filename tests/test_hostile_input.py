@@ -625,6 +625,7 @@ def pg_server() -> Iterator[PostgresServer | None]:
         server.stop()
 
 
+@pytest.mark.slow  # a real step process, and PostgreSQL when there is one
 def test_a_step_printing_hostile_output_is_delivered_cut_and_stored(
     tmp_path: Path, pg_server: PostgresServer | None
 ) -> None:

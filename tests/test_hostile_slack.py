@@ -20,6 +20,8 @@ from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.support.harness import TOKEN, environ, make_git_repo, write_config
 
+pytestmark = pytest.mark.slow  # a whole robot behind the fake Slack's WebSocket
+
 WAIT = 20.0
 CHANNEL = "C0DEPLOYS"
 ROBOT_LOGGERS = ("bot", "handlers", "slack_bolt")

@@ -21,6 +21,8 @@ from tests.fakes.memory import RecordingObserver
 from tests.support.harness import make_git_repo, start_core, wait_final, write_config
 from tests.support.postgres import start_postgres, unavailable_reason
 
+pytestmark = pytest.mark.slow  # the real gateway on loopback, real deploys, PostgreSQL
+
 API, WEB, DOCS = "acme/api", "acme/web", "acme/docs"
 
 

@@ -18,6 +18,8 @@ from tests.support.harness import TOKEN, environ, make_git_repo, write_config
 from tests.support.rig import CHANNEL, RobotRig, slack_section
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.slow  # `robot run` against the fake Slack and GitHub
+
 PY = sys.executable
 WAIT = 20.0
 

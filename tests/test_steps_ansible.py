@@ -25,6 +25,8 @@ from tests.support.steputil import (
 )
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.slow  # ansible-playbook processes
+
 DATA = Path(__file__).parent / "data" / "ansible"
 RUNNER = AnsibleStepRunner()
 FAST_ANSIBLE = {

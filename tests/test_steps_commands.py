@@ -26,6 +26,8 @@ from tests.support.steputil import (
 )
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.slow  # real step processes
+
 PY = sys.executable
 RUNNER = CommandStepRunner()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +22,17 @@ from tests.support.harness import environ, write_config
 from tests.support.wait import wait_for
 
 API = "acme/api"
+
+
+@pytest.fixture(autouse=True)
+def no_sockets_or_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier stays fast and hermetic: a connect or a child process is a test bug here."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the unit tier opens no sockets and starts no processes")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @dataclass

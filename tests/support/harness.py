@@ -17,7 +17,7 @@ from bot.wiring import Core, build_core
 from tests.fakes.memory import RecordingObserver
 from tests.support.wait import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ghp_test_token_0123456789"
 
 

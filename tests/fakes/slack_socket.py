@@ -152,7 +152,12 @@ class SocketModeSide:
     _response_posts: list[ResponsePost]
     _refuse_until: float
     _refused_connections: int
-    base_url: str
+
+    if TYPE_CHECKING:
+
+        @property
+        def base_url(self) -> str: ...
+
     _notify: Callable[[], None]
     wait_for: Callable[..., None]
     message: Callable[[str, str], Message]

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
 JSON = dict[str, Any]
@@ -149,7 +149,12 @@ class WebApiSide:
     _write_interval: float | None
     _last_write: dict[str, float]
     _served_429: int
-    base_url: str
+
+    if TYPE_CHECKING:
+
+        @property
+        def base_url(self) -> str: ...
+
     _notify: Callable[[], None]
     connection_refused: Callable[[], bool]
     _issue_ticket: Callable[[], str]

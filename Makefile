@@ -1,11 +1,13 @@
-# make run: install into .venv and start the robot. make test: install and run the whole suite.
+# make run: install into .venv and start the robot.
+# make test: install, then lint + typecheck + the whole suite (what CI runs; two pytest workers).
+# make test-fast: the unit tier only (pytest -m "not slow": no loopback servers, no processes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= robot.yaml
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test test-fast lint typecheck pytest bench clean
 
 install: $(STAMP)
 
@@ -21,14 +23,18 @@ run: $(STAMP)
 
 test: lint typecheck pytest
 
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check bot handlers tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist): the slow tests mostly wait on timeouts and fakes, so they overlap well.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -3,7 +3,7 @@
 1. Ack latency: COMMANDS slash commands (/deploy of distinct SHA/env, /deploy-status, help),
    BATCH at a time, through the fake Slack's Socket Mode WebSocket, while 4 deploys stream
    output; the same commands to a bare Bolt app that only acks, batches alternating, same run.
-   Both apps run as their own processes (`python -m bot.cli run`, bench/bare_app.py); the fakes
+   Both apps run as their own processes (`python -m bot.cli run`, bench/lib/bare_app.py); the fakes
    run in this process. Latency = the fake's send of the envelope → the fake's receipt of the ack.
 2. Slack writes: one deploy printing LINES lines, the fake limiting writes to 1/s per channel,
    the robot's default pacing; root + progress writes, their rate, and 429s served.
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
-    from bench.acks import AckResult
-    from bench.slack_writes import WritesResult
+    from bench.lib.acks import AckResult
+    from bench.lib.slack_writes import WritesResult
 
 P99_RATIO_TARGET = 1.5
 ACK_DEADLINE = 3.0
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run both scenarios and print the table; report, never fail."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import use_repo_venv
 
     use_repo_venv("slack_bolt", "sqlalchemy")
     began = time.monotonic()
@@ -80,12 +80,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:
-    from bench.acks import measure_acks
-    from tests.fake_github import FakeGitHub
-    from tests.harness import TOKEN
+    from bench.lib.acks import measure_acks
+    from tests.fakes.github import FakeGitHub
+    from tests.support.harness import TOKEN
 
     print(
-        "Process arrangement: the robot (`python -m bot.cli run`) and the bare app (bench/bare_app.py) "
+        "Process arrangement: the robot (`python -m bot.cli run`) and the bare app (bench/lib/bare_app.py) "
         "each run as their own process; the fake Slacks and fake GitHub run in this one."
     )
     print(
@@ -101,9 +101,9 @@ def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:
 
 
 def _scenario_writes(root: Path, args: argparse.Namespace) -> WritesResult:
-    from bench.slack_writes import measure_writes
-    from tests.fake_github import FakeGitHub
-    from tests.harness import TOKEN
+    from bench.lib.slack_writes import measure_writes
+    from tests.fakes.github import FakeGitHub
+    from tests.support.harness import TOKEN
 
     print(
         f"Scenario 2: one deploy printing {args.lines:,} lines, fake Slack at 1 write/s per channel …",
@@ -117,7 +117,7 @@ def _scenario_writes(root: Path, args: argparse.Namespace) -> WritesResult:
 
 
 def _clean_up(root: Path) -> None:
-    from bench.slack_rig import kill_leftovers
+    from bench.lib.app_process import kill_leftovers
 
     stray = kill_leftovers(root)
     if stray:
@@ -149,7 +149,7 @@ def _report(acks: AckResult | None, writes: WritesResult | None) -> None:
 
 
 def _ack_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
-    from bench.acks import latencies, percentile
+    from bench.lib.acks import latencies, percentile
 
     robot, bare = latencies(acks.robot), latencies(acks.bare)
     if not robot or not bare:
@@ -212,7 +212,7 @@ def _write_rows(w: WritesResult) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def _ack_notes(acks: AckResult) -> None:
-    from bench.acks import describe, percentile
+    from bench.lib.acks import describe, percentile
 
     print(f"Ack scenario: robot {describe(acks.robot)}; bare {describe(acks.bare)}.")
     answers = [s.answered_in for s in acks.robot if s.answered_in is not None]

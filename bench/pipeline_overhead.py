@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
-    from bench.overhead import OverheadResult
-    from bench.volume import VolumeResult
-    from bench.world import World
+    from bench.lib.overhead import OverheadResult
+    from bench.lib.volume import VolumeResult
+    from bench.lib.world import World
 
 VOLUME_RATIO_TARGET = 1.15
 # Imports worth naming when start-up is over target (cumulative ms of their first import).
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run both scenarios, print the table, the breakdown and (when a target is missed) profiles."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import use_repo_venv
 
     use_repo_venv("github", "sqlalchemy")
-    from bench.world import NOT_A_USERS_SHELL, World
+    from bench.lib.world import NOT_A_USERS_SHELL, World
 
     began = time.monotonic()
     print(
@@ -96,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(world: World, args: argparse.Namespace) -> None:
-    from bench.overhead import measure_overhead
-    from bench.volume import measure_fixed_cpu, measure_volume
+    from bench.lib.overhead import measure_overhead
+    from bench.lib.volume import measure_fixed_cpu, measure_volume
 
     runs = max(1, args.runs)
     print(
@@ -206,7 +206,7 @@ def _table(overhead: OverheadResult, volumes: list[VolumeResult]) -> set[str]:
 def _breakdown(
     world: World, overhead: OverheadResult, volumes: list[VolumeResult], args: argparse.Namespace
 ) -> None:
-    from bench.breakdown import github_latencies, import_costs, median_wall, what_if_gc_freeze
+    from bench.lib.breakdown import github_latencies, import_costs, median_wall, what_if_gc_freeze
 
     print("\nWhere scenario 1's overhead goes (medians):")
     bare = median_wall([sys.executable, "-c", "pass"], 5, cwd=world.cwd, env=world.env, timeout=args.timeout)
@@ -276,8 +276,8 @@ def _profiles(
     missed: set[str],
     args: argparse.Namespace,
 ) -> None:
-    from bench.profiling import profile_robot
-    from bench.world import REPO
+    from bench.lib.profiling import profile_robot
+    from bench.lib.world import REPO
 
     wanted = {"overhead": overhead.config}
     for v in volumes:

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
-    from bench.poll_cycles import CycleResults
-    from bench.poll_latency import LatencyResult
-    from bench.poll_world import PollWorld
+    from bench.lib.poll_cycles import CycleResults
+    from bench.lib.poll_latency import LatencyResult
+    from bench.lib.poll_world import PollWorld
 
 BUDGET_SECONDS = 170.0  # the whole bench stays under 3 minutes
 HOUR_INTERVAL = 30.0  # the shipped poll_interval, for the per-hour arithmetic
@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run every part, print the table and the details; a failure is reported, never raised."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import use_repo_venv
 
     use_repo_venv("github", "slack_bolt")
-    from bench.poll_world import PollWorld
+    from bench.lib.poll_world import PollWorld
 
     began = time.monotonic()
     deadline = began + BUDGET_SECONDS
@@ -88,8 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(world: PollWorld, args: argparse.Namespace, deadline: float) -> None:
-    from bench.poll_cycles import measure_cycles
-    from bench.poll_latency import measure_latency
+    from bench.lib.poll_cycles import measure_cycles
+    from bench.lib.poll_latency import measure_latency
 
     print(
         f"Part 1-2: {args.repos} repos, first cycle + {args.idle_cycles} idle + {args.merge_cycles}×"

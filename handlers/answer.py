@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from slack_bolt import Ack, Respond
+from slack_bolt import Respond
 
 from bot.errors import BotError
 from bot.slack.chatops import Reply
@@ -21,6 +21,8 @@ WORKING_TEXT = "⏳ Working on it…"
 FAULT_TEXT = "Something went wrong inside the robot; the details are in its log."
 
 Work = Callable[[], Reply]
+AckFn = Callable[..., object]
+"""Bolt's ack, or anything called like it."""
 
 
 class Answerer:
@@ -37,11 +39,11 @@ class Answerer:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def refuse(self, error: BotError, ack: Ack) -> None:
+    def refuse(self, error: BotError, ack: AckFn) -> None:
         """Ack with the error at once (a command Slack's text could not even be parsed into)."""
         ack(**Reply.error(str(error)).as_kwargs())
 
-    def command(self, work: Work, ack: Ack, respond: Respond, budget: float = ACK_BUDGET_SECONDS) -> None:
+    def command(self, work: Work, ack: AckFn, respond: Respond, budget: float = ACK_BUDGET_SECONDS) -> None:
         """Ack with the reply if it is ready within ``budget``, else ack now and respond later.
 
         While other commands are in flight the ack goes at once: under a burst, waiting for each
@@ -61,7 +63,7 @@ class Answerer:
             return
         ack(**reply.as_kwargs())
 
-    def click(self, work: Work, ack: Ack, respond: Respond) -> None:
+    def click(self, work: Work, ack: AckFn, respond: Respond) -> None:
         """Buttons are acked empty at once; the answer follows as an ephemeral message."""
         ack()
         future = self._executor.submit(_safely, work)

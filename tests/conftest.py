@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fake_github import FakeGitHub
-from tests.harness import TOKEN
+from tests.fakes.github import FakeGitHub
+from tests.support.harness import TOKEN
 
-pytest_plugins = ["tests.conftest_github"]
+pytest_plugins = ["tests.support.github_fixtures"]
 
 
 @pytest.fixture

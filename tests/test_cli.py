@@ -16,18 +16,20 @@ import pytest
 from bot.config import load_settings
 from bot.models import DeployState
 from bot.store import SqlStore
-from tests.fake_github import FakeGitHub
-from tests.harness import (
+from tests.fakes.github import FakeGitHub
+from tests.fakes.memory import RecordingObserver
+from tests.support.harness import (
     ROOT,
     TOKEN,
-    RecordingObserver,
     environ,
     make_git_repo,
     run_cli,
     start_core,
-    wait_for,
     write_config,
 )
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # the robot CLI as a real process against the fake GitHub
 
 PY = sys.executable
 

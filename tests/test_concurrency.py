@@ -14,10 +14,13 @@ import pytest
 
 from bot.models import Deploy, DeployState
 from bot.slack.ids import deploy_action_id, encode_deploy_value
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import FakeSlack
-from tests.harness import make_git_repo, wait_for
-from tests.robot_rig import CHANNEL, WAIT, RobotRig, runs, step_command
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import make_git_repo
+from tests.support.rig import CHANNEL, WAIT, RobotRig, runs, step_command
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # a whole robot on the loopback fakes, under concurrency
 
 ENVS = ("staging", "production")
 ALREADY = re.compile(r"Deploy #1 of .* is already (queued|running); not starting another\.")

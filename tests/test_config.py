@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.errors import ConfigError, UnknownEnvironment, UnknownRepo
 from bot.models import AnsibleStep, CommandStep
 
@@ -27,7 +27,7 @@ repos:
 """
 
 
-def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> object:
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Settings:
     path = tmp_path / "robot.yaml"
     path.write_text(text)
     return load_settings(path, ENV if env is None else env)

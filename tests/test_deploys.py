@@ -22,18 +22,20 @@ from bot.errors import (
 from bot.models import DeployState, Source, TaskStatus
 from bot.redact import MASK
 from bot.wiring import Core
-from tests.fake_github import FakeGitHub
-from tests.harness import (
+from tests.fakes.github import FakeGitHub
+from tests.fakes.memory import RecordingObserver
+from tests.support.harness import (
     TOKEN,
-    RecordingObserver,
     environ,
     git,
     make_git_repo,
     start_core,
     wait_final,
-    wait_for,
     write_config,
 )
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # real step processes against the fake GitHub on loopback
 
 PY = sys.executable
 

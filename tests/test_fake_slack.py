@@ -17,7 +17,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, RESPONSE_URL_MAX_USES, FakeSlack
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, RESPONSE_URL_MAX_USES, FakeSlack
+
+pytestmark = pytest.mark.slow  # the fake Slack over loopback HTTP and WebSocket
 
 WAIT = 10.0
 

@@ -27,10 +27,10 @@ from bot.errors import StoreError
 from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Lock
 from bot.slack.ids import CANCEL_ACTION
 from bot.store import SqlStore
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import FakeSlack
-from tests.harness import ROOT, make_git_repo, wait_for, write_config
-from tests.robot_rig import (
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import ROOT, make_git_repo, write_config
+from tests.support.rig import (
     CHANNEL,
     PY,
     WAIT,
@@ -45,6 +45,9 @@ from tests.robot_rig import (
     step_command,
     wait_agree,
 )
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # fault injection into a whole robot and its processes
 
 DATA = Path(__file__).parent / "data" / "ansible"
 

@@ -9,8 +9,10 @@ import pytest
 from bot.errors import DeploymentRefused, GitHubError, InvalidRef, InvalidRepoName, UnknownRepo
 from bot.github import GitHubGateway
 from bot.models import ContextState
-from tests.conftest_github import GatewayFactory
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
+from tests.support.github_fixtures import GatewayFactory
+
+pytestmark = pytest.mark.slow  # the gateway over loopback HTTP to the fake GitHub
 
 REPO = "acme/api"
 

@@ -8,7 +8,9 @@ import pytest
 
 from bot.errors import GitHubError, InvalidRef, RateLimited, UnknownRepo
 from bot.github import GitHubGateway
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
+
+pytestmark = pytest.mark.slow  # the gateway over loopback HTTP to the fake GitHub
 
 REPO = "acme/api"
 

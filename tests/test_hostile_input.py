@@ -47,8 +47,8 @@ from bot.slack.text import escape, is_user_id
 from bot.steps.commands import CUT_MARK, MAX_LINE, CommandStepRunner, LineSplitter
 from bot.store import SqlStore
 from bot.validation import ENV_NAME, check_ref, check_repo_name
-from tests.postgres import PostgresServer, start_postgres, unavailable_reason
-from tests.steputil import make_ctx
+from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
+from tests.support.steputil import make_ctx
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -625,6 +625,7 @@ def pg_server() -> Iterator[PostgresServer | None]:
         server.stop()
 
 
+@pytest.mark.slow  # a real step process, and PostgreSQL when there is one
 def test_a_step_printing_hostile_output_is_delivered_cut_and_stored(
     tmp_path: Path, pg_server: PostgresServer | None
 ) -> None:

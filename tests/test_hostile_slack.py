@@ -12,13 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.app import Robot, build_robot
+from bot.app import Robot
 from bot.app.guard import UNHANDLED_TEXT
-from bot.config import load_settings
 from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.harness import TOKEN, environ, make_git_repo, write_config
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import TOKEN, make_git_repo
+from tests.support.rig import RobotRig
+
+pytestmark = pytest.mark.slow  # a whole robot behind the fake Slack's WebSocket
 
 WAIT = 20.0
 CHANNEL = "C0DEPLOYS"
@@ -68,28 +70,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     github.add_repo("acme/api")
     checkout = make_git_repo(tmp_path / "checkout")
     envs = {"production": {"folder": str(checkout), "commands": [["true"]]}}
-    config = write_config(
-        tmp_path,
-        github.url,
-        {"acme/api": {"channel": CHANNEL, "environments": envs}},
-        slack={
-            "bot_token": "${SLACK_BOT_TOKEN}",
-            "app_token": "${SLACK_APP_TOKEN}",
-            "channel": CHANNEL,
-            "api_url": slack.api_url,
-            "ping_interval": 0.5,
-        },
-    )
-    env = environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN)
-    robot = build_robot(load_settings(config, env), env)
-    robot.start()
     try:
-        slack.wait_connected(timeout=WAIT)
-        yield Rig(robot, slack, github.head("acme/api", "main"))
+        with RobotRig(
+            tmp_path, github, slack, {"acme/api": {"channel": CHANNEL, "environments": envs}}
+        ) as rig:
+            yield Rig(rig.robot, slack, github.head("acme/api", "main"))
     finally:
-        robot.handler.client.auto_reconnect_enabled = False
-        slack.close_all()
-        robot.stop()
         slack.stop()
         github.stop()
     assert slack.server_errors == []

@@ -11,40 +11,18 @@ from typing import Any
 
 import pytest
 
-from bot.models import AnnouncementRef, BranchHead, DeployState, MergedPull, MergeNews, Source
+from bot.models import AnnouncementRef, BranchHead, DeployState, MergedPull, Source
 from bot.poller import Poller, PollOutcome, PollReport
 from bot.store import SqlStore
 from bot.wiring import Core
-from tests.fake_github import FakeGitHub
-from tests.harness import RecordingObserver, make_git_repo, start_core, wait_final, write_config
-from tests.postgres import start_postgres, unavailable_reason
+from tests.fakes.github import FakeGitHub
+from tests.fakes.memory import RecordingAnnouncer, RecordingObserver
+from tests.support.harness import make_git_repo, start_core, wait_final, write_config
+from tests.support.postgres import start_postgres, unavailable_reason
+
+pytestmark = pytest.mark.slow  # the real gateway on loopback, real deploys, PostgreSQL
 
 API, WEB, DOCS = "acme/api", "acme/web", "acme/docs"
-
-
-class RecordingAnnouncer:
-    """A MergeAnnouncer that keeps what it was asked to post; it can be told to fail."""
-
-    def __init__(self) -> None:
-        self.news: list[MergeNews] = []
-        self.problems: list[tuple[str, str, AnnouncementRef | None]] = []
-        self.fail_next = 0
-        self._lock = threading.Lock()
-
-    def announce(self, news: MergeNews) -> AnnouncementRef | None:
-        with self._lock:
-            if self.fail_next:
-                self.fail_next -= 1
-                raise ConnectionError("slack is down")
-            self.news.append(news)
-            return AnnouncementRef("C0DEPLOYS", f"1700000000.{len(self.news):06d}")
-
-    def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
-        with self._lock:
-            self.problems.append((repo, text, thread))
-
-    def about(self, repo: str) -> list[MergeNews]:
-        return [n for n in self.news if n.repo == repo]
 
 
 class Clock:

@@ -24,8 +24,9 @@ from bot.preflight import (
     problem,
 )
 from bot.wiring import Core
-from tests.fake_github import FakeGitHub
-from tests.harness import RecordingObserver, environ, start_core, write_config
+from tests.fakes.github import FakeGitHub
+from tests.fakes.memory import RecordingObserver
+from tests.support.harness import environ, start_core, write_config
 
 COMMANDS = [CommandStep(("git", "pull")), CommandStep(("make", "deploy"))]
 
@@ -226,6 +227,7 @@ def core_for(tmp_path: Path, github: FakeGitHub) -> Iterator[tuple[Core, Path]]:
     core.close()
 
 
+@pytest.mark.slow  # the real core against the loopback fake GitHub
 def test_folder_removed_after_the_request_fails_the_deploy_naming_it(
     core_for: tuple[Core, Path], github: FakeGitHub
 ) -> None:

@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from bot.app import Robot, build_robot
-from bot.config import load_settings
 from bot.models import DeployState
 from bot.slack.ids import CANCEL_ACTION, deploy_action_id, encode_deploy_value
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.harness import TOKEN, environ, make_git_repo, wait_for, write_config
-from tests.robot_rig import CHANNEL, slack_section
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.support.harness import TOKEN, environ, make_git_repo, write_config
+from tests.support.rig import CHANNEL, RobotRig, slack_section
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # `robot run` against the fake Slack and GitHub
 
 PY = sys.executable
 WAIT = 20.0
@@ -28,69 +29,6 @@ def slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
     assert fake.server_errors == []
-
-
-class Rig:
-    """A running robot plus the fakes it talks to."""
-
-    def __init__(self, robot: Robot, slack: FakeSlack, github: FakeGitHub, checkout: Path) -> None:
-        self.robot = robot
-        self.slack = slack
-        self.github = github
-        self.checkout = checkout
-        self.store = robot.core.store
-
-    def command(self, text: str, user: str = "U0ALICE01", command: str = "/deploy") -> str:
-        """Send a slash command; return the text of the ephemeral ack (or later response)."""
-        envelope = self.slack.send_slash_command(
-            command=command, text=text, user_id=user, channel_id="C0HERE"
-        )
-        ack = self.slack.wait_ack(envelope, timeout=WAIT)
-        payload = ack.payload or {}
-        text_out = str(payload.get("text", ""))
-        if text_out.startswith("⏳"):
-            text_out = str(self.slack.wait_response(envelope, timeout=WAIT).get("text", ""))
-        return text_out
-
-    def click(
-        self, action_id: str, value: str, user: str = "U0ALICE01", message_ts: str | None = None
-    ) -> str:
-        envelope = self.slack.send_block_action(
-            action_id, value, user_id=user, channel_id=CHANNEL, message_ts=message_ts
-        )
-        self.slack.wait_ack(envelope, timeout=WAIT)
-        return str(self.slack.wait_response(envelope, timeout=WAIT).get("text", ""))
-
-    def final(self, deploy_id: int) -> Any:
-        wait_for(lambda: self._state(deploy_id).is_final, WAIT, f"deploy #{deploy_id}")
-        deploy = self.store.get_deploy(deploy_id)
-        # The last Slack writes follow the store's final state; wait for the root to show it.
-        assert deploy is not None
-        return deploy
-
-    def _state(self, deploy_id: int) -> DeployState:
-        deploy = self.store.get_deploy(deploy_id)
-        return deploy.state if deploy else DeployState.QUEUED
-
-    def root(self, deploy_id: int) -> Any:
-        deploy = self.store.get_deploy(deploy_id)
-        assert deploy is not None and deploy.message_ts, "root message not recorded"
-        return self.slack.message(deploy.channel or CHANNEL, deploy.message_ts)
-
-    def wait_root_text(self, deploy_id: int, needle: str) -> Any:
-        wait_for(lambda: self._root_has(deploy_id, needle), WAIT, f"root of #{deploy_id} to show {needle!r}")
-        return self.root(deploy_id)
-
-    def _root_has(self, deploy_id: int, needle: str) -> bool:
-        deploy = self.store.get_deploy(deploy_id)
-        if deploy is None or not deploy.message_ts:
-            return False
-        return needle in json.dumps(self.slack.message(deploy.channel or CHANNEL, deploy.message_ts).blocks)
-
-    def thread(self, deploy_id: int) -> list[Any]:
-        deploy = self.store.get_deploy(deploy_id)
-        assert deploy is not None and deploy.message_ts
-        return self.slack.thread(deploy.channel or CHANNEL, deploy.message_ts)
 
 
 def _uploaded(slack: FakeSlack) -> bool:
@@ -105,32 +43,22 @@ def _text(messages: list[Any]) -> str:
 
 @pytest.fixture
 def rig_for(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[Any]:
-    robots: list[Robot] = []
+    rigs: list[RobotRig] = []
 
-    def make(commands: list[list[str]], env: dict[str, str] | None = None, **repo: Any) -> Rig:
+    def make(commands: list[list[str]], env: dict[str, str] | None = None, **repo: Any) -> RobotRig:
         github.add_repo("acme/api")
         checkout = make_git_repo(tmp_path / "checkout")
         envs = repo.pop("environments", None) or {
             "production": {"folder": str(checkout), "commands": commands}
         }
-        config = write_config(
-            tmp_path,
-            github.url,
-            {"acme/api": {"channel": CHANNEL, "environments": envs, **repo}},
-            slack=slack_section(slack),
-        )
-        full_env = environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, **(env or {}))
-        robot = build_robot(load_settings(config, full_env), full_env)
-        robots.append(robot)
-        robot.start()
-        slack.wait_connected(timeout=WAIT)
-        return Rig(robot, slack, github, checkout)
+        repos = {"acme/api": {"channel": CHANNEL, "environments": envs, **repo}}
+        rig = RobotRig(tmp_path, github, slack, repos, env=env, checkout=checkout)
+        rigs.append(rig)
+        return rig
 
     yield make
-    for robot in robots:
-        robot.handler.client.auto_reconnect_enabled = False
-        slack.close_all()
-        robot.stop()
+    for rig in rigs:
+        rig.stop()
 
 
 def test_slash_deploy_acks_posts_root_and_thread_then_succeeds(rig_for: Any, github: FakeGitHub) -> None:
@@ -311,7 +239,7 @@ def test_robot_run_connects_and_exits_zero_on_sigterm(
     import signal
     import subprocess
 
-    from tests.harness import ROOT
+    from tests.support.harness import ROOT
 
     github.add_repo("acme/api")
     checkout = make_git_repo(tmp_path / "checkout")

@@ -16,15 +16,17 @@ from bot.models import AnsibleStep, StepStatus, TaskEvent, TaskStatus
 from bot.ports import StepContext
 from bot.steps.ansible import AnsibleStepRunner
 from bot.steps.dispatch import StepDispatcher
-from tests.steputil import (
+from tests.support.steputil import (
     ROBOT_TOKEN,
     Recorder,
     deploy_vars,
     make_ctx,
     processes_with_arg,
     step_env,
-    wait_for,
 )
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # ansible-playbook processes
 
 DATA = Path(__file__).parent / "data" / "ansible"
 RUNNER = AnsibleStepRunner()

@@ -15,7 +15,7 @@ from bot.errors import StepSetupError
 from bot.models import TAIL_LINES, CommandStep, StepStatus
 from bot.steps.commands import CUT_MARK, MAX_LINE, CommandStepRunner
 from bot.steps.dispatch import StepDispatcher
-from tests.steputil import (
+from tests.support.steputil import (
     ROBOT_TOKEN,
     deploy_vars,
     git_repo,
@@ -23,8 +23,10 @@ from tests.steputil import (
     pid_gone,
     read_pids,
     step_env,
-    wait_for,
 )
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow  # real step processes
 
 PY = sys.executable
 RUNNER = CommandStepRunner()

@@ -15,7 +15,7 @@ from bot.errors import ConfigError, UnknownDeploy
 from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Source
 from bot.ports import StorePort
 from bot.store import SqlStore
-from tests.postgres import PostgresServer, start_postgres, unavailable_reason
+from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
 
 THREAD_DEADLINE = 60.0
 RUNNING = [DeployState.RUNNING]
@@ -33,7 +33,7 @@ def pg_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'robot.db'}"
@@ -424,6 +424,7 @@ def run_threads(count: int, work: Callable[[int], None]) -> None:
         raise errors[0]
 
 
+@pytest.mark.slow  # threads racing on one database
 def test_concurrent_identical_requests_make_one_active_deploy(store: StorePort) -> None:
     keys = [(env, sha) for env in ("staging", "production") for sha in ("1" * 40, "2" * 40, "3" * 40)]
     results: list[tuple[tuple[str, str], Deploy, bool]] = []
@@ -448,6 +449,7 @@ def test_concurrent_identical_requests_make_one_active_deploy(store: StorePort) 
     assert Counter((d.env, d.sha) for d in active) == Counter({key: 1 for key in keys})
 
 
+@pytest.mark.slow  # threads racing on one database
 @pytest.mark.parametrize("stores", [1, 2], ids=["one-store", "two-stores"])
 def test_racing_workers_claim_each_deploy_once_one_per_env(
     open_store: Callable[[], SqlStore], stores: int
@@ -494,6 +496,7 @@ def test_racing_workers_claim_each_deploy_once_one_per_env(
 # opening
 
 
+@pytest.mark.slow  # threads racing on one database
 def test_stores_opened_together_on_an_empty_database_share_one_schema(
     open_store: Callable[[], SqlStore],
 ) -> None:

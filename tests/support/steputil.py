@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import psutil
 
 from bot.models import TaskEvent
 from bot.ports import StepContext
+from tests.support.wait import wait_for
 
 ROBOT_TOKEN = "xoxb-robot-secret-token"
 
@@ -112,16 +112,6 @@ def pid_gone(pid: int) -> bool:
         return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll predicate until it holds or timeout passes; returns its last value."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def read_pids(path: Path, count: int, timeout: float = 10.0) -> list[int]:

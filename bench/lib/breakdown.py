@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench.procs import run_drained
-from bench.world import CONTEXTS, REPO, World
+from bench.lib.procs import run_drained
+from bench.lib.world import CONTEXTS, REPO, World
 from bot.github import GitHubGateway
-from tests.harness import TOKEN
+from tests.support.harness import TOKEN
 
 Phases = dict[str, float]
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.poll_world import CHANNEL, PollWorld, Stamp
-from bench.procs import stop_group
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.harness import ROOT, environ
+from bench.lib.poll_world import CHANNEL, PollWorld, Stamp
+from bench.lib.procs import stop_group
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.support.harness import ROOT, environ
+from tests.support.wait import wait_for
 
 CONNECT_TIMEOUT = 30.0
 STOP_GRACE = 12.0  # `robot run` stops within ~9 s of SIGTERM (DESIGN §6)
@@ -144,12 +145,14 @@ def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def _first_cycle_done(world: PollWorld, since: float, timeout: float) -> None:
     """Wait for a 304 on a branch: the second cycle has begun, so every head is recorded."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if any(s.status == 304 and "/branches/" in s.path for s in world.github.stamps_since(since)):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"the robot's first poll cycle did not finish within {timeout:.0f} s")
+
+    def second_cycle() -> bool:
+        return any(s.status == 304 and "/branches/" in s.path for s in world.github.stamps_since(since))
+
+    try:
+        wait_for(second_cycle, timeout, "the first poll cycle")
+    except AssertionError:
+        raise TimeoutError(f"the robot's first poll cycle did not finish within {timeout:.0f} s") from None
 
 
 def _merged(world: PollWorld, slack: FakeSlack, repos: list[str], interval: float) -> list[Sample]:

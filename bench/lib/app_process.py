@@ -1,4 +1,7 @@
-"""A Slack app under test as its own process, connected to its own fake Slack in the bench process."""
+"""A Slack app under test as its own process, connected to its own fake Slack in the bench process.
+
+The robot's robot.yaml and environment come from the one rig (tests/support/rig.py).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bench.world import NOT_A_USERS_SHELL
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.harness import ROOT, environ, write_config
+from bench.lib.world import NOT_A_USERS_SHELL
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import ROOT, write_config
+from tests.support.rig import robot_environ, slack_section
 
 BARE_APP = Path(__file__).resolve().parent / "bare_app.py"
 # SIGTERM first: `robot run` cancels its deploys and flushes Slack within 10 s (DESIGN §6).
@@ -24,7 +28,7 @@ KILL_WAIT_SECONDS = 3.0
 
 def process_env(pycache: Path) -> dict[str, str]:
     """A user's shell for the app processes: the fake tokens, a bytecode cache, buffered stdout."""
-    env = environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN)
+    env = robot_environ()
     for name in NOT_A_USERS_SHELL:
         env.pop(name, None)
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
@@ -46,13 +50,7 @@ def robot_config(
         folder,
         github_url,
         repos,
-        slack={
-            "bot_token": "${SLACK_BOT_TOKEN}",
-            "app_token": "${SLACK_APP_TOKEN}",
-            "channel": "C0DEPLOYS",
-            "api_url": slack.api_url,
-            "ping_interval": ping_interval,
-        },
+        slack=slack_section(slack, fast=False, ping_interval=ping_interval),
         deploys={"workers": workers, "ci_poll_interval": 0.2, "kill_grace": 1},
     )
 

@@ -9,10 +9,10 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.procs import run_drained
+from bench.lib.procs import run_drained
 
 PROFILER = Path(__file__).resolve().parent / "profiled_cli.py"
-ROOT = PROFILER.parent.parent
+ROOT = PROFILER.parents[2]
 # Built-ins that only block (a thread waiting for a pipe, a lock, a child): not costs to cut.
 _WAITING = ("'acquire'", "'poll'", "'select'", "sleep", "waitpid", "'wait'")
 

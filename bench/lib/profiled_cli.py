@@ -1,4 +1,4 @@
-"""`robot` under cProfile on every thread: `python bench/profiled_cli.py OUT.prof deploy …`.
+"""`robot` under cProfile on every thread: `python bench/lib/profiled_cli.py OUT.prof deploy …`.
 
 `python -m cProfile` profiles only the main thread, and `robot deploy` runs the deploy on a
 worker thread (and flushes output on Timer threads), so each new thread gets its own profiler
@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> int:

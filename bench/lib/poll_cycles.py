@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.poll_world import PollWorld
+from bench.lib.poll_world import PollWorld
 from bot.models import AnnouncementRef, MergeNews
 from bot.poller import Poller, PollOutcome, PollReport
-from tests.harness import RecordingObserver, start_core
+from tests.fakes.memory import RecordingObserver
+from tests.support.harness import start_core
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,23 @@
-"""Builders for end-to-end tests: real git repos, robot.yaml files, and a recording observer."""
+"""Builders for end-to-end tests: real git repos, robot.yaml files, the environment, the CLI, the core."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bot.config import Settings, load_settings
-from bot.models import Deploy, DeployState, GateResult, StepResult, TaskEvent
+from bot.models import Deploy
 from bot.wiring import Core, build_core
+from tests.fakes.memory import RecordingObserver
+from tests.support.wait import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ghp_test_token_0123456789"
 
 
@@ -80,59 +80,10 @@ def run_cli(
     )
 
 
-class RecordingObserver:
-    """A DeployObserver that remembers everything, for assertions."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, int, Any]] = []
-        self.lines: dict[int, list[str]] = {}
-        self._lock = threading.Lock()
-
-    def _add(self, kind: str, deploy: Deploy, detail: Any) -> None:
-        with self._lock:
-            self.events.append((kind, deploy.id, detail))
-
-    def deploy_changed(self, deploy: Deploy) -> None:
-        self._add("state", deploy, deploy.state)
-
-    def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None:
-        self._add("gate", deploy, tuple(c.name for c in gate.waiting))
-
-    def step_started(self, deploy: Deploy, index: int, total: int, label: str) -> None:
-        self._add("step", deploy, (index, total, label))
-
-    def step_output(self, deploy: Deploy, line: str) -> None:
-        with self._lock:
-            self.lines.setdefault(deploy.id, []).append(line)
-
-    def task_event(self, deploy: Deploy, event: TaskEvent) -> None:
-        self._add("task", deploy, event)
-
-    def step_finished(self, deploy: Deploy, index: int, result: StepResult) -> None:
-        self._add("step_done", deploy, (index, result))
-
-    def log_url(self, deploy: Deploy) -> str | None:
-        return f"https://example.test/deploys/{deploy.id}"
-
-    def states(self, deploy_id: int) -> list[DeployState]:
-        with self._lock:
-            return [d for k, i, d in self.events if k == "state" and i == deploy_id]
-
-
 def start_core(config: Path, observer: RecordingObserver, env: Mapping[str, str] | None = None) -> Core:
     """Load robot.yaml and wire the real core against it."""
     settings: Settings = load_settings(config, env or environ())
     return build_core(settings, env or environ(), observer)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    """Poll until ``predicate`` holds; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_final(core: Core, deploy_id: int, timeout: float = 60) -> Deploy:

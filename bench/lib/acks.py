@@ -7,15 +7,15 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.slack_rig import AppProcess, bare_argv, process_env, robot_argv, robot_config
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import FakeSlack
-from tests.harness import make_git_repo
+from bench.lib.app_process import AppProcess, bare_argv, process_env, robot_argv, robot_config
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import make_git_repo
+from tests.support.wait import wait_for
 
 PRINTER = Path(__file__).resolve().parent / "printer.py"
 REPO = "acme/api"
@@ -174,15 +174,6 @@ def _streams_running(github: FakeGitHub) -> int:
     return running
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def measure_acks(root: Path, github: FakeGitHub, count: int, batch: int, lines_per_burst: int) -> AckResult:
     """Robot and bare app up side by side; their batches alternate so drift and load hit both."""
     shas = [github.add_repo(REPO)] + [github.push(REPO, "main") for _ in range(SHAS - 1)]
@@ -212,7 +203,8 @@ def measure_acks(root: Path, github: FakeGitHub, count: int, batch: int, lines_p
             started = send_batch(robot_slack, streams, BATCH_ACK_SECONDS)
             if any(s.latency is None for s in started):
                 raise RuntimeError(f"the stream deploys were not acked: {robot.log_tail()}")
-            _wait(lambda: _streams_running(github) == len(STREAM_ENVS), STREAMS_RUNNING_SECONDS, "4 streams")
+            streams_up = lambda: _streams_running(github) == len(STREAM_ENVS)  # noqa: E731
+            wait_for(streams_up, STREAMS_RUNNING_SECONDS, "4 streams", interval=0.1)
             commands = mix(count + WARM_UP, batch, shas)
             warm_up, measured = commands[:WARM_UP], commands[WARM_UP:]
             send_batch(robot_slack, warm_up, BATCH_ACK_SECONDS)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.github import GitHubGateway
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
 
 GatewayFactory = Callable[..., GitHubGateway]
 

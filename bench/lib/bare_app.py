@@ -2,7 +2,7 @@
 
 Built like `robot run` builds its app (same WebClient retries, same SocketModeHandler and
 ping_interval), so the only difference the bench sees is the robot's own work.
-Usage: SLACK_BOT_TOKEN=… SLACK_APP_TOKEN=… python bench/bare_app.py API_URL PING_INTERVAL
+Usage: SLACK_BOT_TOKEN=… SLACK_APP_TOKEN=… python bench/lib/bare_app.py API_URL PING_INTERVAL
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.slack_rig import AppProcess, process_env, robot_argv, robot_config
-from tests.fake_github import FakeGitHub
-from tests.fake_slack import FakeSlack
-from tests.harness import make_git_repo
+from bench.lib.app_process import AppProcess, process_env, robot_argv, robot_config
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import make_git_repo
 
 PRINTER = Path(__file__).resolve().parent / "printer.py"
 REPO = "acme/big"

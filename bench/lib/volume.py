@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import Measured, run_measured
-from bench.world import World, latest_deploy_log
+from bench.lib.procs import Measured, run_measured
+from bench.lib.world import World, latest_deploy_log
 
 PRINTER = Path(__file__).resolve().parent / "printer.py"
 _LINE = re.compile(r"out (\d{6}) compiling ")

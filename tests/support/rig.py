@@ -1,4 +1,5 @@
-"""A whole `robot run` in-process (real Bolt, Socket Mode, WebClient, PyGithub, SQLite) for fault tests."""
+"""The one robot rig: a whole `robot run` in-process (real Bolt, Socket Mode, WebClient, PyGithub,
+SQLite) against the fake Slack and GitHub, with the helpers tests and benches drive it with."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from bot.models import Deploy, DeployState
 from bot.ports import StorePort
 from bot.slack.ids import CANCEL_ACTION
 from bot.wiring import CoreStore
-from tests.fake_github import FakeDeployment, FakeGitHub
-from tests.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack, Message
-from tests.harness import environ, wait_for, write_config
+from tests.fakes.github import FakeDeployment, FakeGitHub
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack, Message
+from tests.support.harness import environ, write_config
+from tests.support.wait import wait_for
 
 PY = sys.executable
 CHANNEL = "C0DEPLOYS"
@@ -71,16 +73,18 @@ def runs(folder: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def slack_section(slack: FakeSlack, **overrides: Any) -> dict[str, Any]:
-    """robot.yaml's `slack:` for the fake: fast pings and short pacing so tests stay quick."""
+def slack_section(slack: FakeSlack, *, fast: bool = True, **overrides: Any) -> dict[str, Any]:
+    """robot.yaml's `slack:` for the fake; ``fast``: quick pings and short pacing so tests stay quick.
+
+    Benchmarks pass ``fast=False`` to measure the robot with its default pacing.
+    """
+    quick = {"ping_interval": 0.5, "message_interval": 0.3, "channel_interval": 0.05} if fast else {}
     return {
         "bot_token": "${SLACK_BOT_TOKEN}",
         "app_token": "${SLACK_APP_TOKEN}",
         "channel": CHANNEL,
         "api_url": slack.api_url,
-        "ping_interval": 0.5,
-        "message_interval": 0.3,
-        "channel_interval": 0.05,
+        **quick,
         **overrides,
     }
 
@@ -198,12 +202,14 @@ class RobotRig:
         *,
         store: CoreStore | None = None,
         env: Mapping[str, str] | None = None,
+        checkout: Path | None = None,
         github_settings: Mapping[str, Any] | None = None,
         slack_settings: Mapping[str, Any] | None = None,
         **sections: Any,
     ) -> None:
         self.github = github
         self.slack = slack
+        self.checkout = checkout
         sections["slack"] = slack_section(slack, **(slack_settings or {}))
         if github_settings:
             sections["github"] = {
@@ -221,7 +227,11 @@ class RobotRig:
         self.robot: Robot = build_robot(load_settings(self.config, full_env), full_env, store=store)
         self.store = self.robot.core.store
         self.robot.start()
-        slack.wait_connected(timeout=WAIT)
+        try:
+            slack.wait_connected(timeout=WAIT)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.robot.handler.client.auto_reconnect_enabled = False
@@ -243,8 +253,14 @@ class RobotRig:
     def reply(self, envelope: str) -> str:
         return reply(self.slack, envelope)
 
-    def command(self, text: str, user: str = "U0ALICE01") -> str:
-        return self.reply(self.send_command(text, user))
+    def command(self, text: str, user: str = "U0ALICE01", command: str = "/deploy") -> str:
+        """Send a slash command; the text of its ephemeral ack (or of the later response)."""
+        if command == "/deploy":
+            return self.reply(self.send_command(text, user))
+        envelope = self.slack.send_slash_command(
+            command=command, text=text, user_id=user, channel_id="C0HERE"
+        )
+        return self.reply(envelope)
 
     def send_click(self, action_id: str, value: str, user: str, message_ts: str | None = None) -> str:
         return self.slack.send_block_action(
@@ -256,6 +272,12 @@ class RobotRig:
         self.slack.wait_ack(envelope, timeout=WAIT)
         return str(self.slack.wait_response(envelope, timeout=WAIT).get("text", ""))
 
+    def click(
+        self, action_id: str, value: str, user: str = "U0ALICE01", message_ts: str | None = None
+    ) -> str:
+        """Click a button in the robot's channel; the ephemeral answer."""
+        return self.click_reply(self.send_click(action_id, value, user, message_ts))
+
     # --- store side ---------------------------------------------------------------------
 
     def deploy(self, deploy_id: int) -> Deploy:
@@ -266,6 +288,36 @@ class RobotRig:
     def wait_state(self, deploy_id: int, state: DeployState, timeout: float = WAIT) -> Deploy:
         wait_for(lambda: self.deploy(deploy_id).state is state, timeout, f"#{deploy_id} {state.value}")
         return self.deploy(deploy_id)
+
+    def final(self, deploy_id: int, timeout: float = WAIT) -> Deploy:
+        """The deploy once the store holds it in a final state."""
+        wait_for(lambda: self._is_final(deploy_id), timeout, f"deploy #{deploy_id}")
+        return self.deploy(deploy_id)
+
+    def _is_final(self, deploy_id: int) -> bool:
+        found = self.store.get_deploy(deploy_id)
+        return found is not None and found.state.is_final
+
+    def root(self, deploy_id: int) -> Message:
+        """The deploy's root message as the fake Slack holds it now."""
+        deploy = self.deploy(deploy_id)
+        assert deploy.message_ts, "root message not recorded"
+        return self.slack.message(deploy.channel or CHANNEL, deploy.message_ts)
+
+    def wait_root_text(self, deploy_id: int, needle: str, timeout: float = WAIT) -> Message:
+        """The root message once its blocks show ``needle``."""
+        wait_for(
+            lambda: needle in root_text(self.slack, self.deploy(deploy_id)),
+            timeout,
+            f"root of #{deploy_id} to show {needle!r}",
+        )
+        return self.root(deploy_id)
+
+    def thread(self, deploy_id: int) -> list[Message]:
+        """The replies under the deploy's root message."""
+        deploy = self.deploy(deploy_id)
+        assert deploy.message_ts, "root message not recorded"
+        return self.slack.thread(deploy.channel or CHANNEL, deploy.message_ts)
 
     def wait_root_posted(self, deploy_id: int) -> Message:
         wait_for(lambda: root_text(self.slack, self.deploy(deploy_id)) != "", WAIT, f"root of #{deploy_id}")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.store import SqlStore
-from tests.fake_github import FakeGitHub
-from tests.harness import ROOT, TOKEN, environ, make_git_repo, write_config
+from tests.fakes.github import FakeGitHub
+from tests.support.harness import ROOT, TOKEN, environ, make_git_repo, write_config
 
 REPO = "acme/api"
 ENV = "production"

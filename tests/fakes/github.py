@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from tests.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer
 
 JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.breakdown import Phases, median_phases, phases
-from bench.procs import run_drained
-from bench.world import World
+from bench.lib.breakdown import Phases, median_phases, phases
+from bench.lib.procs import run_drained
+from bench.lib.world import World
 
 
 @dataclass

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tests.fake_github import FakeGitHub
-from tests.harness import TOKEN, make_git_repo, write_config
+from tests.fakes.github import FakeGitHub
+from tests.support.harness import TOKEN, make_git_repo, write_config
 
 CONTEXT = "ci/test"
 CHANNEL = "C0DEPLOYS"

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benches: builders, the one robot rig, waiting, PostgreSQL."""

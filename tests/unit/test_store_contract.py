@@ -1,0 +1,110 @@
+"""MemoryStore keeps SqlStore's semantics: the same contract runs on both (SQLite in tmp_path)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.errors import UnknownDeploy
+from bot.models import BranchHead, DeployRequest, DeployState, Source
+from bot.store import SqlStore
+from tests.fakes.memory import MemoryStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    sql = SqlStore.from_url(f"sqlite:///{tmp_path / 'contract.db'}")
+    yield sql
+    sql.close()
+
+
+def req(sha: str = "a" * 40, env: str = "production", repo: str = "acme/api") -> DeployRequest:
+    return DeployRequest(repo, env, "main", sha, "U1", Source.COMMAND)
+
+
+def test_an_active_repo_env_sha_is_deduped(store: Any) -> None:
+    first, created = store.create_deploy(req())
+    assert created and first.state is DeployState.QUEUED
+    assert store.create_deploy(req()) == (first, False)
+    assert store.create_deploy(req(env="staging"))[1]
+    store.cancel_queued(first.id)
+    assert store.create_deploy(req())[1]
+
+
+def test_claim_is_fifo_one_running_per_env_and_not_when_locked(store: Any) -> None:
+    one = store.create_deploy(req("1" * 40))[0]
+    two = store.create_deploy(req("2" * 40))[0]
+    other = store.create_deploy(req("3" * 40, env="staging"))[0]
+    assert store.claim_next(only_id=two.id) is None  # #1 is older in the same env
+    assert store.claim_next().id == one.id
+    assert store.claim_next().id == other.id
+    assert store.claim_next() is None  # production runs #1 already
+    store.finish_deploy(one.id, DeployState.SUCCEEDED, None)
+    store.set_lock("acme/api", "production", "U7", "freeze")
+    assert store.claim_next() is None
+    store.remove_lock("acme/api", "production")
+    claimed = store.claim_next()
+    assert claimed.id == two.id and claimed.state is DeployState.RUNNING and claimed.started_at
+
+
+def test_cancels_are_conditional(store: Any) -> None:
+    queued = store.create_deploy(req("1" * 40))[0]
+    running = store.create_deploy(req("2" * 40, env="staging"))[0]
+    store.claim_next(only_id=running.id)
+    assert store.request_cancel(queued.id) is None
+    assert store.cancel_queued(running.id) is None
+    assert store.cancel_queued(queued.id).state is DeployState.CANCELLED
+    assert store.request_cancel(running.id).cancel_requested
+
+
+def test_finish_keeps_a_final_state_and_the_first_error(store: Any) -> None:
+    deploy = store.create_deploy(req())[0]
+    store.claim_next()
+    failed = store.finish_deploy(deploy.id, DeployState.FAILED, "step 1/1 `x` exited 1")
+    assert failed.finished_at is not None
+    assert store.finish_deploy(deploy.id, DeployState.SUCCEEDED, None) == failed
+    with pytest.raises(ValueError, match="final state"):
+        store.finish_deploy(deploy.id, DeployState.RUNNING, None)
+    with pytest.raises(UnknownDeploy):
+        store.finish_deploy(99, DeployState.FAILED, None)
+
+
+def test_interrupt_running_and_last_succeeded(store: Any) -> None:
+    done = store.create_deploy(req("1" * 40))[0]
+    store.claim_next()
+    store.finish_deploy(done.id, DeployState.SUCCEEDED, None)
+    running = store.create_deploy(req("2" * 40))[0]
+    store.claim_next()
+    (interrupted,) = store.interrupt_running()
+    assert interrupted.id == running.id and interrupted.state is DeployState.INTERRUPTED
+    assert store.last_succeeded("acme/api", "production").id == done.id
+    assert [d.id for d in store.list_deploys(states=[DeployState.INTERRUPTED])] == [running.id]
+
+
+def test_update_logs_locks_heads_and_auto_deploy_marks(store: Any) -> None:
+    deploy = store.create_deploy(req())[0]
+    assert store.update_deploy(deploy.id, github_deployment_id=7).github_deployment_id == 7
+    with pytest.raises(ValueError, match="cannot set"):
+        store.update_deploy(deploy.id, state="running")
+    store.append_log(deploy.id, ["one", "two\x00"])
+    store.append_log(deploy.id, [])
+    store.append_log(deploy.id, ["three"])
+    assert store.read_log(deploy.id) == "one\ntwo\ufffd\nthree"
+    with pytest.raises(UnknownDeploy):
+        store.append_log(99, ["x"])
+    store.set_lock("acme/web", "production", "U1", "")
+    store.set_lock("acme/api", "production", "U2", "why")
+    assert [(lock.repo, lock.locked_by) for lock in store.list_locks()] == [
+        ("acme/api", "U2"),
+        ("acme/web", "U1"),
+    ]
+    store.set_head(BranchHead("acme/api", "b" * 40, '"etag"'))
+    assert store.get_head("acme/api") == BranchHead("acme/api", "b" * 40, '"etag"')
+    assert store.mark_auto_deployed("acme/api", "staging", "b" * 40)
+    assert not store.mark_auto_deployed("acme/api", "staging", "b" * 40)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -288,6 +289,59 @@ def test_a_database_newer_than_the_robot_is_refused_in_one_line(url: str, engine
     finally:
         reader.close()
     assert rows(engine) == kept
+
+
+LATER_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002_note"
+down_revision = "0001_initial"
+
+
+def upgrade() -> None:
+    # Forces the copy-and-drop SQLite uses for most ALTERs.
+    with op.batch_alter_table(
+        "deploys", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+    ) as batch:
+        batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deploys", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.drop_column("note")
+"""
+
+
+def test_a_later_revision_rebuilding_deploys_on_sqlite_keeps_logs_and_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'robot.db'}"
+    engine = make_engine(url)
+    request.addfinalizer(engine.dispose)
+    load_revision_1(engine)
+    fill_revision_1(engine)
+    old = rows(engine)
+    later = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, later, ignore=shutil.ignore_patterns("__pycache__"))
+    (later / "versions" / "0002_note.py").write_text(LATER_REVISION)
+    monkeypatch.setattr(migrate, "MIGRATIONS", later)
+    migrate.known_revisions.cache_clear()
+    request.addfinalizer(migrate.known_revisions.cache_clear)
+
+    store = SqlStore.from_url(url)
+    try:
+        assert store.schema_state().current == "0002_note"
+        assert [row[:17] for row in rows(engine)["deploys"]] == old["deploys"]
+        assert {t: r for t, r in rows(engine).items() if t != "deploys"} == {
+            t: r for t, r in old.items() if t != "deploys"
+        }
+        new, _ = store.create_deploy(req("9" * 40))
+        assert new.id == 7
+    finally:
+        store.close()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 # the command line

@@ -116,7 +116,7 @@ def upgrade_schema(engine: Engine) -> tuple[SchemaState, SchemaState]:
     write lock BEGIN IMMEDIATE takes), so the second one finds the schema done. A database at
     an unknown, newer revision is refused with ConfigError and left untouched.
     """
-    with _opening(), engine.connect() as conn:
+    with _opening(), engine.connect() as conn, _sqlite_foreign_keys_off(conn):
         conn.execution_options(**{IMMEDIATE: True})
         with conn.begin():
             if engine.dialect.name == "postgresql":
@@ -126,9 +126,56 @@ def upgrade_schema(engine: Engine) -> tuple[SchemaState, SchemaState]:
                 raise before.newer_error()
             if before.at_head and before.stamped:
                 return before, before
-            _run_alembic(conn, before)
+            with _sqlite_table_rebuilds(conn):
+                _run_alembic(conn, before)
             after = _read_state(conn)
     return before, after
+
+
+@contextmanager
+def _sqlite_table_rebuilds(conn: Connection) -> Iterator[None]:
+    """What SQLite's copy-and-drop ALTER loses, put back: id counters; then foreign keys checked.
+
+    A rebuilt AUTOINCREMENT table restarts its counter at its highest remaining id, which would
+    hand out again the ids of deleted newest deploys.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    counters: dict[str, int] = {}
+    if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
+        counters = {name: seq for name, seq in conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence")}
+    yield
+    for name, seq in counters.items():
+        if inspect(conn).has_table(name):
+            kept = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)).scalar()
+            conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+            conn.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, max(seq, kept or 0))
+            )
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+    if broken is not None:
+        raise RuntimeError(f"a migration left rows in {broken[0]} pointing at missing {broken[2]} rows")
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """Foreign keys off on SQLite while migrating; checked with foreign_key_check instead.
+
+    SQLite alters a table by copying it and dropping the old one, and with foreign keys on,
+    dropping the old deploys would delete every log (ON DELETE CASCADE). The switch is ignored
+    inside a transaction, so it is made on the driver's connection before BEGIN.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
 
 
 @contextmanager

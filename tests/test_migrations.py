@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -173,6 +174,13 @@ def schema_text(engine: Engine) -> list[str]:
         return sorted(line for line in found if "alembic_version" not in line)
 
 
+def alembic_config(conn: Connection | None = None) -> Config:
+    """Alembic's config as the store builds it, to run one revision or read the script folder."""
+    config = Config(attributes={"connection": conn})
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    return config
+
+
 def set_version(engine: Engine, revision: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
@@ -188,9 +196,7 @@ def req(sha: str, env: str = "production") -> DeployRequest:
 
 
 def test_revision_files_are_named_after_their_revisions_in_one_line() -> None:
-    config = Config()
-    config.set_main_option("script_location", str(migrate.MIGRATIONS))
-    scripts = list(reversed(list(ScriptDirectory.from_config(config).walk_revisions())))
+    scripts = list(reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions())))
     assert [Path(s.path).stem for s in scripts] == [s.revision for s in scripts]
     assert tuple(s.revision for s in scripts) == migrate.known_revisions()
     assert [s.down_revision for s in scripts] == [None, *migrate.known_revisions()[:-1]]
@@ -213,8 +219,9 @@ def test_an_empty_database_is_brought_to_head(url: str, engine: Engine) -> None:
 
 
 def test_revision_1_is_the_schema_the_robot_made_before_migrations(url: str, tmp_path: Path) -> None:
-    SqlStore.from_url(url).close()
     migrated = make_engine(url)
+    with migrated.begin() as conn:
+        command.upgrade(alembic_config(conn), migrate.FIRST_REVISION)
     before = make_engine(
         f"sqlite:///{tmp_path / 'before.db'}" if migrated.dialect.name == "sqlite" else url + "_before"
     )
@@ -274,6 +281,13 @@ def test_a_database_made_before_migrations_is_stamped_and_keeps_every_row(url: s
         store.close()
 
 
+@pytest.mark.parametrize("upgrade", [True, False])
+def test_an_unreachable_database_is_one_config_error(upgrade: bool) -> None:
+    with pytest.raises(ConfigError, match=r"^state\.url: cannot open the database: ") as refused:
+        SqlStore.from_url("postgresql://robot:pw-secret@127.0.0.1:1/robot", upgrade=upgrade)
+    assert "pw-secret" not in str(refused.value) and "\n" not in str(refused.value)
+
+
 def test_a_database_newer_than_the_robot_is_refused_in_one_line(url: str, engine: Engine) -> None:
     store = SqlStore.from_url(url)
     store.create_deploy(req("1" * 40))
@@ -295,20 +309,20 @@ LATER_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_note"
-down_revision = "0001_initial"
+revision = "9999_note"
+down_revision = "{head}"
 
 
 def upgrade() -> None:
     # Forces the copy-and-drop SQLite uses for most ALTERs.
     with op.batch_alter_table(
-        "deploys", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        "deploys", recreate="always", table_kwargs={{"sqlite_autoincrement": True}}
     ) as batch:
         batch.add_column(sa.Column("note", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("deploys", table_kwargs={"sqlite_autoincrement": True}) as batch:
+    with op.batch_alter_table("deploys", table_kwargs={{"sqlite_autoincrement": True}}) as batch:
         batch.drop_column("note")
 """
 
@@ -317,27 +331,34 @@ def test_a_later_revision_rebuilding_deploys_on_sqlite_keeps_logs_and_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     url = f"sqlite:///{tmp_path / 'robot.db'}"
+    store = SqlStore.from_url(url)
+    try:
+        for n in range(1, 4):
+            deploy, _ = store.create_deploy(req(f"{n}" * 40))
+            store.append_log(deploy.id, [f"log of #{n}"])
+            store.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)
+    finally:
+        store.close()
     engine = make_engine(url)
     request.addfinalizer(engine.dispose)
-    load_revision_1(engine)
-    fill_revision_1(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM deploys WHERE id = 3")
     old = rows(engine)
     later = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS, later, ignore=shutil.ignore_patterns("__pycache__"))
-    (later / "versions" / "0002_note.py").write_text(LATER_REVISION)
+    (later / "versions" / "9999_note.py").write_text(LATER_REVISION.format(head=migrate.head_revision()))
     monkeypatch.setattr(migrate, "MIGRATIONS", later)
     migrate.known_revisions.cache_clear()
     request.addfinalizer(migrate.known_revisions.cache_clear)
 
     store = SqlStore.from_url(url)
     try:
-        assert store.schema_state().current == "0002_note"
-        assert [row[:17] for row in rows(engine)["deploys"]] == old["deploys"]
-        assert {t: r for t, r in rows(engine).items() if t != "deploys"} == {
-            t: r for t, r in old.items() if t != "deploys"
-        }
-        new, _ = store.create_deploy(req("9" * 40))
-        assert new.id == 7
+        assert store.schema_state().current == "9999_note"
+        new = rows(engine)
+        assert [row[:-1] for row in new.pop("deploys")] == old.pop("deploys"), "deploys kept"
+        assert new == old, "the logs of deploys #1 and #2 kept"
+        deploy, _ = store.create_deploy(req("4" * 40))
+        assert deploy.id == 4, "the id of the deleted #3 is not handed out again"
     finally:
         store.close()
     with engine.connect() as conn:

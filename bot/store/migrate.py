@@ -85,7 +85,7 @@ class SchemaState:
             )
 
 
-def open_engine(url: str, upgrade: bool) -> Engine:
+def open_engine(url: str, *, upgrade: bool) -> Engine:
     """The Engine for ``url``, its schema brought to head unless ``upgrade`` is False.
 
     Without upgrading it only connects once, so that an unreachable database fails here.

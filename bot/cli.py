@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import getpass
 import logging
 import os
 import signal
@@ -149,8 +150,6 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
-    import getpass
-
     from bot.console import ConsoleObserver
     from bot.models import DeployState, Source
     from bot.wiring import build_core

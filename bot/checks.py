@@ -27,7 +27,7 @@ def run_checks(settings: Settings, environ: Mapping[str, str], online: bool) -> 
     for repo, repo_settings in settings.repos.items():
         for env_name in repo_settings.environments:
             yield check_environment(settings, repo, env_name, environ)
-    yield _check_store(settings)
+    yield from _check_store(settings)
     if online:
         yield from _check_github(settings)
 
@@ -47,12 +47,26 @@ def check_environment(
     return CheckResult(what, True, f"playbook {resolve(folder, env.ansible.playbook)}")
 
 
-def _check_store(settings: Settings) -> CheckResult:
+def _check_store(settings: Settings) -> Iterator[CheckResult]:
+    # Opened without upgrading: checking must not write a schema into the database.
     try:
-        SqlStore.from_url(settings.state.url).close()
+        store = SqlStore.from_url(settings.state.url, upgrade=False)
+        try:
+            schema = store.schema_state()
+        finally:
+            store.close()
     except BotError as exc:
-        return CheckResult("state", False, str(exc))
-    return CheckResult("state", True, settings.state.url.split("@")[-1])
+        yield CheckResult("state", False, str(exc))
+        return
+    yield CheckResult("state", True, settings.state.url.split("@")[-1])
+    if schema.current is None:
+        yield CheckResult("schema", True, f"empty; `robot run` or `robot deploy` creates {schema.head}")
+    elif schema.newer:
+        yield CheckResult("schema", False, str(schema.newer_error()))
+    elif schema.behind:
+        yield CheckResult("schema", False, f"{schema.label}, behind {schema.head}: run `robot db upgrade`")
+    else:
+        yield CheckResult("schema", True, f"{schema.label}, this robot's head")
 
 
 def _check_github(settings: Settings) -> Iterator[CheckResult]:

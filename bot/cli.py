@@ -1,4 +1,8 @@
-"""The `robot` command line: check, deploy, status, run."""
+"""The `robot` command line: check, deploy, status, db, run.
+
+Each command imports what it uses, inside its function: `robot --help` and `robot status`
+start in a fraction of the time the whole robot (Bolt, PyGithub, rich, Alembic) takes to import.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,18 @@ import os
 import signal
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from bot.checks import run_checks
-from bot.config import Settings, load_settings
-from bot.console import ConsoleObserver
 from bot.errors import BotError
-from bot.models import Deploy, DeployState, Source
-from bot.redact import Redactor
-from bot.store import SqlStore
-from bot.wiring import build_core
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.models import Deploy
+    from bot.redact import Redactor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,6 +36,8 @@ EXIT_INTERRUPTED = 130
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `robot` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    from bot.config import load_settings
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(Path(args.config), os.environ)
@@ -49,8 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot", description="Deploy robot: chat-ops deploys.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def command(
+        name: str, help_text: str, under: argparse._SubParsersAction[argparse.ArgumentParser] = sub
+    ) -> argparse.ArgumentParser:
+        p = under.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", default="robot.yaml", help="path to robot.yaml (default: %(default)s)")
         return p
 
@@ -71,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("repo", nargs="?", help="only this repo")
     status.add_argument("--limit", type=int, default=20, help="rows to show (default: %(default)s)")
     status.set_defaults(func=_status)
+
+    db = sub.add_parser("db", help="the store's schema revision", description="the store's schema revision")
+    db_actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    current = command("current", "the database's schema revision and this robot's", db_actions)
+    current.set_defaults(func=_db_current)
+    upgrade = command("upgrade", "bring the database's schema to this robot's revision", db_actions)
+    upgrade.set_defaults(func=_db_upgrade)
     return parser
 
 
@@ -83,6 +95,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             "app_token: ${SLACK_APP_TOKEN} with an xapp- token); see README 'Create the Slack app'."
         )
     from bot.app import build_robot  # only `robot run` pays for importing Bolt
+    from bot.redact import Redactor
 
     _log_redacted(Redactor.for_environment(settings.secrets, os.environ))
     stop = threading.Event()
@@ -123,6 +136,8 @@ def _log_redacted(redact: Redactor) -> None:
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.checks import run_checks
+
     problems = 0
     for result in run_checks(settings, os.environ, online=args.online):
         print(f"{'✓' if result.ok else '✗'} {result.what}: {result.detail}")
@@ -135,6 +150,10 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.console import ConsoleObserver
+    from bot.models import DeployState, Source
+    from bot.wiring import build_core
+
     repo, _, ref = args.target.partition("@")
     observer = ConsoleObserver()
     core = build_core(settings, os.environ, observer)
@@ -185,34 +204,112 @@ def _run_in_foreground(run_one: Callable[[int, threading.Event], Deploy], deploy
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store import SqlStore
+
     repo = settings.repo(args.repo)[0] if args.repo else None
-    store = SqlStore.from_url(settings.state.url)
+    store = SqlStore.from_url(settings.state.url, upgrade=False)
     try:
-        deploys = store.list_deploys(repo=repo, limit=args.limit)
+        schema = store.schema_state()
+        if schema.current is not None:
+            schema.require_head()
+            deploys = store.list_deploys(repo=repo, limit=args.limit)
+        else:
+            deploys = []
     finally:
         store.close()
-    console = Console(highlight=False)
     if not deploys:
-        console.print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
+        print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
         return EXIT_OK
+    rows = [_status_row(d) for d in deploys]
+    if sys.stdout.isatty():
+        _print_rich_table(rows)
+    else:
+        _print_plain_table(rows)
+    return EXIT_OK
+
+
+STATUS_COLUMNS = ("#", "repo", "env", "sha", "state", "who", "when", "took", "why")
+
+
+def _status_row(d: Deploy) -> list[str]:
+    took = d.duration_seconds
+    return [
+        str(d.id),
+        d.repo,
+        d.env,
+        d.short_sha,
+        f"{d.state.icon} {d.state.value}",
+        d.requested_by,
+        d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
+        f"{took:.1f} s" if took is not None else "",
+        d.error or "",
+    ]
+
+
+def _print_rich_table(rows: list[list[str]]) -> None:
+    from rich.console import Console  # only a terminal gets (and pays for) rich's layout
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
-    for column in ("#", "repo", "env", "sha", "state", "who", "when", "took"):
+    for column in STATUS_COLUMNS[:-1]:
         table.add_column(column, no_wrap=True)
-    table.add_column("why", overflow="fold")
-    for d in deploys:
-        took = d.duration_seconds
-        table.add_row(
-            str(d.id),
-            d.repo,
-            d.env,
-            d.short_sha,
-            f"{d.state.icon} {d.state.value}",
-            d.requested_by,
-            d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
-            f"{took:.1f} s" if took is not None else "",
-            d.error or "",
-        )
-    console.print(table)
+    table.add_column(STATUS_COLUMNS[-1], overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False).print(table)
+
+
+def _print_plain_table(rows: list[list[str]]) -> None:
+    """Columns two spaces apart, for pipes and files: no wrapping, no escape sequences."""
+    table = [list(STATUS_COLUMNS), *rows]
+    widths = [max(_cells(row[i]) for row in table) for i in range(len(STATUS_COLUMNS) - 1)]
+    for row in table:
+        cells = [cell + " " * (width - _cells(cell)) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _cells(text: str) -> int:
+    """Terminal columns ``text`` takes: wide characters and emoji count two."""
+    width = 0
+    for char in text:
+        if char == "\ufe0f":
+            width += 1  # emoji presentation widens the narrow symbol before it (⚠️)
+        elif unicodedata.category(char) not in ("Mn", "Me", "Cf"):
+            width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _db_current(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store import SqlStore
+
+    store = SqlStore.from_url(settings.state.url, upgrade=False)
+    try:
+        schema = store.schema_state()
+    finally:
+        store.close()
+    if schema.newer:
+        raise schema.newer_error()
+    print(f"database: {schema.label}")
+    print(f"robot:    {schema.head}")
+    if schema.behind:
+        print("behind: run `robot db upgrade` (robot run and robot deploy also upgrade at start)")
+        return EXIT_FAILED
+    print("up to date")
+    return EXIT_OK
+
+
+def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store import SqlStore
+
+    store = SqlStore.from_url(settings.state.url, upgrade=False)
+    try:
+        before, after = store.upgrade_schema()
+    finally:
+        store.close()
+    if before == after:
+        print(f"schema already at {after.label}: up to date")
+    else:
+        print(f"schema upgraded: {before.label} → {after.label}")
     return EXIT_OK
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.status import Status
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from bot.models import Deploy, DeployState, GateResult, StepResult, TaskEvent, TaskStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
+    from rich.text import Text
 
 # Build output must not drive the terminal: no escape sequences, no carriage-return overwrites.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -28,6 +30,8 @@ class _Headline:
         self.task = ""
 
     def __rich__(self) -> Text:
+        from rich.text import Text
+
         elapsed = time.monotonic() - self.started
         task = f" · task: {self.task}" if self.task else ""
         return Text(f"{self.step}{task} · {elapsed:.0f} s")
@@ -38,8 +42,14 @@ class ConsoleObserver:
 
     def __init__(self, deploy_id: int | None = None, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
-        self._console = Console(file=self._stream, highlight=False)
-        self._live = self._console.is_terminal
+        self._console: Console | None = None
+        """rich's console on a terminal (spinner, live lines); None: plain writes."""
+        # rich (~30 ms to import) only where it may draw: a terminal, or one its variables force.
+        if _isatty(self._stream) or os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
+            from rich.console import Console
+
+            console = Console(file=self._stream, highlight=False)
+            self._console = console if console.is_terminal else None
         self._deploy_id = deploy_id
         self._headline = _Headline()
         self._status: Status | None = None
@@ -64,7 +74,7 @@ class ConsoleObserver:
             return
         if deploy.state is DeployState.RUNNING and self._status is None:
             self._headline = _Headline()
-            if self._live:
+            if self._console is not None:
                 self._status = self._console.status(self._headline)
                 self._status.start()
             self.line(
@@ -125,7 +135,7 @@ class ConsoleObserver:
         """One line of our own, after any output still pending."""
         with self._lock:
             self.flush()
-            self._console.print(Text(_CONTROL.sub("", text)), soft_wrap=True)
+            self._write([_CONTROL.sub("", text)])
 
     def flush(self) -> None:
         # Written under the lock so the timer thread and the worker never interleave.
@@ -135,11 +145,22 @@ class ConsoleObserver:
             timer, self._timer = self._timer, None
             if timer is not None:
                 timer.cancel()
-            if not lines:
-                return
-            if self._live:
-                self._console.print(Text("\n".join(lines)), soft_wrap=True)
-            else:
-                # Not a terminal: plain writes keep a 200,000-line step cheap.
-                self._stream.write("\n".join(lines) + "\n")
-                self._stream.flush()
+            if lines:
+                self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        if self._console is not None:
+            from rich.text import Text
+
+            self._console.print(Text("\n".join(lines)), soft_wrap=True)
+        else:
+            # Not a terminal: plain writes keep a 200,000-line step cheap.
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False

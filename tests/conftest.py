@@ -1,4 +1,4 @@
-"""Shared fixtures: the fake GitHub on 127.0.0.1."""
+"""Shared fixtures: the fake GitHub on 127.0.0.1, and one throwaway PostgreSQL server per session."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.github import FakeGitHub
 from tests.support.harness import TOKEN
+from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
 
 pytest_plugins = ["tests.support.github_fixtures"]
 
@@ -20,3 +21,16 @@ def github() -> Iterator[FakeGitHub]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (each test takes a fresh database on it)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.config import load_settings
-from bot.models import DeployState
+from bot.models import DeployRequest, DeployState, Source
 from bot.store import SqlStore
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingObserver
@@ -260,3 +260,72 @@ def test_cancel_from_another_robot_stops_the_terminal_deploy(setup: Any, tmp_pat
         other.close()
     assert proc.returncode == 130
     assert "⛔ cancelled" in out
+
+
+HEAVY = {"sqlalchemy", "pydantic", "yaml", "rich", "github", "requests", "slack_bolt", "slack_sdk", "alembic"}
+
+
+def imported(*args: str, config: Path | None = None) -> set[str]:
+    """Top-level packages a `robot` process imports, from Python's own import log."""
+    argv = [*args, "--config", str(config)] if config else list(args)
+    done = subprocess.run(
+        [PY, "-X", "importtime", "-m", "bot.cli", *argv],
+        cwd=ROOT,
+        env=environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = (line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line)
+    return {name.split(".")[0] for name in names}
+
+
+def test_help_and_status_import_only_what_they_use(setup: Any) -> None:
+    for args in (["--help"], ["deploy", "--help"], ["db", "upgrade", "--help"]):
+        assert imported(*args) & (HEAVY | {"psycopg"}) == set(), args
+    config = setup([["true"]])
+    # Not a terminal: no rich; SQLite: no PostgreSQL driver; Alembic only to create the schema.
+    deploy = imported("deploy", "acme/api", config=config)
+    assert {"github", "alembic"} <= deploy
+    assert deploy & {"rich", "slack_bolt", "slack_sdk", "psycopg"} == set()
+    status = imported("status", config=config)
+    assert {"sqlalchemy", "pydantic"} <= status
+    assert status & {"rich", "github", "requests", "slack_bolt", "slack_sdk", "alembic", "psycopg"} == set()
+
+
+def test_status_without_a_terminal_is_a_plain_table(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        {"acme/api": {"environments": {"production": {"folder": ".", "commands": [["true"]]}}}},
+    )
+    store = SqlStore.from_url(load_settings(config, environ()).state.url)
+    try:
+        for n, state in enumerate((DeployState.SUCCEEDED, DeployState.INTERRUPTED, DeployState.FAILED)):
+            request = DeployRequest(
+                repo="acme/api",
+                env="production",
+                ref="main",
+                sha=f"{n}" * 40,
+                requested_by="U1",
+                source=Source.CLI,
+            )
+            deploy, _ = store.create_deploy(request)
+            store.finish_deploy(deploy.id, state, "exited 4" if state is DeployState.FAILED else None)
+    finally:
+        store.close()
+    done = run_cli(config, "status")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["#", "repo", "env", "sha", "state", "who", "when", "took", "why"]
+    assert [line.split()[0] for line in lines[1:]] == ["3", "2", "1"]
+    assert lines[1].endswith("exited 4") and "\x1b" not in done.stdout
+
+    def screen_column(line: str, text: str) -> int:
+        # Each state emoji takes two cells: ✅ and ❌ are one code point, ⚠️ is two.
+        before = line[: line.index(text)].replace("\ufe0f", "")
+        return len(before) + sum(before.count(icon) for icon in "✅❌⚠")
+
+    who = [screen_column(lines[0], "who"), *(screen_column(line, "U1") for line in lines[1:])]
+    assert len(set(who)) == 1, lines

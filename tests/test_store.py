@@ -15,22 +15,10 @@ from bot.errors import ConfigError, UnknownDeploy
 from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Source
 from bot.ports import StorePort
 from bot.store import SqlStore
-from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
+from tests.support.postgres import PostgresServer
 
 THREAD_DEADLINE = 60.0
 RUNNING = [DeployState.RUNNING]
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])

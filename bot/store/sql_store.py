@@ -21,12 +21,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bot.errors import ConfigError, StoreError, UnknownDeploy
+from bot.errors import StoreError, UnknownDeploy
 from bot.models import ACTIVE_STATES, BranchHead, Deploy, DeployRequest, DeployState, Lock, Source
-from bot.store.engine import IMMEDIATE, make_engine
-from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, metadata
+from bot.store import migrate
+from bot.store.engine import IMMEDIATE
+from bot.store.migrate import SchemaState
+from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks
 
 INTERRUPTED_ERROR = "robot restarted during the deploy"
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
@@ -35,7 +37,6 @@ MAX_CREATE_ATTEMPTS = 5
 MAX_CLAIM_ROUNDS = 3
 CLAIM_CANDIDATES = 20
 MAX_APPEND_ATTEMPTS = 5
-SCHEMA_LOCK_KEY = 0x526F626F74  # any constant shared by every robot process: "Robot"
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 _QUEUED = DeployState.QUEUED.value
@@ -120,23 +121,21 @@ class SqlStore:
         self._engine = engine
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStore:
-        """Open (and create the tables of) the database at ``url``."""
-        engine = make_engine(url)
-        try:
-            with engine.connect() as conn:
-                conn.execution_options(**{IMMEDIATE: True})
-                with conn.begin():
-                    if engine.dialect.name == "postgresql":
-                        # Replicas starting together must not both try to create the tables.
-                        conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
-                    metadata.create_all(conn)
-        except SQLAlchemyError as exc:
-            engine.dispose()
-            # The driver's first line says what is wrong without echoing the URL's password.
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise ConfigError(f"state.url: cannot open the database: {reason}") from None
-        return cls(engine)
+    def from_url(cls, url: str, *, upgrade: bool = True) -> SqlStore:
+        """Open the database at ``url`` and bring its schema to this code's head revision.
+
+        ``upgrade=False`` leaves the schema as it is, for commands that must not write one:
+        they check ``schema_state()`` before they read.
+        """
+        return cls(migrate.open_engine(url, upgrade=upgrade))
+
+    def schema_state(self) -> SchemaState:
+        """Where the database's schema stands against this code's revisions."""
+        return migrate.read_state(self._engine)
+
+    def upgrade_schema(self) -> tuple[SchemaState, SchemaState]:
+        """Bring the schema to this code's head: the state before and after."""
+        return migrate.upgrade_schema(self._engine)
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -1,0 +1,76 @@
+"""Start-up cost of the `robot` CLI: `robot status`, `robot deploy --help`, `robot --help` vs bare Python.
+
+Each command runs as a fresh process, interleaved with `python -c pass` so drift hits both alike;
+the figure is the median wall time over the runs and its difference from bare Python (target:
+`robot status` ≤ 250 ms over bare Python). Prints one table; bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_MS = 250.0
+TIMEOUT_SECONDS = 30.0
+
+
+def _config(folder: Path) -> Path:
+    path = folder / "robot.yaml"
+    path.write_text(
+        "github:\n  token: ${GITHUB_TOKEN}\n  api_url: http://127.0.0.1:9/\n"
+        f"state:\n  url: sqlite:///{folder / 'robot.db'}\n"
+        f"repos:\n  acme/api:\n    folder: {folder}\n    commands: [[\"true\"]]\n"
+    )
+    return path
+
+
+def _time(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT_SECONDS)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[1:])} exited {done.returncode}: {done.stderr.decode()[-300:]}")
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per command (default: %(default)s)")
+    args = parser.parse_args()
+    env = {**os.environ, "GITHUB_TOKEN": "bench-token"}
+    with tempfile.TemporaryDirectory(prefix="robot-startup-") as tmp:
+        config = str(_config(Path(tmp)))
+        robot = [sys.executable, "-m", "bot.cli"]
+        commands = {
+            "robot status (empty store)": [*robot, "status", "--config", config],
+            "robot deploy --help": [*robot, "deploy", "--help"],
+            "robot --help": [*robot, "--help"],
+        }
+        bare = [sys.executable, "-c", "pass"]
+        _time(commands["robot status (empty store)"], env)  # creates the store: not timed
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        baseline: list[float] = []
+        for _ in range(max(1, args.runs)):
+            for name, argv in commands.items():
+                baseline.append(_time(bare, env))
+                samples[name].append(_time(argv, env))
+    base = statistics.median(baseline) * 1000
+    print(f"median of {args.runs} runs each; bare `python -c pass` {base:.0f} ms")
+    print("what | robot | baseline | ratio | target | met?")
+    for name, times in samples.items():
+        ms = statistics.median(times) * 1000
+        over = ms - base
+        target = f"≤ {TARGET_MS:.0f} ms over bare" if name.startswith("robot status") else "(shown)"
+        met = ("yes" if over <= TARGET_MS else "NO") if name.startswith("robot status") else ""
+        print(f"{name} | {ms:.0f} ms (+{over:.0f} ms) | {base:.0f} ms python -c pass | {ms / base:.2f}× | {target} | {met}")
+
+
+if __name__ == "__main__":
+    main()

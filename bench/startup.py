@@ -31,6 +31,24 @@ def _config(folder: Path) -> Path:
     return path
 
 
+def _seed(folder: Path, deploys: int) -> None:
+    """A store at the code's schema holding ``deploys`` finished deploys, as `robot status` finds it."""
+    sys.path.insert(0, str(ROOT))
+    from bot.models import DeployRequest, DeployState, Source
+    from bot.store import SqlStore
+
+    store = SqlStore.from_url(f"sqlite:///{folder / 'robot.db'}")
+    try:
+        for number in range(deploys):
+            request = DeployRequest(
+                "acme/api", "production", "main", f"{number:040x}", "U012ABCDEF", Source.COMMAND
+            )
+            deploy, _ = store.create_deploy(request)
+            store.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)
+    finally:
+        store.close()
+
+
 def _time(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT_SECONDS)
@@ -47,14 +65,15 @@ def main() -> None:
     env = {**os.environ, "GITHUB_TOKEN": "bench-token"}
     with tempfile.TemporaryDirectory(prefix="robot-startup-") as tmp:
         config = str(_config(Path(tmp)))
+        _seed(Path(tmp), 20)
         robot = [sys.executable, "-m", "bot.cli"]
         commands = {
-            "robot status (empty store)": [*robot, "status", "--config", config],
+            "robot status (20 deploys)": [*robot, "status", "--config", config],
             "robot deploy --help": [*robot, "deploy", "--help"],
             "robot --help": [*robot, "--help"],
         }
         bare = [sys.executable, "-c", "pass"]
-        _time(commands["robot status (empty store)"], env)  # creates the store: not timed
+        _time(commands["robot status (20 deploys)"], env)  # warms the page cache: not timed
         samples: dict[str, list[float]] = {name: [] for name in commands}
         baseline: list[float] = []
         for _ in range(max(1, args.runs)):
@@ -69,7 +88,8 @@ def main() -> None:
         over = ms - base
         target = f"≤ {TARGET_MS:.0f} ms over bare" if name.startswith("robot status") else "(shown)"
         met = ("yes" if over <= TARGET_MS else "NO") if name.startswith("robot status") else ""
-        print(f"{name} | {ms:.0f} ms (+{over:.0f} ms) | {base:.0f} ms python -c pass | {ms / base:.2f}× | {target} | {met}")
+        robot = f"{ms:.0f} ms (+{over:.0f} ms)"
+        print(f"{name} | {robot} | {base:.0f} ms python -c pass | {ms / base:.2f}× | {target} | {met}")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ from bot.models import (
     DeployState,
     EnvironmentView,
     Lock,
+    MergedPull,
     Source,
     StepStatus,
 )
-from bot.slack.blocks.announcements import PullView, merge_announcement
+from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.blocks.primitives import Message
 from bot.slack.blocks.replies import error_text, status_blocks, where_blocks
 from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
@@ -511,7 +512,9 @@ def test_progress_message_under_hostile_content(
 @FUZZ_BIG
 @given(
     st.tuples(hostile, full_repos),
-    st.lists(st.builds(PullView, st.integers(0, 10**9), hostile, hostile, st.none() | hostile), max_size=15),
+    st.lists(
+        st.builds(MergedPull, st.integers(0, 10**9), hostile, hostile, st.none() | hostile), max_size=15
+    ),
     st.from_regex(r"[0-9a-f]{40}", fullmatch=True) | hostile,
     hostile,
     hostile,
@@ -521,7 +524,7 @@ def test_progress_message_under_hostile_content(
 )
 def test_merge_announcement_under_hostile_content(
     repo: tuple[str, str],
-    pulls: list[PullView],
+    pulls: list[MergedPull],
     sha: str,
     branch: str,
     ci: str,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.models import Deploy, DeployState, Lock, Source
-from bot.slack.blocks.announcements import PullView, merge_announcement
+from bot.models import Deploy, DeployState, Lock, MergedPull, Source
+from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks
 from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
 from bot.slack.ids import CANCEL_ACTION, DEPLOY_ACTION_PATTERN, decode_deploy_value
@@ -270,7 +270,7 @@ def test_progress_with_no_steps() -> None:
 
 
 def test_announcement_of_one_pull_with_a_button_per_environment() -> None:
-    pulls = [PullView(123, "Fix login", "carol", "alice")]
+    pulls = [MergedPull(123, "Fix login", "carol", "alice")]
     text, blocks = merge_announcement(
         "acme/api", pulls, SHA, "main", "success", ["staging", "production"], URL
     )
@@ -294,7 +294,7 @@ def test_announcement_of_a_direct_push() -> None:
 
 
 def test_announcement_of_several_pulls_names_the_newest_and_lists_the_rest() -> None:
-    pulls = [PullView(n, f"change <{n}>", f"dev{n}") for n in range(100, 400)]
+    pulls = [MergedPull(n, f"change <{n}>", f"dev{n}") for n in range(100, 400)]
     text, blocks = merge_announcement("acme/api", pulls, SHA, "main", "failure", ["e"] * 3 + ["f"], URL)
     check_shape(text, blocks)
     body = texts(blocks)

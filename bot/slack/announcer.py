@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from bot.errors import BotError
 from bot.models import AnnouncementRef, MergeNews
-from bot.slack.blocks.announcements import PullView, merge_announcement
+from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.outbox import MessageRef, SlackOutbox
 from bot.slack.text import escape
 
@@ -22,10 +22,9 @@ class SlackAnnouncer:
         self._channels = channels  # repo → its channel, for warnings outside a thread
 
     def announce(self, news: MergeNews) -> AnnouncementRef | None:
-        pulls = [PullView(p.number, p.title, p.author, p.merged_by) for p in news.pulls]
         text, blocks = merge_announcement(
             news.repo,
-            pulls,
+            news.pulls,
             news.sha,
             news.branch,
             news.ci_summary,

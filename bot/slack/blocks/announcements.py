@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from bot.models import MergedPull
 from bot.slack.blocks.primitives import (
     MAX_ACTIONS,
     MAX_SECTION,
@@ -25,19 +25,9 @@ from bot.text import one_line
 _CI_ICONS = {"success": "✅", "failure": "❌", "pending": "⏳", "missing": "❔"}
 
 
-@dataclass(frozen=True)
-class PullView:
-    """A merged pull request as the announcement shows it (logins are GitHub's, not Slack's)."""
-
-    number: int
-    title: str
-    author: str
-    merged_by: str | None = None
-
-
 def merge_announcement(
     repo: str,
-    pulls: Sequence[PullView],
+    pulls: Sequence[MergedPull],
     sha: str,
     branch: str,
     ci: str,
@@ -80,7 +70,7 @@ def merge_announcement(
     return finish(fallback, blocks)
 
 
-def _pull(pull: PullView) -> str:
+def _pull(pull: MergedPull) -> str:
     """`#123 "Fix login"`."""
     return f'#{pull.number} "{escape(truncate(one_line(pull.title), 200))}"'
 

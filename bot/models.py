@@ -170,6 +170,9 @@ class GateResult:
 
 TAIL_LINES = 40
 """How many last lines of output a step result keeps, and a failed step shows."""
+MAX_LINE = 64 * 1024
+"""Step output lines longer than this many bytes are cut, and end with LINE_CUT_MARK."""
+LINE_CUT_MARK = " …[line cut at 64 KiB]"
 
 
 class StepStatus(StrEnum):

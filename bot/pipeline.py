@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.config import EnvironmentSettings, RepoSettings, Settings
 from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError
@@ -82,6 +82,9 @@ class Pipeline:
         except Exception:
             log.exception("deploy #%s: robot fault", deploy.id)
             outcome = Outcome(DeployState.FAILED, "error", "robot fault (see the robot's log)")
+        # The summary goes to the store, GitHub, Slack and the terminal: it may quote a step's
+        # reason or a GitHub answer, so it is masked like output.
+        outcome = replace(outcome, summary=self._redact(outcome.summary))
         sink.write(f"==> {outcome.state.value}: {outcome.summary}")
         sink.flush()
         return self._finish(deploy, outcome, observer)
@@ -170,7 +173,8 @@ class Pipeline:
             observer.step_output(deploy, clean)
 
         def on_task(event: TaskEvent) -> None:
-            observer.task_event(deploy, TaskEvent(self._redact(event.task), event.status, event.host))
+            task, host = self._redact(event.task), self._redact(event.host)
+            observer.task_event(deploy, TaskEvent(task, event.status, host))
 
         labels = step_labels(self._settings, self._redact, deploy)
         for index, step in enumerate(steps, start=1):
@@ -200,6 +204,9 @@ class Pipeline:
                 # The runner knows only the folder; say which deploy it stops, as a refused request does.
                 raise blocked(deploy.repo, deploy.env, str(exc)) from None
             sink.flush()
+            # An Ansible task name or reason may hold a templated secret: mask what leaves the step.
+            tail = tuple(map(self._redact, result.tail))
+            result = replace(result, reason=self._redact(result.reason), tail=tail)
             observer.step_finished(deploy, index, result)
             if not result.ok:
                 return _step_outcome(index, len(steps), label, result)

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, InvalidRef, InvalidRepoName, RequestError
+from bot.models import LINE_CUT_MARK as CUT_MARK
 from bot.models import (
+    MAX_LINE,
     CommandStep,
     Deploy,
     DeployRequest,
@@ -45,7 +47,7 @@ from bot.slack.commands import (
     parse_status,
 )
 from bot.slack.text import escape, is_user_id
-from bot.steps.commands import CUT_MARK, MAX_LINE, CommandStepRunner, LineSplitter
+from bot.steps.commands import CommandStepRunner, LineSplitter
 from bot.store import SqlStore
 from bot.validation import ENV_NAME, check_ref, check_repo_name
 from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StepSetupError
-from bot.models import TAIL_LINES, CommandStep, StepStatus
-from bot.steps.commands import CUT_MARK, MAX_LINE, CommandStepRunner
+from bot.models import LINE_CUT_MARK as CUT_MARK
+from bot.models import MAX_LINE, TAIL_LINES, CommandStep, StepStatus
+from bot.steps.commands import CommandStepRunner
 from bot.steps.dispatch import StepDispatcher
 from tests.support.steputil import (
     ROBOT_TOKEN,

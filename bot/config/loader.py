@@ -22,7 +22,9 @@ from bot.text import one_line
 _PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Expanded values of variables named like this are secrets: redacted from everything we write.
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASS|KEY|CREDENTIAL|PRIVATE|AUTH(?!OR)|DSN|COOKIE|SESSION|CERT", re.IGNORECASE
+)
 
 # The original robot's deploy keys, written straight under a repo: one "production" environment.
 FLAT_KEYS = ("folder", "commands", "ansible_hosts", "ansible_playbook", "timeout", "env")

@@ -14,13 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from bot.errors import StepSetupError
-from bot.models import TAIL_LINES, CommandStep, Step, StepResult, StepStatus
+from bot.models import LINE_CUT_MARK, MAX_LINE, TAIL_LINES, CommandStep, Step, StepResult, StepStatus
 from bot.ports import StepContext
 from bot.preflight import folder_missing, preflight
 from bot.steps.procs import group_alive, signal_group
 
-MAX_LINE = 64 * 1024
-CUT_MARK = " …[line cut at 64 KiB]"
 READ_SIZE = 64 * 1024  # one pipe's worth per read: few syscalls, bounded buffer
 SMALL_CHUNK = 4096
 COALESCE_SECONDS = 0.0005
@@ -94,7 +92,7 @@ def cut_line(line: str, force: bool = False) -> str:
     raw = line.encode("utf-8", "replace")
     if not force and len(raw) <= MAX_LINE:
         return line
-    return raw[:MAX_LINE].decode("utf-8", "ignore") + CUT_MARK
+    return raw[:MAX_LINE].decode("utf-8", "ignore") + LINE_CUT_MARK
 
 
 class CommandStepRunner:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import GitHubError
-from bot.models import ContextState, DeployState
-from tests.fakes.memory import blocks, exits, ok
+from bot.models import ContextState, DeployState, StepResult, StepStatus, TaskEvent, TaskStatus
+from tests.fakes.memory import Scripted, blocks, exits, ok
 from tests.support.harness import TOKEN
 from tests.unit.conftest import API, World, WorldFactory, commands_env
 
@@ -154,3 +154,30 @@ def test_secret_output_is_masked_in_log_and_observer(world_for: WorldFactory) ->
     final = world.run(world.request().id)
     assert TOKEN not in world.store.read_log(final.id)
     assert TOKEN not in " ".join(world.observer.lines[final.id])
+
+
+def test_a_secret_in_an_ansible_reason_task_or_host_reaches_nothing(
+    world_for: WorldFactory, tmp_path: Path
+) -> None:
+    # ansible-runner reports a failing task by its templated name, e.g. `Upload with {{ api_secret }}`.
+    world = world_for()
+    leak = f"Upload with {TOKEN}"
+    world.runner.script(
+        Scripted(
+            StepResult(StepStatus.FAILED, f"task `{leak}` failed on host {TOKEN}.example", 2, (leak,)),
+            lines=(f"fatal: [{TOKEN}.example]: FAILED! => {leak}",),
+            tasks=(TaskEvent(leak, TaskStatus.FAILED, f"{TOKEN}.example"),),
+        )
+    )
+    final = world.run(world.request().id)
+    assert final.state is DeployState.FAILED
+    (deployment,) = world.github.deployments
+    written = [
+        final.error or "",
+        world.store.read_log(final.id),
+        *(description for _, description, _ in deployment.statuses),
+        repr(world.observer.events),
+        repr(world.observer.lines),
+    ]
+    assert all(TOKEN not in text for text in written), [t for t in written if TOKEN in t]
+    assert final.error is not None and "task `Upload with ••••••` failed" in final.error

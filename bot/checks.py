@@ -10,6 +10,7 @@ from bot.errors import BotError
 from bot.github import GitHubGateway
 from bot.preflight import environment_problem, resolve
 from bot.store import SqlStore
+from bot.store.engine import shown_url
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _check_store(settings: Settings) -> Iterator[CheckResult]:
     except BotError as exc:
         yield CheckResult("state", False, str(exc))
         return
-    yield CheckResult("state", True, settings.state.url.split("@")[-1])
+    yield CheckResult("state", True, shown_url(settings.state.url))
     if schema.current is None:
         yield CheckResult("schema", True, f"empty; `robot run` or `robot deploy` creates {schema.head}")
     elif schema.newer:

@@ -27,6 +27,7 @@ from tests.support.harness import (
     start_core,
     write_config,
 )
+from tests.support.postgres import PostgresServer
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow  # the robot CLI as a real process against the fake GitHub
@@ -329,3 +330,17 @@ def test_status_without_a_terminal_is_a_plain_table(tmp_path: Path) -> None:
 
     who = [screen_column(lines[0], "who"), *(screen_column(line, "U1") for line in lines[1:])]
     assert len(set(who)) == 1, lines
+
+
+def test_check_shows_the_database_without_its_password(
+    setup: Any, pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    config = setup([["true"]])
+    # The test server trusts local connections, so a password in the URL is accepted and unused.
+    url = pg_server.new_database().replace("postgres@", "postgres:hunter2-netloc@")
+    url += "?password=hunter2-query"
+    config.write_text(config.read_text().replace(f"sqlite:///{tmp_path / 'robot.db'}", url))
+    done = run_cli(config, "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "✓ state: postgresql+psycopg://postgres:***@127.0.0.1:" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr

@@ -19,6 +19,15 @@ IMMEDIATE = "robot_begin_immediate"
 """Execution option: on SQLite, open the transaction with BEGIN IMMEDIATE (takes the write lock)."""
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit to print: the password masked and the query string (which may carry one) dropped."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(not a database URL)"
+    return parsed.set(query={}).render_as_string(hide_password=True)
+
+
 def make_engine(url: str) -> Engine:
     """An Engine for ``url``; SQLite paths are made absolute and their folder created."""
     try:

@@ -11,6 +11,7 @@ import gc
 import getpass
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -235,7 +236,7 @@ STATUS_COLUMNS = ("#", "repo", "env", "sha", "state", "who", "when", "took", "wh
 
 def _status_row(d: Deploy) -> list[str]:
     took = d.duration_seconds
-    return [
+    cells = [
         str(d.id),
         d.repo,
         d.env,
@@ -246,18 +247,32 @@ def _status_row(d: Deploy) -> list[str]:
         f"{took:.1f} s" if took is not None else "",
         d.error or "",
     ]
+    return [_plain(cell) for cell in cells]
+
+
+# Bidirectional overrides can make a cell read as something else than it holds.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# A whole terminal escape sequence (CSI, OSC, or a two-character one), not just its ESC.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def _plain(text: str) -> str:
+    """A cell as plain text: one line, no escape sequences or other control characters."""
+    flat = " ".join(_ESCAPE_SEQUENCE.sub("", text).split())
+    return "".join(char for char in flat if unicodedata.category(char) != "Cc" and char not in _BIDI_CONTROLS)
 
 
 def _print_rich_table(rows: list[list[str]]) -> None:
     from rich.console import Console  # only a terminal gets (and pays for) rich's layout
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for column in STATUS_COLUMNS[:-1]:
         table.add_column(column, no_wrap=True)
     table.add_column(STATUS_COLUMNS[-1], overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: `[/srv/app]` in an error is not markup
     Console(highlight=False).print(table)
 
 

@@ -344,3 +344,44 @@ def test_check_shows_the_database_without_its_password(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✓ state: postgresql+psycopg://postgres:***@127.0.0.1:" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
+
+
+HOSTILE_ERROR = "folder [/srv/app] missing [bold]x[/bold] \x1b[31mred\x1b[0m \u202eevil\x07 done"
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "pipe"])
+def test_status_shows_hostile_text_as_plain_text(setup: Any, terminal: bool) -> None:
+    config = setup([["true"]])
+    store = SqlStore.from_url(load_settings(config, environ()).state.url)
+    try:
+        deploy, _ = store.create_deploy(
+            DeployRequest("acme/api", "production", "main", "a" * 40, "U1", Source.COMMAND)
+        )
+        store.finish_deploy(deploy.id, DeployState.FAILED, HOSTILE_ERROR)
+    finally:
+        store.close()
+    argv = [PY, "-m", "bot.cli", "status", "--config", str(config)]
+    if terminal:  # rich draws the table only on a terminal
+        main, child = os.openpty()
+        done = subprocess.run(
+            argv, cwd=ROOT, env=environ(COLUMNS="300"), stdout=child, stderr=child, timeout=60
+        )
+        os.close(child)
+        out = b""
+        while chunk := _read_pty(main):
+            out += chunk
+        os.close(main)
+        text = out.decode()
+    else:
+        finished = run_cli(config, "status")
+        done, text = finished, finished.stdout + finished.stderr
+    assert done.returncode == 0, text
+    assert "folder [/srv/app] missing [bold]x[/bold] red evil done" in text
+    assert "\x1b[31m" not in text and "\u202e" not in text and "\x07" not in text
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child side is closed and drained
+        return b""

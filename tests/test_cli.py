@@ -363,9 +363,9 @@ def test_status_shows_hostile_text_as_plain_text(setup: Any, terminal: bool) -> 
     argv = [PY, "-m", "bot.cli", "status", "--config", str(config)]
     if terminal:  # rich draws the table only on a terminal
         main, child = os.openpty()
-        done = subprocess.run(
+        code = subprocess.run(
             argv, cwd=ROOT, env=environ(COLUMNS="300"), stdout=child, stderr=child, timeout=60
-        )
+        ).returncode
         os.close(child)
         out = b""
         while chunk := _read_pty(main):
@@ -374,8 +374,8 @@ def test_status_shows_hostile_text_as_plain_text(setup: Any, terminal: bool) -> 
         text = out.decode()
     else:
         finished = run_cli(config, "status")
-        done, text = finished, finished.stdout + finished.stderr
-    assert done.returncode == 0, text
+        code, text = finished.returncode, finished.stdout + finished.stderr
+    assert code == 0, text
     assert "folder [/srv/app] missing [bold]x[/bold] red evil done" in text
     assert "\x1b[31m" not in text and "\u202e" not in text and "\x07" not in text
 

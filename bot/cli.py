@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings(Path(args.config), os.environ)
+        # Only `robot run` talks to Slack: the others load without its tokens.
+        optional = () if args.command == "run" else ("slack",)
+        settings = load_settings(Path(args.config), os.environ, optional)
         code: int = args.func(settings, args)
     except BotError as exc:
         print(f"robot: {exc}", file=sys.stderr)

@@ -168,3 +168,13 @@ def test_every_unset_variable_is_named_at_once() -> None:
     assert "environment variables not set: SLACK_BOT_TOKEN (slack.bot_token), " in message
     assert "SLACK_APP_TOKEN (slack.app_token), GITHUB_TOKEN (github.token)" in message
     assert "\n" not in message
+
+
+def test_slack_variables_are_optional_where_slack_is_not_used() -> None:
+    env = {"GITHUB_TOKEN": "ghp_only_github_12345", "API_SECRET": "s3cret-value"}
+    settings = load_settings(ROOT / "robot.yaml.example", env, optional_sections=("slack",))
+    assert not settings.slack.bot_token and not settings.slack.app_token
+    assert settings.github.token == "ghp_only_github_12345"
+    # A variable the deploy itself needs is never optional.
+    with pytest.raises(ConfigError, match=r"github\.token: environment variable GITHUB_TOKEN is not set"):
+        load_settings(ROOT / "robot.yaml.example", {}, optional_sections=("slack",))

@@ -6,7 +6,7 @@ import itertools
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,14 @@ _MAX_MESSAGE = 500
 _MAX_SHOWN = 60
 
 
-def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
-    """Read, expand and validate robot.yaml; every problem is a one-line ConfigError."""
+def load_settings(
+    path: Path, environ: Mapping[str, str], optional_sections: Collection[str] = ()
+) -> Settings:
+    """Read, expand and validate robot.yaml; every problem is a one-line ConfigError.
+
+    A variable used only under ``optional_sections`` (e.g. `slack` for the commands that never
+    talk to Slack) may be unset: it expands to an empty value instead of stopping the load.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -65,7 +71,7 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(f"{path}: expected a mapping with `github` and `repos` at the top")
     expander = _Expander(environ, path)
     expanded = expander.expand(raw)
-    expander.check_all_set()
+    expander.check_all_set(optional_sections)
     data, flat_problems = _flat_forms(expanded)
     try:
         settings = Settings.model_validate({**data, "path": path})
@@ -82,6 +88,7 @@ class _Expander:
     path: Path
     secrets: set[str] = field(default_factory=set)
     unset: dict[str, str] = field(default_factory=dict)  # variable → first key path using it
+    unset_in: dict[str, set[str]] = field(default_factory=dict)  # variable → top-level sections using it
     counter: Iterator[int] = field(default_factory=itertools.count)
 
     def expand(self, node: Any, loc: tuple[str, ...] = ()) -> Any:
@@ -110,6 +117,7 @@ class _Expander:
             if name not in self.environ:
                 # Collected, not raised: a new user is told every variable to set at once.
                 self.unset.setdefault(name, _where(loc))
+                self.unset_in.setdefault(name, set()).add(loc[0] if loc else "")
                 return ""
             value = self.environ[name]
             if SECRET_NAME.search(name) and value:
@@ -118,14 +126,15 @@ class _Expander:
 
         return _PLACEHOLDER.sub(substitute, node)
 
-    def check_all_set(self) -> None:
-        if len(self.unset) == 1:
-            ((name, where),) = self.unset.items()
+    def check_all_set(self, optional_sections: Collection[str] = ()) -> None:
+        unset = {n: w for n, w in self.unset.items() if not self.unset_in[n] <= set(optional_sections)}
+        if len(unset) == 1:
+            ((name, where),) = unset.items()
             raise _error(
                 self.path, f"{where}: environment variable {name} is not set (write $${{ for a literal ${{)"
             )
-        if self.unset:
-            names = ", ".join(f"{name} ({where})" for name, where in self.unset.items())
+        if unset:
+            names = ", ".join(f"{name} ({where})" for name, where in unset.items())
             raise _error(self.path, f"environment variables not set: {names}; export them and retry")
 
 

@@ -385,3 +385,16 @@ def _read_pty(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO: the child side is closed and drained
         return b""
+
+
+def test_only_robot_run_needs_the_slack_variables(setup: Any) -> None:
+    config = setup([["true"]])
+    config.write_text(
+        config.read_text() + "slack:\n  bot_token: ${SLACK_BOT_TOKEN}\n  app_token: ${SLACK_APP_TOKEN}\n"
+    )
+    env = {k: v for k, v in environ().items() if not k.startswith("SLACK_")}
+    status = run_cli(config, "status", env=env)
+    assert status.returncode == 0, status.stderr
+    run = run_cli(config, "run", env=env)
+    assert run.returncode == 2
+    assert "environment variables not set: SLACK_BOT_TOKEN (slack.bot_token)" in run.stderr

@@ -17,6 +17,7 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("repo", nargs="?", help="only this repo")
     status.add_argument("--limit", type=int, default=20, help="rows to show (default: %(default)s)")
     status.set_defaults(func=_status)
+
+    prune = command("prune", "delete the logs of deploys older than a duration; keep their history")
+    prune.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 90d, 12w, 36h")
+    prune.set_defaults(func=_prune)
 
     db = sub.add_parser("db", help="the store's schema revision", description="the store's schema revision")
     db_actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -296,6 +301,22 @@ def _cells(text: str) -> int:
         elif unicodedata.category(char) not in ("Mn", "Me", "Cf"):
             width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
     return width
+
+
+def _prune(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store import SqlStore
+    from bot.validation import parse_duration
+
+    age = parse_duration(args.older_than)
+    before = datetime.now(UTC) - age
+    store = SqlStore.from_url(settings.state.url)
+    try:
+        pruned = store.prune_logs(before)
+    finally:
+        store.close()
+    when = f"{before:%Y-%m-%d %H:%M} UTC"
+    print(f"Deleted the logs of {pruned} deploy(s) that ended before {when}; their history stays.")
+    return EXIT_OK
 
 
 def _db_current(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ line fit to show a person as-is (no traceback, no secrets). Listeners and the CL
     │   ├── UnknownEnvironment env not configured for the repo
     │   ├── InvalidRef         malformed ref, or one GitHub does not know
     │   ├── InvalidRepoName    not owner/name
+    │   ├── InvalidDuration    not `30m`, `2h`, `90d`, `1w`
     │   ├── AccessDenied       user not in deployers / force
     │   ├── EnvironmentLocked  someone locked repo+env
     │   ├── UnknownDeploy      no deploy with that id, or not cancellable
@@ -51,6 +52,10 @@ class InvalidRef(RequestError):
 
 class InvalidRepoName(RequestError):
     """A repo name that is not owner/name."""
+
+
+class InvalidDuration(RequestError):
+    """A duration that is not a whole number of minutes, hours, days or weeks."""
 
 
 class AccessDenied(RequestError):

@@ -1,9 +1,10 @@
-"""Batches a deploy's output lines into few store writes."""
+"""Batches a deploy's output lines into few store writes, and bounds what one deploy keeps."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from bot.errors import StoreError
 from bot.ports import StorePort
@@ -20,17 +21,31 @@ _MAX_HELD = 100_000
 
 
 class LogSink:
-    """Collects (already redacted) lines and appends them to the deploy's log in batches."""
+    """Collects (already redacted) lines and appends them to the deploy's log in batches.
 
-    def __init__(self, store: StorePort, deploy_id: int) -> None:
+    A deploy keeps at most ``max_lines``: the first half as they come, then only the last half
+    (held here, written at the end after a line saying how many were skipped between), so a
+    step printing gigabytes costs neither the robot's memory nor the database's disk.
+    """
+
+    def __init__(self, store: StorePort, deploy_id: int, max_lines: int = 20_000) -> None:
         self._store = store
         self._deploy_id = deploy_id
         self._lines: list[str] = []
         self._since = time.monotonic()
         self._dropped = 0
         self._refused = False
+        self._head_left = max_lines - max_lines // 2
+        self._tail: deque[str] = deque(maxlen=max_lines // 2)
+        self._skipped = 0
 
     def write(self, line: str) -> None:
+        if self._head_left <= 0:
+            if len(self._tail) == self._tail.maxlen:
+                self._skipped += 1
+            self._tail.append(line)
+            return
+        self._head_left -= 1
         self._lines.append(line)
         count = len(self._lines)
         # Reading the clock every line costs more than the append; every 64th line is enough.
@@ -42,6 +57,17 @@ class LogSink:
             self.flush()
         elif count > _MAX_HELD + _MAX_LINES:
             self._drop_oldest()
+
+    def close(self) -> None:
+        """Write what is held: the marker of skipped lines and the kept last half, if any."""
+        if self._skipped:
+            self._lines.append(
+                f"[… {self._skipped:,} lines skipped: each deploy keeps its first and last lines …]"
+            )
+        self._lines.extend(self._tail)
+        self._tail.clear()
+        self._skipped = 0
+        self.flush()
 
     def flush(self) -> None:
         self._since = time.monotonic()

@@ -71,7 +71,7 @@ class Pipeline:
         """Gate, record, run and report ``deploy``; returns it in its final state."""
         repo = self._settings.repos[deploy.repo]
         env = repo.environments[deploy.env]
-        sink = LogSink(self._store, deploy.id)
+        sink = LogSink(self._store, deploy.id, self._settings.deploys.max_log_lines)
         observer.deploy_changed(deploy)
         try:
             outcome = self._gate(deploy, repo, observer, cancel)
@@ -86,7 +86,7 @@ class Pipeline:
         # reason or a GitHub answer, so it is masked like output.
         outcome = replace(outcome, summary=self._redact(outcome.summary))
         sink.write(f"==> {outcome.state.value}: {outcome.summary}")
-        sink.flush()
+        sink.close()
         return self._finish(deploy, outcome, observer)
 
     def report_interrupted(self, deploy: Deploy) -> None:

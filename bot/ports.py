@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -114,6 +115,10 @@ class StorePort(Protocol):
     def append_log(self, deploy_id: int, lines: Sequence[str]) -> None: ...
 
     def read_log(self, deploy_id: int) -> str: ...
+
+    def prune_logs(self, finished_before: datetime) -> int:
+        """Delete the logs of deploys that ended before that moment (their rows stay); how many."""
+        ...
 
     def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock: ...
 

@@ -1,28 +1,38 @@
-"""The merge poller's clock: an APScheduler 3.x interval job (the only module importing it)."""
+"""The robot's clock: APScheduler 3.x interval jobs (the only module importing it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 
-def start_polling(poll_once: Callable[[], object], interval: float) -> Callable[[], None]:
-    """Run ``poll_once`` now and every ``interval`` s; never two at once, missed runs coalesced.
+@dataclass(frozen=True)
+class Job:
+    """Something `robot run` does every ``every`` seconds, starting now."""
 
-    Returns the function that stops it (a poll under way is left to finish on its own thread).
+    name: str
+    run: Callable[[], object]
+    every: float
+
+
+def start_jobs(*jobs: Job) -> Callable[[], None]:
+    """Run each job now and then every ``every`` s; never two runs of one job at once, missed runs
+    coalesced. Returns the function that stops them (a run under way finishes on its own thread).
     """
     scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        poll_once,
-        "interval",
-        seconds=interval,
-        id="merge-poller",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-        misfire_grace_time=None,
-    )
+    for job in jobs:
+        scheduler.add_job(
+            job.run,
+            "interval",
+            seconds=job.every,
+            id=job.name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+            misfire_grace_time=None,
+        )
     scheduler.start()
     return lambda: scheduler.shutdown(wait=False)

@@ -1,10 +1,11 @@
-"""Syntax checks for repo names and git refs, before anything reaches GitHub or a process."""
+"""Syntax checks for repo names, git refs and durations, before anything reaches GitHub or a process."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from bot.errors import InvalidRef, InvalidRepoName
+from bot.errors import InvalidDuration, InvalidRef, InvalidRepoName
 from bot.text import shown
 
 REPO_NAME_HELP = "a repo is owner/name: letters, digits, `-`, `_`, `.` (e.g. acme/api)"
@@ -49,3 +50,16 @@ def check_ref(ref: str) -> str:
             "letters, digits and `. _ - / +`, without `..`."
         )
     return ref
+
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION_HELP = "a whole number of minutes, hours, days or weeks, e.g. `30m`, `2h`, `90d`, `1w`"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30m`` / ``2h`` / ``90d`` / ``1w`` as a timedelta, else InvalidDuration naming what is valid."""
+    found = _DURATION.fullmatch(text.strip().lower())
+    if found is None:
+        raise InvalidDuration(f"`{shown(text)}` is not a duration; use {DURATION_HELP}.")
+    return timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])

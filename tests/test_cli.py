@@ -8,14 +8,18 @@ import subprocess
 import sys
 import sysconfig
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from bot.config import load_settings
 from bot.models import DeployRequest, DeployState, Source
 from bot.store import SqlStore
+from bot.store.engine import make_engine
+from bot.store.schema import deploys
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingObserver
 from tests.support.harness import (
@@ -398,3 +402,36 @@ def test_only_robot_run_needs_the_slack_variables(setup: Any) -> None:
     run = run_cli(config, "run", env=env)
     assert run.returncode == 2
     assert "environment variables not set: SLACK_BOT_TOKEN (slack.bot_token)" in run.stderr
+
+
+def test_prune_deletes_old_logs_and_keeps_the_history(setup: Any) -> None:
+    config = setup([["echo", "shipped"]])
+    assert run_cli(config, "deploy", "acme/api").returncode == 0
+    assert run_cli(config, "deploy", "acme/api", "--force").returncode == 0  # the same SHA again
+    url = load_settings(config, environ()).state.url
+    old, recent = sorted(recorded(config), key=lambda d: d.id)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:  # the first deploy ended 100 days ago
+            conn.execute(
+                update(deploys)
+                .where(deploys.c.id == old.id)
+                .values(finished_at=datetime.now(UTC) - timedelta(days=100))
+            )
+    finally:
+        engine.dispose()
+    done = run_cli(config, "prune", "--older-than", "90d")
+    assert done.returncode == 0, done.stderr
+    assert "Deleted the logs of 1 deploy(s) that ended before" in done.stdout
+    store = SqlStore.from_url(url)
+    try:
+        assert store.read_log(old.id) == "" and "shipped" in store.read_log(recent.id)
+        assert [d.id for d in store.list_deploys()] == [recent.id, old.id]  # the history stays
+    finally:
+        store.close()
+    bad = run_cli(config, "prune", "--older-than", "ninety days")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "robot: `ninety days` is not a duration; use a whole number of minutes, hours, days or weeks, "
+        "e.g. `30m`, `2h`, `90d`, `1w`."
+    )

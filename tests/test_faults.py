@@ -509,7 +509,9 @@ def test_log_writes_refused_past_the_hold_limit_the_log_says_how_many_were_lost(
 ) -> None:
     lines = 120_000  # more than LogSink holds (100,000) while the store refuses writes
     step = step_command(checkout, lines=lines, tick=0.01, after=10)
-    with RobotRig(tmp_path, github, slack, api(checkout, step), store=disk_full) as rig:
+    # Every line is to be kept here: the per-deploy cap (deploys.max_log_lines) is another test's.
+    deploys = {"workers": 4, "ci_poll_interval": 0.2, "kill_grace": 1, "max_log_lines": 1_000_000}
+    with RobotRig(tmp_path, github, slack, api(checkout, step), store=disk_full, deploys=deploys) as rig:
         disk_full.full.set()
         rig.command("acme/api")
         wait_for(lambda: (checkout / "printed-1").exists(), WAIT, "the output")

@@ -94,7 +94,9 @@ def measure_volume(
     """One warm-up pair, then ``runs`` interleaved pairs; every robot run's store log is counted."""
     argv = printer_argv(lines, paced)
     name = "volume-paced" if paced else "volume-flat"
-    result = VolumeResult(paced, lines, world.config(name, [argv], step_timeout=timeout))
+    # Every line is counted in the store: the volume bench keeps them all.
+    config = world.config(name, [argv], step_timeout=timeout, max_log_lines=lines + 1000)
+    result = VolumeResult(paced, lines, config)
     result.fixed_cpu = fixed_cpu
     for attempt in range(runs + 1):
         robot = run_measured(

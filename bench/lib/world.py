@@ -39,7 +39,9 @@ class World:
     def stop(self) -> None:
         self.github.stop()
 
-    def config(self, name: str, commands: Sequence[Sequence[str]], step_timeout: float) -> Path:
+    def config(
+        self, name: str, commands: Sequence[Sequence[str]], step_timeout: float, max_log_lines: int = 20_000
+    ) -> Path:
         """A robot.yaml (in its own folder, with its own SQLite store) running ``commands``."""
         folder = self.root / name
         folder.mkdir(exist_ok=True)
@@ -55,7 +57,8 @@ class World:
                 },
             }
         }
-        return write_config(folder, self.github.url, repos)
+        deploys = {"workers": 4, "ci_poll_interval": 0.2, "kill_grace": 1, "max_log_lines": max_log_lines}
+        return write_config(folder, self.github.url, repos, deploys=deploys)
 
     @property
     def env(self) -> dict[str, str]:

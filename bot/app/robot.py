@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt import App, BoltContext, BoltResponse, Respond
@@ -15,9 +16,9 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from bot.config import Settings
-from bot.errors import BotError
+from bot.errors import BotError, StoreError
 from bot.poller import Poller
-from bot.scheduling import start_polling
+from bot.scheduling import Job, start_jobs
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
 from bot.slack.directory import UserGroups
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # On SIGTERM the robot must be gone within 10 s: this much goes to stopping deploys cleanly.
 STOP_DEPLOYS_SECONDS = 6.0
 FLUSH_SLACK_SECONDS = 2.0
+PRUNE_EVERY_SECONDS = 24 * 3600.0
 
 
 @dataclass
@@ -45,20 +47,34 @@ class Robot:
     notifier: SlackNotifier
     answerer: Answerer
     poller: Poller
-    stop_polling: Callable[[], None] | None = None
+    stop_jobs: Callable[[], None] | None = None
 
     def start(self) -> None:
         self.outbox.start()
         self.notifier.start()
         self.core.service.start()
         self.handler.connect()  # type: ignore[no-untyped-call]
-        self.stop_polling = start_polling(self.poller.poll_once, self.core.settings.github.poll_interval)
+        settings = self.core.settings
+        jobs = [Job("merge-poller", self.poller.poll_once, settings.github.poll_interval)]
+        if settings.state.keep_logs_days is not None:
+            jobs.append(Job("prune-logs", self._prune_logs, PRUNE_EVERY_SECONDS))
+        self.stop_jobs = start_jobs(*jobs)
+
+    def _prune_logs(self) -> None:
+        """`state.keep_logs_days`: older deploys lose their logs, keep their history."""
+        days = self.core.settings.state.keep_logs_days or 0
+        try:
+            pruned = self.core.store.prune_logs(datetime.now(UTC) - timedelta(days=days))
+        except StoreError as exc:
+            log.warning("pruning old logs failed, will retry tomorrow: %s", exc)
+            return
+        log.info("pruned the logs of %d deploy(s) older than %g days", pruned, days)
 
     def stop(self) -> None:
         # Stop taking commands and polling first, then let running deploys end as cancelled,
         # then flush what Slack still has to show.
-        if self.stop_polling is not None:
-            self.stop_polling()
+        if self.stop_jobs is not None:
+            self.stop_jobs()
         self.handler.client.auto_reconnect_enabled = False
         self.handler.close()  # type: ignore[no-untyped-call]
         self.core.service.stop(STOP_DEPLOYS_SECONDS)

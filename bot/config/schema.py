@@ -46,6 +46,7 @@ class StateSettings(_Model):
     """Where the store lives."""
 
     url: str = "sqlite:///robot.db"
+    keep_logs_days: float | None = Field(None, gt=0)  # `robot run` prunes older logs daily; None keeps all
 
 
 class DeploySettings(_Model):
@@ -54,6 +55,7 @@ class DeploySettings(_Model):
     workers: int = Field(4, ge=1, le=64)
     ci_poll_interval: float = Field(15, gt=0)
     kill_grace: float = Field(10, ge=0)
+    max_log_lines: int = Field(20_000, ge=100)  # kept per deploy: the first and last halves
 
 
 class AnsibleSettings(_Model):

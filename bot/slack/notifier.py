@@ -35,6 +35,8 @@ HEARTBEAT_SECONDS = 10.0
 # GitHub statuses wait this long at most for the root message to exist: a busy Slack outbox
 # must not hold the deploy queue (a later status carries the link).
 LOG_URL_WAIT_SECONDS = 0.5
+# A failed deploy's log is uploaded to its thread; past this size only its head and tail are.
+MAX_UPLOAD_CHARS = 4 * 1024 * 1024
 
 
 @dataclass
@@ -214,8 +216,8 @@ class SlackNotifier:
             self._outbox.upload(
                 live.parent,
                 f"deploy-{deploy.id}.log",
-                self._store.read_log(deploy.id),
-                f"Deploy #{deploy.id} full log",
+                _capped(self._store.read_log(deploy.id)),
+                f"Deploy #{deploy.id} log",
             )
         del self._deploys[deploy.id]
 
@@ -228,3 +230,12 @@ class SlackNotifier:
                 if deploy is not None and deploy.state is DeployState.RUNNING and live.progress:
                     with self._lock:
                         self._render_progress(deploy, live)
+
+
+def _capped(log: str, limit: int = MAX_UPLOAD_CHARS) -> str:
+    """The log as uploaded: whole when small, else its first and last halves and what was cut."""
+    if len(log) <= limit:
+        return log
+    half = limit // 2
+    cut = f"[… {len(log) - 2 * half:,} characters cut from the upload: it keeps the first and last …]"
+    return f"{log[:half]}\n{cut}\n{log[-half:]}"

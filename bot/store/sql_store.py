@@ -24,7 +24,16 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.errors import StoreError, UnknownDeploy
-from bot.models import ACTIVE_STATES, BranchHead, Deploy, DeployRequest, DeployState, Lock, Source
+from bot.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    BranchHead,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    Lock,
+    Source,
+)
 from bot.store import migrate
 from bot.store.engine import IMMEDIATE
 from bot.store.migrate import SchemaState
@@ -376,6 +385,25 @@ class SqlStore:
         )
         with self._read() as conn:
             return "\n".join(conn.scalars(query))
+
+    def prune_logs(self, finished_before: datetime) -> int:
+        """Delete the logs of deploys that ended before ``finished_before``; their rows stay.
+
+        Returns how many deploys lost their log. SQLite reuses the freed pages for new logs
+        (the file does not shrink).
+        """
+        ended = select(deploys.c.id).where(
+            deploys.c.state.in_([s.value for s in FINAL_STATES]), deploys.c.finished_at < finished_before
+        )
+        with self._write() as conn:
+            pruned = list(
+                conn.scalars(
+                    select(deploy_logs.c.deploy_id.distinct()).where(deploy_logs.c.deploy_id.in_(ended))
+                )
+            )
+            if pruned:
+                conn.execute(delete(deploy_logs).where(deploy_logs.c.deploy_id.in_(pruned)))
+        return len(pruned)
 
     # locks
 

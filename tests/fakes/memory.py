@@ -193,6 +193,15 @@ class MemoryStore:
         with self._lock:
             return "\n".join(self._logs.get(deploy_id, []))
 
+    def prune_logs(self, finished_before: datetime) -> int:
+        with self._lock:
+            ended = [
+                d.id
+                for d in self._deploys.values()
+                if d.state.is_final and d.finished_at is not None and d.finished_at < finished_before
+            ]
+            return sum(self._logs.pop(i, None) is not None for i in ended)
+
     # locks
 
     def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock:

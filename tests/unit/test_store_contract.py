@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,20 @@ def test_update_logs_locks_heads_and_auto_deploy_marks(store: Any) -> None:
     assert store.get_head("acme/api") == BranchHead("acme/api", "b" * 40, '"etag"')
     assert store.mark_auto_deployed("acme/api", "staging", "b" * 40)
     assert not store.mark_auto_deployed("acme/api", "staging", "b" * 40)
+
+
+def test_prune_deletes_old_logs_of_ended_deploys_and_keeps_their_rows(store: Any) -> None:
+    ended = store.create_deploy(req("1" * 40))[0]
+    store.claim_next(only_id=ended.id)
+    store.append_log(ended.id, ["built", "shipped"])
+    store.finish_deploy(ended.id, DeployState.SUCCEEDED, None)
+    running = store.create_deploy(req("2" * 40, env="staging"))[0]
+    store.claim_next(only_id=running.id)
+    store.append_log(running.id, ["still going"])
+    finished = store.get_deploy(ended.id).finished_at
+    assert store.prune_logs(finished) == 0  # ended at that moment, not before it
+    assert store.prune_logs(finished + timedelta(seconds=1)) == 1
+    assert store.read_log(ended.id) == ""
+    assert store.get_deploy(ended.id).state is DeployState.SUCCEEDED  # the history stays
+    assert store.read_log(running.id) == "still going"  # a live deploy keeps its log
+    assert store.prune_logs(finished + timedelta(days=1)) == 0  # nothing left to prune

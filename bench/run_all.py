@@ -18,6 +18,8 @@ BENCHES = (
     ("pipeline", ["bench/pipeline_overhead.py", "--profile", "never"]),
     ("slack", ["bench/ack_latency.py"]),
     ("poller", ["bench/poll_cost.py"]),
+    ("startup", ["bench/startup.py"]),
+    ("big log", ["bench/big_log.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

@@ -134,9 +134,9 @@ def test_an_encrypted_or_non_rsa_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_gateway_wants_a_token_or_an_app(pem: str) -> None:
-    with pytest.raises(ValueError, match="either a token or a GitHub App"):
+    with pytest.raises(ValueError, match="exactly one of a token and a GitHub App"):
         GitHubGateway(None, "http://127.0.0.1:9")
-    with pytest.raises(ValueError, match="either a token or a GitHub App"):
+    with pytest.raises(ValueError, match="exactly one of a token and a GitHub App"):
         GitHubGateway("t", "http://127.0.0.1:9", app=AppCredentials(1, pem))
 
 
@@ -190,20 +190,26 @@ def test_fake_verifies_the_jwt_and_expires_tokens(
     token = answer.json()["token"]
     assert [t.token for t in fake_github.issued_tokens] == [token]
     assert call(fake_github, "GET", f"/repos/{REPO}", f"token {token}").status_code == 200
-    # An installation token is no JWT, and it reads only the repos of its installation.
+    # An installation token is no JWT, and a JWT no token.
     assert call(fake_github, "GET", "/app", f"token {token}").status_code == 401
-    assert (
-        call(fake_github, "GET", f"/repos/{REPO}", f"Bearer {app_jwt(app.id, app.private_key)}").status_code
-        == 401
-    )
-    assert call(fake_github, "GET", "/repos/acme/hidden", f"token {token}").status_code == 200
-    fake_github.install_app(app, "beta", repos=["beta/lib"])
-    fake_github.add_repo("beta/other")
+    assert call(fake_github, "GET", f"/repos/{REPO}", bearer).status_code == 401
     time.sleep(0.6)
     assert call(fake_github, "GET", f"/repos/{REPO}", f"token {token}").status_code == 401
     assert fake_github.expired_refusals == 1
+    # An installation on selected repos: its token reads those only, as if the others did not exist.
+    fake_github.token_lifetime = 60
+    fake_github.add_repo("beta/lib")
+    fake_github.add_repo("beta/other")
+    beta = fake_github.install_app(app, "beta", repos=["beta/lib"])
     assert call(fake_github, "GET", "/repos/beta/other/installation", bearer).status_code == 404
-    assert call(fake_github, "GET", "/repos/acme/api/installation", bearer).json()["id"] == installed.id
+    assert call(fake_github, "GET", "/repos/beta/lib/installation", bearer).json()["id"] == beta.id
+    assert call(fake_github, "GET", "/repos/acme/hidden/installation", bearer).json()["id"] == installed.id
+    answer = call(fake_github, "POST", f"/app/installations/{beta.id}/access_tokens", bearer)
+    beta_token = f"token {answer.json()['token']}"
+    assert call(fake_github, "GET", "/repos/beta/lib", beta_token).status_code == 200
+    assert call(fake_github, "GET", "/repos/beta/other", beta_token).status_code == 404
+    assert call(fake_github, "GET", f"/repos/{REPO}", beta_token).status_code == 404
+    assert call(fake_github, "GET", "/user", beta_token).status_code == 403
 
 
 @pytest.mark.slow

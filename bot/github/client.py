@@ -178,7 +178,7 @@ class GitHubClient:
         max_backoff: float = 60,
     ) -> None:
         if (token is None) == (app is None):
-            raise ValueError("GitHubClient needs either a token or a GitHub App, not both")
+            raise ValueError("GitHubClient takes exactly one of a token and a GitHub App")
         self._api_url = api_url.rstrip("/")
         self._timeout = max(1, math.ceil(timeout))
         self._tries = max_retries + 1

@@ -282,14 +282,14 @@ def test_a_repo_the_app_cannot_reach(
 
 
 @pytest.fixture
-def short_tokens(fake_github: FakeGitHub, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+def short_tokens(github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """Installation tokens that expire within a test.
 
     Real tokens last an hour and PyGithub renews one 20 s before it expires; both are scaled
     down here (3 s, 1 s) so that tokens really expire, and the fake refuses them, mid-test.
     """
     monkeypatch.setattr("github.Auth.TOKEN_REFRESH_THRESHOLD_TIMEDELTA", timedelta(seconds=1))
-    fake_github.token_lifetime = github.token_lifetime = 3.0
+    github.token_lifetime = 3.0
 
 
 @pytest.fixture

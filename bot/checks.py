@@ -72,9 +72,26 @@ def _check_store(settings: Settings) -> Iterator[CheckResult]:
 
 def _check_github(settings: Settings) -> Iterator[CheckResult]:
     gh = settings.github
-    github = GitHubGateway(gh.token, gh.api_url, timeout=gh.timeout, max_retries=min(gh.max_retries, 2))
-    for repo in settings.repos:
-        try:
-            yield CheckResult(f"github {repo}", True, github.check_access(repo))
-        except BotError as exc:
-            yield CheckResult(f"github {repo}", False, str(exc))
+    github = GitHubGateway(
+        gh.token, gh.api_url, app=gh.app, timeout=gh.timeout, max_retries=min(gh.max_retries, 2)
+    )
+    try:
+        if github.is_app:
+            try:
+                yield CheckResult("github app", True, github.check_app())
+            except BotError as exc:
+                yield CheckResult("github app", False, str(exc))
+                return  # no repo is reachable without the App: one line says why
+        reached = [_check_repo(github, repo) for repo in settings.repos]
+        for ident, line in github.installations():
+            yield CheckResult(f"github installation {ident}", True, line)
+        yield from reached
+    finally:
+        github.close()
+
+
+def _check_repo(github: GitHubGateway, repo: str) -> CheckResult:
+    try:
+        return CheckResult(f"github {repo}", True, github.check_access(repo))
+    except BotError as exc:
+        return CheckResult(f"github {repo}", False, str(exc))

@@ -246,6 +246,18 @@ class AnsibleStep:
 Step = CommandStep | AnsibleStep
 
 
+# ---- how the robot authenticates to GitHub -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """A GitHub App the robot acts as: its id, its private key (PEM), optionally a pinned installation."""
+
+    app_id: int
+    private_key: str = field(repr=False)
+    installation_id: int | None = None
+
+
 # ---- what GitHub answers the merge poller ------------------------------------------------
 
 

@@ -64,6 +64,7 @@ def lay_foundation(
     github = GitHubGateway(
         gh.token,
         gh.api_url,
+        app=gh.app,
         seconds_between_requests=gh.seconds_between_requests,
         seconds_between_writes=gh.seconds_between_writes,
         timeout=gh.timeout,

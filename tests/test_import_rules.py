@@ -93,6 +93,8 @@ HOMES: dict[str, tuple[str, ...]] = {
     "requests": ("bot.github",),
     "urllib3": ("bot.github",),
     "alembic": ("bot.store",),
+    # robot.yaml's GitHub App key is checked when the file is loaded; PyGithub signs with it.
+    "cryptography": ("bot.config",),
     # Slack's payloads and client stop at the Slack adapter and the app factory.
     "slack_sdk": ("bot.slack", "bot.app"),
 }

@@ -74,7 +74,8 @@ def load_settings(
     expander.check_all_set(optional_sections)
     data, flat_problems = _flat_forms(expanded)
     try:
-        settings = Settings.model_validate({**data, "path": path})
+        # `base`: key files named by a relative path are found next to robot.yaml.
+        settings = Settings.model_validate({**data, "path": path}, context={"base": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc, flat_problems)) from None
     return settings.model_copy(update={"secrets": frozenset(expander.secrets) | settings.tokens})
@@ -196,7 +197,8 @@ def _describe(path: Path, exc: ValidationError, flat_problems: Mapping[tuple[str
         else:
             msg = str(error["msg"]).removeprefix("Value error, ")
             got = error.get("input")
-            plain = isinstance(got, str | int | float | bool)
+            # A secret's value (a token, a private key) is never quoted back.
+            plain = isinstance(got, str | int | float | bool) and not (loc and SECRET_NAME.search(loc[-1]))
             shown = f" (got {one_line(repr(got), _MAX_SHOWN)})" if plain else ""
             problems.append(f"{where}: {msg}{shown}")
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bot.errors import UnknownEnvironment, UnknownRepo
-from bot.models import AnsibleStep, CommandStep, Step
+from bot.models import AnsibleStep, AppCredentials, CommandStep, Step
 from bot.validation import ENV_NAME, REPO_NAME_HELP, is_valid_repo_name
 
 
@@ -28,10 +31,49 @@ class SlackSettings(_Model):
     channel_interval: float = Field(1.0, ge=0)
 
 
-class GitHubSettings(_Model):
-    """GitHub token, API host, polling and client throttling."""
+PEM_START = "-----BEGIN"
+# A base64 line of a PEM key is 64 characters; shorter ones (the last) are not worth masking alone.
+_MIN_PEM_LINE = 16
 
-    token: str
+
+def _read_key_file(value: str, info: ValidationInfo) -> tuple[str, Path]:
+    """The text of the key file ``value`` names (relative to robot.yaml's folder)."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base")
+    if not path.is_absolute() and isinstance(base, Path):
+        path = base / path
+    try:
+        return path.read_text(encoding="utf-8"), path
+    except UnicodeDecodeError:
+        raise ValueError(f"key file {path} is not a PEM private key (not text)") from None
+    except OSError as exc:
+        raise ValueError(
+            f"cannot read key file {path}: {exc.strerror or exc} "
+            f"(give the PEM text, normally from ${{VAR}}, or a path to the .pem file)"
+        ) from None
+
+
+def _check_app_key(pem: str, origin: str) -> None:
+    """Refuse anything but the unencrypted RSA key GitHub generates for an App (it signs RS256)."""
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        raise ValueError(f"{origin} is encrypted; give the key GitHub generated, unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"{origin} is not a PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError(f"{origin} is not an RSA key (GitHub App keys are RSA)")
+
+
+class GitHubSettings(_Model):
+    """GitHub credentials (a token or a GitHub App), API host, polling and client throttling."""
+
+    token: str | None = None
+    # A GitHub App instead of a token: its id, its private key (PEM text or a path to the .pem)
+    # and optionally the one installation to use (else each repo owner's is looked up).
+    app_id: int | None = Field(None, gt=0)
+    private_key: str | None = Field(None, repr=False)
+    installation_id: int | None = Field(None, gt=0)
     api_url: str = "https://api.github.com"
     poll_interval: float = Field(30, ge=1)
     # GitHub asks for serial requests and a pause before writes only; paced reads made a merge
@@ -40,6 +82,58 @@ class GitHubSettings(_Model):
     seconds_between_writes: float = Field(1.0, ge=0)
     timeout: int = Field(15, ge=1)  # PyGithub takes whole seconds
     max_retries: int = Field(5, ge=0, le=20)
+
+    @field_validator("private_key")
+    @classmethod
+    def _pem_text_or_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The key's PEM text: given inline, or read from the file the value names."""
+        if value is None:
+            return None
+        if value.lstrip().startswith(PEM_START):
+            _check_app_key(value, "the key")
+            return value
+        text, path = _read_key_file(value, info)
+        _check_app_key(text, f"key file {path}")
+        return text
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GitHubSettings:
+        app = self.app_id is not None or self.private_key is not None
+        if self.token is not None and app:
+            raise ValueError(
+                "set either `github.token` or a GitHub App (`github.app_id` + `github.private_key`), not both"
+            )
+        if self.token is None and not app:
+            raise ValueError(
+                "set `github.token`, or `github.app_id` + `github.private_key` to act as a GitHub App"
+            )
+        if app and (self.app_id is None or self.private_key is None):
+            missing = "github.private_key" if self.private_key is None else "github.app_id"
+            raise ValueError(
+                f"a GitHub App needs both `github.app_id` and `github.private_key`; set `{missing}`"
+            )
+        if self.installation_id is not None and not app:
+            raise ValueError(
+                "`github.installation_id` belongs to a GitHub App (`github.app_id` + `github.private_key`)"
+            )
+        return self
+
+    @property
+    def app(self) -> AppCredentials | None:
+        """The GitHub App to act as, when configured instead of a token."""
+        if self.app_id is None or self.private_key is None:
+            return None
+        return AppCredentials(self.app_id, self.private_key, self.installation_id)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The token or the App key, and each line of the key (step output arrives line by line)."""
+        found = [v for v in (self.token, self.private_key) if v]
+        for line in (self.private_key or "").splitlines():
+            line = line.strip()
+            if len(line) >= _MIN_PEM_LINE and not line.startswith("-----"):
+                found.append(line)
+        return tuple(found)
 
 
 class StateSettings(_Model):
@@ -192,6 +286,6 @@ class Settings(_Model):
 
     @property
     def tokens(self) -> frozenset[str]:
-        """Every token the robot itself holds (kept out of step environments and output)."""
-        values = (self.slack.bot_token, self.slack.app_token, self.github.token)
+        """Every token and key the robot itself holds (kept out of step environments and output)."""
+        values = (self.slack.bot_token, self.slack.app_token, *self.github.secrets)
         return frozenset(v for v in values if v)

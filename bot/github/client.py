@@ -9,17 +9,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from github import Auth, Github, GithubRetry
+from github import Auth, Github, GithubIntegration, GithubRetry
 from github.GithubException import (
     GithubException,
     RateLimitExceededExceedsMaxWait,
     RateLimitExceededException,
 )
+from github.Installation import Installation as GithubInstallation
 from github.Repository import Repository
 from urllib3 import Retry
 from urllib3.connectionpool import ConnectionPool
@@ -28,6 +30,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.response import HTTPResponse
 
 from bot.errors import BotError, GitHubError, InvalidRef, InvalidRepoName, UnknownRepo
+from bot.models import AppCredentials
 from bot.text import one_line
 
 REASON_LIMIT = 300  # GitHub's reasons quoted in one-line errors are cut here
@@ -142,23 +145,40 @@ def _web_root(api_url: str) -> str:
     return f"{parts.scheme}://{host}{path}"
 
 
-class GitHubClient:
-    """The two PyGithub clients, the repo cache and the guard that turns failures into BotError.
+@dataclass(frozen=True)
+class AppInstallation:
+    """One installation of the App: the account it is on and the clients acting as it."""
 
+    id: int
+    account: str
+    permissions: Mapping[str, str]  # what the App may do there: {"deployments": "write", ...}
+    gh: Github
+    poll_gh: Github
+
+
+class GitHubClient:
+    """The PyGithub clients, the repo cache and the guard that turns failures into BotError.
+
+    With a token, one main client and one head-poll client serve every repo. As a GitHub App,
+    each repo owner's installation gets its own pair, authenticated by PyGithub's
+    AppInstallationAuth, which fetches a new installation token before the old one expires.
     The gateway's call groups (deployments, merge reads, access checks) build on this.
     """
 
     def __init__(
         self,
-        token: str,
+        token: str | None = None,
         api_url: str = "https://api.github.com",
         *,
+        app: AppCredentials | None = None,
         seconds_between_requests: float = 0.25,
         seconds_between_writes: float = 1.0,
         timeout: float = 15,
         max_retries: int = 5,
         max_backoff: float = 60,
     ) -> None:
+        if (token is None) == (app is None):
+            raise ValueError("GitHubClient takes exactly one of a token and a GitHub App")
         self._api_url = api_url.rstrip("/")
         self._timeout = max(1, math.ceil(timeout))
         self._tries = max_retries + 1
@@ -173,24 +193,21 @@ class GitHubClient:
             secondary_rate_wait=min(60.0, max_backoff),
             max_rate_limit_wait=max_backoff,
         )
-        self._gh = Github(
-            base_url=self._api_url,
-            auth=Auth.Token(token),
-            timeout=max(1, math.ceil(timeout)),  # PyGithub asserts a whole number of seconds
-            retry=retry,
-            per_page=100,
-            seconds_between_requests=seconds_between_requests,
-            seconds_between_writes=seconds_between_writes,
-            user_agent="deploy-robot",
-        )
+        self._options: dict[str, Any] = {
+            "base_url": self._api_url,
+            "timeout": self._timeout,  # PyGithub asserts a whole number of seconds
+            "retry": retry,
+            "per_page": 100,
+            "seconds_between_requests": seconds_between_requests,
+            "seconds_between_writes": seconds_between_writes,
+            "user_agent": "deploy-robot",
+        }
         # Head polls go through their own client: one quick retry on a 5xx or a dropped
         # connection and never a wait for a rate limit, so one poll never stalls the cycle;
         # the poller honours Retry-After / X-RateLimit-Reset itself (RateLimited).
-        self._poll_gh = Github(
-            base_url=self._api_url,
-            auth=Auth.Token(token),
-            timeout=max(1, math.ceil(timeout)),
-            retry=Retry(
+        self._poll_options: dict[str, Any] = {
+            **self._options,
+            "retry": Retry(
                 total=1,
                 backoff_factor=0,
                 status_forcelist=[*range(500, 600)],
@@ -198,20 +215,126 @@ class GitHubClient:
                 raise_on_status=False,
                 respect_retry_after_header=False,
             ),
-            per_page=100,
             # Head polls are serial conditional GETs, mostly free 304s: throttling them only
             # stretches a cycle (100 repos at 0.25 s = 25 s); the lookups after a move are paced.
-            seconds_between_requests=0,
-            seconds_between_writes=seconds_between_writes,
-            user_agent="deploy-robot",
-        )
+            "seconds_between_requests": 0,
+        }
+        self._app = app
+        self._token_clients: tuple[Github, Github] | None = None
+        self._integration: GithubIntegration | None = None
+        self._app_auth: Auth.AppAuth | None = None
+        if token is not None:
+            self._token_clients = (
+                Github(auth=Auth.Token(token), **self._options),
+                Github(auth=Auth.Token(token), **self._poll_options),
+            )
+        else:
+            assert app is not None
+            self._app_auth = Auth.AppAuth(app.app_id, app.private_key)
+            # The JWT-authenticated client: finds installations (and, per installation client,
+            # PyGithub builds its own from that client's settings to fetch installation tokens).
+            self._integration = GithubIntegration(auth=self._app_auth, **self._options)
+        self._installations: dict[int, AppInstallation] = {}  # by installation id
+        self._owners: dict[str, int] = {}  # repo owner (lower case) → installation id
+        self._install_lock = threading.Lock()  # held across a lookup: one per owner, ever
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
 
+    @property
+    def is_app(self) -> bool:
+        """Whether the robot acts as a GitHub App (else as the owner of a token)."""
+        return self._app is not None
+
     def close(self) -> None:
         """Close PyGithub's connections."""
-        self._gh.close()
-        self._poll_gh.close()
+        if self._token_clients is not None:
+            for gh in self._token_clients:
+                gh.close()
+        with self._lock:
+            installations = list(self._installations.values())
+        for installation in installations:
+            installation.gh.close()
+            installation.poll_gh.close()
+        if self._integration is not None:
+            self._integration.close()
+
+    def _main(self, repo: str) -> Github:
+        """The client for ``repo``'s calls (as a GitHub App: its owner's installation)."""
+        if self._token_clients is not None:
+            return self._token_clients[0]
+        return self._installation(repo).gh
+
+    def _poller(self, repo: str) -> Github:
+        """The head-poll client for ``repo`` (no rate-limit waits, one quick retry)."""
+        if self._token_clients is not None:
+            return self._token_clients[1]
+        return self._installation(repo).poll_gh
+
+    def _installation(self, repo: str) -> AppInstallation:
+        """The App's installation serving ``repo``: the pinned one, or its owner's, looked up once."""
+        owner, _, name = repo.partition("/")
+        key = owner.lower()
+        with self._lock:
+            known = self._owners.get(key)
+            if known is not None:
+                return self._installations[known]
+        app, integration = self._app, self._integration
+        assert app is not None and integration is not None
+        with self._install_lock:
+            with self._lock:
+                known = self._owners.get(key)  # another thread looked it up meanwhile
+                pinned = None if app.installation_id is None else self._installations.get(app.installation_id)
+            if known is not None:
+                return self._installations[known]
+            if pinned is not None:
+                installation = pinned
+            elif app.installation_id is not None:
+                pin = app.installation_id
+
+                def unknown_pin(exc: GithubException) -> BotError:
+                    return GitHubError(
+                        f"The GitHub App {app.app_id} has no installation {pin} (github.installation_id)"
+                    )
+
+                with self._guard("read the GitHub App installation", repo, {404: unknown_pin}):
+                    installation = self._adopt(integration.get_app_installation(pin))
+            else:
+                if not _REPO_NAME.fullmatch(repo):
+                    raise InvalidRepoName(f"`{repo}` is not a GitHub repo name (owner/name).")
+
+                def absent(exc: GithubException) -> BotError:
+                    return UnknownRepo(
+                        f"GitHub has no repo {repo}, or the GitHub App {app.app_id} is not installed "
+                        f"on it (install the App on {owner} with access to {name})."
+                    )
+
+                with self._guard("find the GitHub App installation", repo, {404: absent}):
+                    installation = self._adopt(integration.get_repo_installation(owner, name))
+            with self._lock:
+                self._owners[key] = installation.id
+            return installation
+
+    def _adopt(self, found: GithubInstallation) -> AppInstallation:
+        """The clients of an installation GitHub named, made on first sight."""
+        ident = int(found.id)
+        with self._lock:
+            known = self._installations.get(ident)
+        if known is not None:
+            return known
+        assert self._app_auth is not None
+        account, permissions = found.raw_data.get("account"), found.raw_data.get("permissions")
+        installation = AppInstallation(
+            ident,
+            str(account.get("login") or "?") if isinstance(account, dict) else "?",
+            {str(k): str(v) for k, v in permissions.items()} if isinstance(permissions, dict) else {},
+            # Each client gets its own AppInstallationAuth: it fetches and renews the installation
+            # token through that client (PyGithub renews it shortly before it expires).
+            Github(auth=self._app_auth.get_installation_auth(ident), **self._options),
+            Github(auth=self._app_auth.get_installation_auth(ident), **self._poll_options),
+        )
+        with self._lock:
+            self._installations[ident] = installation
+        return installation
 
     def commit_url(self, repo: str, sha: str) -> str:
         """The commit's web page, derived from the API URL without a request."""
@@ -231,7 +354,7 @@ class GitHubClient:
             return UnknownRepo(f"GitHub has no repo {repo}, or the token cannot read it.")
 
         with self._guard("read repo", repo, {404: unknown}):
-            handle = self._gh.get_repo(repo)
+            handle = self._main(repo).get_repo(repo)
         with self._lock:
             self._repos[key] = handle
         return handle

@@ -28,8 +28,9 @@ class MergeReads(GitHubClient):
         path = self._repo_path(repo)
         headers = {"If-None-Match": etag} if etag else {}
         url = f"{path}/branches/{quote(branch, safe='')}"
+        requester = self._poller(repo).requester
         with self._guard("read branch head", repo):
-            status, answer_headers, body = self._poll_gh.requester.requestJson("GET", url, headers=headers)
+            status, answer_headers, body = requester.requestJson("GET", url, headers=headers)
         new_etag = _header(answer_headers, "ETag") or etag
         poll = HeadPoll(
             sha=None,
@@ -71,7 +72,7 @@ class MergeReads(GitHubClient):
         url = f"{self._repo_path(repo)}/compare/{quote(base, safe='')}...{quote(head, safe='')}"
         try:
             with self._guard("compare commits", repo, {404: _none, 422: _none}):
-                _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+                _, data = self._main(repo).requester.requestJsonAndCheck("GET", url)
         except _NoComparison:
             # "No common ancestor", or GitHub no longer has the old head (gone after a force push).
             return Comparison("unrelated", 0, 0, 0, ())
@@ -91,7 +92,7 @@ class MergeReads(GitHubClient):
         url = f"{self._repo_path(repo)}/commits/{quote(sha, safe='')}/pulls"
         unknown = self._unknown_ref(repo, sha)
         with self._guard("list pull requests of a commit", repo, {404: unknown, 422: unknown}):
-            _, data = self._gh.requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
+            _, data = self._main(repo).requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
         items = data if isinstance(data, list) else []
         return [p for p in (_pull_info(i) for i in items if isinstance(i, dict)) if p is not None]
 
@@ -99,7 +100,7 @@ class MergeReads(GitHubClient):
         """One pull request with its merger (the list endpoints leave ``merged_by`` out)."""
         url = f"{self._repo_path(repo)}/pulls/{int(number)}"
         with self._guard("read pull request", repo):
-            _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            _, data = self._main(repo).requester.requestJsonAndCheck("GET", url)
         found = _pull_info(data) if isinstance(data, dict) else None
         if found is None:
             raise GitHubError(f"GitHub answered read pull request #{number} for {repo} without a number")
@@ -108,7 +109,7 @@ class MergeReads(GitHubClient):
     def _branch_or_repo_gone(self, repo: str, branch: str, path: str) -> None:
         """After a 404 on a branch: one more read tells a deleted branch from a lost repo."""
         with self._guard("read repo", repo):
-            status, _, _ = self._poll_gh.requester.requestJson("GET", path)
+            status, _, _ = self._poller(repo).requester.requestJson("GET", path)
         if status in (403, 404):
             raise UnknownRepo(f"GitHub has no repo {repo}, or the token cannot read it.")
         raise InvalidRef(f"Branch `{branch}` of {repo} is gone (deleted or renamed on GitHub).")

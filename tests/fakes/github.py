@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import re
+import secrets
 import threading
 import time
 import traceback
@@ -17,12 +18,46 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from tests.fakes.loopback import LoopbackServer
 
 JSON = dict[str, Any]
 DOCS = "https://docs.github.com/rest"
 DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 STATUS_STATES = ("error", "failure", "pending", "success")
+# What the README tells users to grant the robot's GitHub App.
+APP_PERMISSIONS = {
+    "contents": "read",
+    "statuses": "read",
+    "checks": "read",
+    "deployments": "write",
+    "pull_requests": "read",
+    "metadata": "read",
+}
+# The App-authenticated (JWT) endpoints; every other one wants a token.
+_APP_PATH = re.compile(r"/app(/.*)?|/repos/[^/]+/[^/]+/installation|/(orgs|users)/[^/]+/installation")
+
+
+def generate_app_key() -> str:
+    """A fresh RSA private key in the PEM form GitHub hands out for an App (made per test run)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _public_pem(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 class LoggedRequest(NamedTuple):
@@ -145,6 +180,43 @@ class FakePull:
     merged_at: datetime | None
 
 
+@dataclass(frozen=True)
+class FakeApp:
+    """A GitHub App: GitHub keeps its public key; the robot signs JWTs with ``private_key``."""
+
+    id: int
+    slug: str
+    name: str
+    private_key: str = field(repr=False)
+    public_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FakeInstallation:
+    """An App installed on an account: on all its repos (``repos`` None) or the listed ones."""
+
+    id: int
+    app_id: int
+    account: str
+    repos: frozenset[str] | None
+    permissions: Mapping[str, str]
+
+    def covers(self, full_name: str) -> bool:
+        owner = full_name.split("/", 1)[0]
+        if owner.lower() != self.account.lower():
+            return False
+        return self.repos is None or full_name.lower() in self.repos
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """An installation access token the fake handed out, valid until ``expires`` (time.time())."""
+
+    token: str
+    installation_id: int
+    expires: float
+
+
 @dataclass
 class _Repo:
     full_name: str
@@ -202,6 +274,12 @@ class FakeGitHub:
         self._window_reset = datetime.now(UTC) + timedelta(hours=1)
         self.server_errors: list[str] = []
         self._loopback: LoopbackServer | None = None
+        self._apps: dict[int, FakeApp] = {}
+        self._installations: dict[int, FakeInstallation] = {}
+        self._issued: dict[str, IssuedToken] = {}
+        self._caller: FakeApp | FakeInstallation | None = None  # who sent the request being routed
+        self.token_lifetime = 3600.0  # seconds an installation token lasts (GitHub: one hour)
+        self.expired_refusals = 0  # requests refused because their installation token had expired
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -383,7 +461,42 @@ class FakeGitHub:
             r.pulls.setdefault(sha, []).append(pull)
             return pull
 
+    def add_app(
+        self, slug: str = "deploy-robot", name: str = "Deploy Robot", private_key: str | None = None
+    ) -> FakeApp:
+        """Register a GitHub App; its key pair is generated unless ``private_key`` is given."""
+        pem = private_key or generate_app_key()
+        with self._lock:
+            app = FakeApp(next(self._ids), slug, name, pem, _public_pem(pem))
+            self._apps[app.id] = app
+            return app
+
+    def install_app(
+        self,
+        app: FakeApp,
+        account: str,
+        repos: Iterable[str] | None = None,
+        permissions: Mapping[str, str] | None = None,
+    ) -> FakeInstallation:
+        """Install ``app`` on ``account``: all its repos, or only ``repos`` (owner/name)."""
+        with self._lock:
+            installation = FakeInstallation(
+                next(self._ids),
+                app.id,
+                account,
+                None if repos is None else frozenset(r.lower() for r in repos),
+                dict(APP_PERMISSIONS if permissions is None else permissions),
+            )
+            self._installations[installation.id] = installation
+            return installation
+
     # ---- inspection ------------------------------------------------------------------
+
+    @property
+    def issued_tokens(self) -> list[IssuedToken]:
+        """Every installation token handed out, oldest first."""
+        with self._lock:
+            return list(self._issued.values())
 
     def deployments(self, repo: str) -> list[FakeDeployment]:
         """Every deployment created in ``repo``, oldest first."""
@@ -545,10 +658,11 @@ class FakeGitHub:
         hung = self._apply_hang(path)
         self._apply_delays(path)
         with self._lock:
+            self._caller = None
             answer = (
                 hung
                 or self._fault(path)
-                or self._authorize(headers)
+                or self._authorize(path, headers)
                 or self._route(method, path, query, body)
             )
             answer = self._conditional(method, headers, answer)
@@ -619,14 +733,60 @@ class FakeGitHub:
                 headers["Retry-After"] = str(retry_after)
         return _Answer(rule.status, {"message": message, "documentation_url": DOCS}, headers)
 
-    def _authorize(self, headers: Mapping[str, str]) -> _Answer | None:
+    def _authorize(self, path: str, headers: Mapping[str, str]) -> _Answer | None:
+        """Who may call: an App (by a JWT it signed) on the App endpoints; a token on the others."""
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         scheme, _, token = auth.partition(" ")
         if not auth:
             return _Answer(401, {"message": "Requires authentication", "documentation_url": DOCS}, {})
-        if scheme.lower() not in ("token", "bearer") or token not in self.tokens:
-            return _Answer(401, {"message": "Bad credentials", "documentation_url": DOCS}, {})
+        if _APP_PATH.fullmatch(path):
+            if scheme.lower() != "bearer":
+                return self._unauthorized("A JSON web token could not be decoded")
+            app_or_problem = self._verify_jwt(token)
+            if isinstance(app_or_problem, str):
+                return self._unauthorized(app_or_problem)
+            self._caller = app_or_problem
+            return None
+        if scheme.lower() not in ("token", "bearer"):
+            return self._unauthorized("Bad credentials")
+        if token in self.tokens:
+            return None
+        issued = self._issued.get(token)
+        if issued is None:
+            return self._unauthorized("Bad credentials")
+        if time.time() >= issued.expires:
+            self.expired_refusals += 1
+            return self._unauthorized("Bad credentials")
+        self._caller = self._installations[issued.installation_id]
         return None
+
+    def _unauthorized(self, message: str) -> _Answer:
+        return _Answer(401, {"message": message, "documentation_url": DOCS}, {})
+
+    def _verify_jwt(self, token: str) -> FakeApp | str:
+        """The App that signed ``token`` (RS256, its key, unexpired, iss = its id), or why not."""
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            app = self._apps.get(int(claims["iss"]))
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return "A JSON web token could not be decoded"
+        if app is None:
+            return "Integration not found"
+        try:
+            verified = jwt.decode(
+                token,
+                app.public_key,
+                algorithms=["RS256"],
+                issuer=str(app.id),
+                options={"require": ["exp", "iat", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            return "'Expiration time' claim ('exp') must be a numeric value representing the future time"
+        except jwt.PyJWTError:
+            return "A JSON web token could not be decoded"
+        if int(verified["exp"]) - int(verified["iat"]) > 660:  # GitHub: at most 10 minutes (+ skew)
+            return "'Expiration time' claim ('exp') is too far in the future"
+        return app
 
     def _conditional(self, method: str, headers: Mapping[str, str], answer: _Answer) -> _Answer:
         if method != "GET" or answer.status != 200:
@@ -673,13 +833,24 @@ class FakeGitHub:
             ("GET", rf"{r}/deployments/(\d+)", self._get_deployment),
             ("GET", rf"{r}/deployments/(\d+)/statuses", self._get_deployment_statuses),
             ("POST", rf"{r}/deployments/(\d+)/statuses", self._post_deployment_status),
+            ("GET", r"/app", self._get_app),
+            ("GET", r"/app/installations", self._get_app_installations),
+            ("GET", r"/app/installations/(\d+)", self._get_app_installation),
+            ("POST", r"/app/installations/(\d+)/access_tokens", self._post_access_token),
+            ("GET", rf"{r}/installation", self._get_repo_installation),
+            ("GET", r"/orgs/([^/]+)/installation", self._get_account_installation),
+            ("GET", r"/users/([^/]+)/installation", self._get_account_installation),
         ]
 
     # ---- internals: JSON shapes ------------------------------------------------------
 
     def _found(self, owner: str, name: str) -> _Repo:
         repo = self._repos.get(f"{owner}/{name}".lower())
-        if repo is None:
+        caller = self._caller
+        hidden = (
+            isinstance(caller, FakeInstallation) and repo is not None and not caller.covers(repo.full_name)
+        )
+        if repo is None or hidden:  # GitHub hides what a token may not read behind 404
             raise _HttpError(404, "Not Found", status="404")
         return repo
 
@@ -821,7 +992,95 @@ class FakeGitHub:
         return self._ok({"resources": {"core": core}, "rate": core})
 
     def _get_user(self, path: str, query: dict[str, str], data: JSON) -> _Answer:
+        if isinstance(self._caller, FakeInstallation):
+            raise _HttpError(403, "Resource not accessible by integration")
         return self._ok(self._user(self.tokens[self.token]))
+
+    def _calling_app(self) -> FakeApp:
+        assert isinstance(self._caller, FakeApp)  # _authorize let only a JWT through to these
+        return self._caller
+
+    def _installation_json(self, installation: FakeInstallation) -> JSON:
+        app = self._apps[installation.app_id]
+        url = f"{self.url}/app/installations/{installation.id}"
+        return {
+            "id": installation.id,
+            "account": {**self._user(installation.account), "type": "Organization"},
+            "app_id": app.id,
+            "app_slug": app.slug,
+            "target_type": "Organization",
+            "repository_selection": "all" if installation.repos is None else "selected",
+            "access_tokens_url": f"{url}/access_tokens",
+            "repositories_url": f"{self.url}/installation/repositories",
+            "html_url": f"{self.url}/settings/installations/{installation.id}",
+            "permissions": dict(installation.permissions),
+            "events": [],
+        }
+
+    def _installation_of(self, installation_id: str) -> FakeInstallation:
+        installation = self._installations.get(int(installation_id))
+        if installation is None or installation.app_id != self._calling_app().id:
+            raise _HttpError(404, "Not Found", status="404")
+        return installation
+
+    def _get_app(self, path: str, query: dict[str, str], data: JSON) -> _Answer:
+        app = self._calling_app()
+        return self._ok(
+            {
+                "id": app.id,
+                "slug": app.slug,
+                "name": app.name,
+                "owner": self._user("acme"),
+                "html_url": f"{self.url}/apps/{app.slug}",
+                "permissions": dict(APP_PERMISSIONS),
+                "events": [],
+            }
+        )
+
+    def _get_app_installations(self, path: str, query: dict[str, str], data: JSON) -> _Answer:
+        app = self._calling_app()
+        items = [self._installation_json(i) for i in self._installations.values() if i.app_id == app.id]
+        chunk, headers = self._page(path, query, items)
+        return self._ok(chunk, headers)
+
+    def _get_app_installation(self, path: str, query: dict[str, str], data: JSON, i: str) -> _Answer:
+        return self._ok(self._installation_json(self._installation_of(i)))
+
+    def _post_access_token(self, path: str, query: dict[str, str], data: JSON, i: str) -> _Answer:
+        installation = self._installation_of(i)
+        expires = time.time() + self.token_lifetime
+        issued = IssuedToken(f"ghs_{secrets.token_hex(18)}", installation.id, expires)
+        self._issued[issued.token] = issued
+        # Whole seconds, as GitHub writes it: never later than the moment the token stops working.
+        expires_at = datetime.fromtimestamp(int(expires), UTC)
+        body = {
+            "token": issued.token,
+            "expires_at": _iso(expires_at),
+            "permissions": dict(installation.permissions),
+            "repository_selection": "all" if installation.repos is None else "selected",
+        }
+        return self._ok(body, status=201)
+
+    def _get_repo_installation(self, path: str, query: dict[str, str], data: JSON, o: str, n: str) -> _Answer:
+        app = self._calling_app()
+        full_name = f"{o}/{n}"
+        for installation in self._installations.values():
+            if (
+                installation.app_id == app.id
+                and full_name.lower() in self._repos
+                and installation.covers(full_name)
+            ):
+                return self._ok(self._installation_json(installation))
+        raise _HttpError(404, "Not Found", status="404")
+
+    def _get_account_installation(
+        self, path: str, query: dict[str, str], data: JSON, account: str
+    ) -> _Answer:
+        app = self._calling_app()
+        for installation in self._installations.values():
+            if installation.app_id == app.id and installation.account.lower() == account.lower():
+                return self._ok(self._installation_json(installation))
+        raise _HttpError(404, "Not Found", status="404")
 
     def _get_repo(self, path: str, query: dict[str, str], data: JSON, o: str, n: str) -> _Answer:
         return self._ok(self._repo_json(self._found(o, n)))

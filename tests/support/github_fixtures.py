@@ -34,7 +34,8 @@ def make_gateway(fake_github: FakeGitHub) -> Iterator[GatewayFactory]:
             "max_backoff": 0.05,
         }
         options.update(overrides)
-        token = options.pop("token", fake_github.token)
+        # `app=AppCredentials(...)` makes a GitHub App gateway (no token).
+        token = options.pop("token", None if options.get("app") else fake_github.token)
         gateway = GitHubGateway(token, fake_github.url, **options)
         made.append(gateway)
         return gateway

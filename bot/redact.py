@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 from bot.config import SECRET_NAME
@@ -83,22 +84,29 @@ def _trie_pattern(words: Iterable[str]) -> str:
     """One regex matching any of ``words``, longest first, as a prefix tree.
 
     re tries the alternatives of a flat `a|b|c` one after another at every position; sharing
-    prefixes lets it reject most positions on the first character.
+    prefixes lets it reject most positions on the first character. Runs without a branch are
+    one literal, so the nesting depth is the number of branch points, not the words' length
+    (a PEM key is a 1,700-character secret).
     """
-    trie: dict[str, dict] = {}  # type: ignore[type-arg]
+    trie: dict[str, Any] = {}
     for word in words:
         node = trie
         for char in word:
             node = node.setdefault(char, {})
         node[""] = {}  # a word ends here
 
-    def pattern(node: dict) -> str:  # type: ignore[type-arg]
+    def pattern(node: dict[str, Any]) -> str:
+        literal = []
+        while len(node) == 1 and "" not in node:  # a run without a branch or an end
+            ((char, node),) = node.items()
+            literal.append(char)
+        head = re.escape("".join(literal))
         ends = "" in node
         branches = [re.escape(char) + pattern(child) for char, child in sorted(node.items()) if char]
         if not branches:
-            return ""
+            return head
         body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
         # Longest match first: the longer branches are tried before stopping here.
-        return f"(?:{body})?" if ends else body
+        return head + (f"(?:{body})?" if ends else body)
 
     return pattern(trie)

@@ -140,6 +140,20 @@ class ContextState(StrEnum):
 
 
 @dataclass(frozen=True)
+class RequiredContext:
+    """A CI context the gate requires.
+
+    ``app``: only check runs of that GitHub App (its slug) count, and no commit status (anyone
+    with write access can post one). ``accept``: check-run conclusions besides `success` that
+    count as green for this context (`neutral`, `skipped`); elsewhere they block.
+    """
+
+    name: str
+    app: str | None = None
+    accept: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class ContextResult:
     """One required context as GitHub reports it (newest status or check run of that name)."""
 

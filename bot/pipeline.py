@@ -101,13 +101,13 @@ class Pipeline:
         self, deploy: Deploy, repo: RepoSettings, observer: DeployObserver, cancel: threading.Event
     ) -> Outcome | None:
         """None when CI allows the deploy, else the outcome that stops it."""
-        if deploy.force or not repo.required_contexts:
+        if deploy.force or not repo.gate:
             return None
         deadline = time.monotonic() + repo.ci_timeout
         last_waiting: tuple[ContextResult, ...] | None = None
         while True:
             try:
-                gate = self._github.ci_state(deploy.repo, deploy.sha, repo.required_contexts)
+                gate = self._github.ci_state(deploy.repo, deploy.sha, repo.gate)
             except GitHubError as exc:
                 # GitHub down is not CI failed: keep waiting, as for a pending context.
                 log.warning("deploy #%s: CI state unreadable, will re-check: %s", deploy.id, exc)
@@ -143,7 +143,7 @@ class Pipeline:
                 deploy.repo,
                 deploy.sha,
                 deploy.env,
-                [] if deploy.force else repo.required_contexts,
+                [] if deploy.force else repo.context_names,
                 self._payload(deploy),
                 cut_description(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requested_by}"),
             )

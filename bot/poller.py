@@ -185,7 +185,7 @@ class Poller:
             Change(c.sha, c.title, self._pull_for(repo, settings.branch, c.sha, seen))
             for c in line[:MAX_LOOKUPS]
         )
-        contexts = settings.required_contexts
+        contexts = settings.gate
         news = MergeNews(
             repo=repo,
             branch=settings.branch,

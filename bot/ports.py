@@ -21,6 +21,7 @@ from bot.models import (
     Lock,
     MergeNews,
     PullInfo,
+    RequiredContext,
     Source,
     Step,
     StepResult,
@@ -35,8 +36,13 @@ class GitHubPort(Protocol):
         """The commit SHA of a branch, tag or SHA; raises InvalidRef if GitHub does not know it."""
         ...
 
-    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult:
-        """The newest status / check run of each required context for the commit."""
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[RequiredContext | str]) -> GateResult:
+        """Each required context's state for the commit (a bare name: a context with defaults).
+
+        The newest report of each name wins, except that no commit status overrides a check run
+        that is failing or still running; `neutral` / `skipped` conclusions are green only where
+        the context accepts them; an app-pinned context reads only that app's check runs.
+        """
         ...
 
     def create_deployment(
@@ -191,7 +197,7 @@ class PollGitHub(Protocol):
 
     def pull_request(self, repo: str, number: int) -> PullInfo: ...
 
-    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult: ...
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[RequiredContext | str]) -> GateResult: ...
 
     def commit_url(self, repo: str, sha: str) -> str: ...
 

@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, UnknownEnvironment, UnknownRepo
-from bot.models import AnsibleStep, CommandStep
+from bot.models import AnsibleStep, CommandStep, RequiredContext
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -46,7 +46,7 @@ def test_example_file_is_valid_and_documents_every_form() -> None:
     settings = load_settings(ROOT / "robot.yaml.example", ENV)
     api = settings.repos["acme/api"]
     assert api.default_env == "staging"
-    assert api.required_contexts == ["ci/test", "build"]
+    assert api.context_names == ["ci/test", "build"]
     assert settings.repos["acme/web"].environments["production"].steps() == [
         CommandStep(("git", "fetch")),
         CommandStep(("git", "pull", "origin", "master")),
@@ -178,3 +178,21 @@ def test_slack_variables_are_optional_where_slack_is_not_used() -> None:
     # A variable the deploy itself needs is never optional.
     with pytest.raises(ConfigError, match=r"github\.token: environment variable GITHUB_TOKEN is not set"):
         load_settings(ROOT / "robot.yaml.example", {}, optional_sections=("slack",))
+
+
+def test_required_contexts_may_pin_an_app_and_accept_conclusions(tmp_path: Path) -> None:
+    contexts = "    required_contexts: [ci/test, {name: build, app: github-actions, accept: [skipped]}]\n"
+    settings = load(tmp_path, MINIMAL.replace("    environments:\n", contexts + "    environments:\n", 1))
+    api = settings.repos["acme/api"]
+    assert api.gate == (
+        RequiredContext("ci/test"),
+        RequiredContext("build", "github-actions", frozenset({"skipped"})),
+    )
+    assert api.context_names == ["ci/test", "build"]
+    bad = MINIMAL.replace(
+        "    environments:\n",
+        "    required_contexts: [{name: build, accept: [failure]}]\n    environments:\n",
+        1,
+    )
+    message = error_of(tmp_path, bad)
+    assert "repos.acme/api.required_contexts.0.accept.0: Input should be 'neutral' or 'skipped'" in message

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.errors import DeploymentRefused, GitHubError, InvalidRef, InvalidRepoName, UnknownRepo
 from bot.github import GitHubGateway
-from bot.models import ContextState
+from bot.models import ContextState, RequiredContext
 from tests.fakes.github import FakeGitHub
 from tests.support.github_fixtures import GatewayFactory
 
@@ -23,7 +24,7 @@ def head(fake_github: FakeGitHub) -> str:
     return fake_github.add_repo(REPO, default_branch="main")
 
 
-def states(gateway: GitHubGateway, sha: str, contexts: list[str]) -> list[ContextState]:
+def states(gateway: GitHubGateway, sha: str, contexts: Sequence[RequiredContext | str]) -> list[ContextState]:
     return [c.state for c in gateway.ci_state(REPO, sha, contexts).contexts]
 
 
@@ -102,8 +103,9 @@ def test_statuses_only(fake_github: FakeGitHub, github_gateway: GitHubGateway, h
     ("status", "conclusion", "expected"),
     [
         ("completed", "success", ContextState.SUCCESS),
-        ("completed", "neutral", ContextState.SUCCESS),
-        ("completed", "skipped", ContextState.SUCCESS),
+        # Green only for a context that accepts them (test_accepted_conclusions_are_per_context).
+        ("completed", "neutral", ContextState.FAILURE),
+        ("completed", "skipped", ContextState.FAILURE),
         ("completed", "failure", ContextState.FAILURE),
         ("completed", "cancelled", ContextState.FAILURE),
         ("completed", "timed_out", ContextState.FAILURE),
@@ -194,6 +196,55 @@ def test_newer_check_run_overrides_an_older_status_of_the_same_name(
     fake_github.set_status(REPO, head, "build", "failure", created_at=now - timedelta(minutes=3))
     fake_github.set_check_run(REPO, head, "build", "completed", "success", started_at=now)
     assert states(github_gateway, head, ["build"]) == [ContextState.SUCCESS]
+
+
+def test_a_status_never_overrides_a_failing_or_running_check_run(
+    fake_github: FakeGitHub, github_gateway: GitHubGateway, head: str
+) -> None:
+    now = datetime.now(UTC)
+    # Anyone who may push may post a status: a hand-posted `success` of the same name, newer
+    # than the check run, must not open the gate.
+    fake_github.set_check_run(REPO, head, "build", "completed", "failure", started_at=now)
+    fake_github.set_status(REPO, head, "build", "success", created_at=now + timedelta(minutes=1))
+    fake_github.set_check_run(REPO, head, "test", "in_progress", None, started_at=now)
+    fake_github.set_status(REPO, head, "test", "success", created_at=now + timedelta(minutes=1))
+    assert states(github_gateway, head, ["build", "test"]) == [ContextState.FAILURE, ContextState.PENDING]
+
+
+def test_accepted_conclusions_are_per_context(
+    fake_github: FakeGitHub, github_gateway: GitHubGateway, head: str
+) -> None:
+    fake_github.set_check_run(REPO, head, "docs", "completed", "skipped")
+    fake_github.set_check_run(REPO, head, "lint", "completed", "neutral")
+    gate = github_gateway.ci_state(
+        REPO, head, [RequiredContext("docs", accept=frozenset({"skipped"})), RequiredContext("lint")]
+    )
+    assert [c.state for c in gate.contexts] == [ContextState.SUCCESS, ContextState.FAILURE]
+    assert gate.contexts[1].description == "neutral; robot.yaml accepts it only with `accept: [neutral]` here"
+
+
+def test_a_context_pinned_to_an_app_reads_only_that_apps_check_runs(
+    fake_github: FakeGitHub, github_gateway: GitHubGateway, head: str
+) -> None:
+    now = datetime.now(UTC)
+    pinned = [RequiredContext("build", app="github-actions")]
+    fake_github.set_status(REPO, head, "build", "success")
+    fake_github.set_check_run(REPO, head, "build", "completed", "success", app="impostor", started_at=now)
+    assert states(github_gateway, head, pinned) == [ContextState.MISSING]
+    fake_github.set_check_run(
+        REPO,
+        head,
+        "build",
+        "completed",
+        "failure",
+        app="github-actions",
+        started_at=now - timedelta(minutes=1),
+    )
+    assert states(github_gateway, head, pinned) == [ContextState.FAILURE]
+    fake_github.set_check_run(
+        REPO, head, "build", "completed", "success", app="github-actions", started_at=now
+    )
+    assert states(github_gateway, head, pinned) == [ContextState.SUCCESS]
 
 
 def test_statuses_are_read_across_pages(

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bot.errors import UnknownEnvironment, UnknownRepo
-from bot.models import AnsibleStep, AppCredentials, CommandStep, Step
+from bot.models import AnsibleStep, AppCredentials, CommandStep, RequiredContext, Step
 from bot.validation import ENV_NAME, REPO_NAME_HELP, is_valid_repo_name
 
 
@@ -194,6 +194,14 @@ class EnvironmentSettings(_Model):
         return [CommandStep(tuple(argv)) for argv in self.commands or []]
 
 
+class ContextSettings(_Model):
+    """One required context written out: `{name: build, app: github-actions, accept: [skipped]}`."""
+
+    name: str = Field(min_length=1)
+    app: str | None = Field(None, min_length=1)  # the GitHub App (slug) whose check runs count
+    accept: list[Literal["neutral", "skipped"]] = Field(default_factory=list)
+
+
 class RepoSettings(_Model):
     """One repo: its branch, gate, who may deploy, and its environments."""
 
@@ -202,7 +210,7 @@ class RepoSettings(_Model):
     default_environment: str | None = None
     on_merge: Literal["announce", "deploy", "ignore"] = "announce"
     auto_deploy: str | None = None
-    required_contexts: list[str] = Field(default_factory=list)
+    required_contexts: list[ContextSettings] = Field(default_factory=list)
     deployers: list[str] = Field(default_factory=list)
     force: list[str] = Field(default_factory=list)
     ci_timeout: float = Field(1800, ge=0)
@@ -231,6 +239,22 @@ class RepoSettings(_Model):
     @property
     def auto_deploy_env(self) -> str:
         return self.auto_deploy or self.default_env
+
+    @field_validator("required_contexts", mode="before")
+    @classmethod
+    def _context_names(cls, value: Any) -> Any:
+        # `build` is short for `{name: build}`.
+        return [{"name": c} if isinstance(c, str) else c for c in value] if isinstance(value, list) else value
+
+    @property
+    def gate(self) -> tuple[RequiredContext, ...]:
+        """The CI gate: each required context with its app pin and accepted conclusions."""
+        return tuple(RequiredContext(c.name, c.app, frozenset(c.accept)) for c in self.required_contexts)
+
+    @property
+    def context_names(self) -> list[str]:
+        """The required contexts' names, as a GitHub Deployment's `required_contexts`."""
+        return [c.name for c in self.gate]
 
 
 class Settings(_Model):

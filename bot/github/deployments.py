@@ -17,7 +17,7 @@ from github.Repository import Repository
 
 from bot.errors import BotError, DeploymentRefused, GitHubError
 from bot.github.client import REASON_LIMIT, GitHubClient, _github_reason
-from bot.models import ContextResult, ContextState, GateResult
+from bot.models import ContextResult, ContextState, GateResult, RequiredContext
 from bot.text import cut_description, one_line
 
 _MAX_LISTED = 1000  # statuses / check runs read per commit; GitHub caps statuses at 1000 too
@@ -28,7 +28,7 @@ _STATUS_STATES = {
     "failure": ContextState.FAILURE,
     "error": ContextState.FAILURE,
 }
-_GREEN_CONCLUSIONS = {"success", "neutral", "skipped"}
+_ACCEPTABLE = frozenset({"neutral", "skipped"})  # green only where a context accepts them
 _SEVERITY = {ContextState.SUCCESS: 0, ContextState.PENDING: 1, ContextState.FAILURE: 2}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -43,15 +43,15 @@ class DeploymentCalls(GitHubClient):
         with self._guard("resolve ref", repo, {404: unknown, 422: unknown}):
             return str(handle.get_commit(ref).sha)
 
-    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult:
-        """The newest commit status or check run of each required context, in the given order."""
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[RequiredContext | str]) -> GateResult:
+        """Each required context's state for the commit, in the given order (see GitHubPort)."""
+        required = [RequiredContext(c) if isinstance(c, str) else c for c in contexts]
         handle = self._repo(repo)
         unknown = self._unknown_ref(repo, sha)
         with self._guard("read CI state", repo, {404: unknown, 422: unknown}):
-            found = _newest(self._statuses(handle, sha), self._check_runs(handle, sha))
-        return GateResult(
-            tuple(found.get(name) or ContextResult(name, ContextState.MISSING) for name in contexts)
-        )
+            statuses = list(self._statuses(handle, sha))
+            runs = list(self._check_runs(handle, sha))
+        return GateResult(tuple(_judge(context, statuses, runs) for context in required))
 
     def create_deployment(
         self,
@@ -122,38 +122,61 @@ class DeploymentCalls(GitHubClient):
         return islice(runs, _MAX_LISTED)
 
 
-def _newest(statuses: Iterable[CommitStatus], runs: Iterable[CheckRun]) -> dict[str, ContextResult]:
-    """The newest report of each name across statuses and check runs."""
-    best: dict[str, tuple[str, datetime, int, ContextResult]] = {}
+def _judge(
+    context: RequiredContext, statuses: Iterable[CommitStatus], runs: Iterable[CheckRun]
+) -> ContextResult:
+    """One required context: its newest check run and newest status, weighed against each other."""
+    run = _newest_run(context, runs)
+    # An app-pinned context trusts that app's check runs only: anyone who may push may post a status.
+    status = None if context.app else _newest_status(context.name, statuses)
+    if run is None:
+        return status[1] if status is not None else ContextResult(context.name, ContextState.MISSING)
+    if status is None:
+        return run[1]
+    # A status never overrides a check run that failed or still runs (a hand-posted `success`
+    # must not open the gate); otherwise the newer report wins, the worse one at the same instant.
+    if run[1].state is not ContextState.SUCCESS:
+        return run[1]
+    if status[0] > run[0] or (status[0] == run[0] and _SEVERITY[status[1].state] > _SEVERITY[run[1].state]):
+        return status[1]
+    return run[1]
 
-    def offer(kind: str, when: datetime, ident: int, result: ContextResult) -> None:
-        current = best.get(result.name)
-        if current is None:
-            newer = True
-        elif current[0] == kind:
-            newer = (when, ident) > (current[1], current[2])
-        else:
-            # ids of statuses and check runs are not comparable; at the same instant trust the worse
-            newer = when > current[1] or (
-                when == current[1] and _SEVERITY[result.state] > _SEVERITY[current[3].state]
-            )
-        if newer:
-            best[result.name] = (kind, when, ident, result)
 
-    for status in statuses:
-        state = _STATUS_STATES.get(status.state, ContextState.FAILURE)
-        result = ContextResult(status.context, state, status.target_url, status.description)
-        offer("status", status.created_at or _EPOCH, status.id, result)
+def _newest_run(context: RequiredContext, runs: Iterable[CheckRun]) -> tuple[datetime, ContextResult] | None:
+    best: tuple[tuple[datetime, int], CheckRun] | None = None
     for run in runs:
-        if run.status != "completed":
-            state = ContextState.PENDING
-        elif run.conclusion in _GREEN_CONCLUSIONS:
-            state = ContextState.SUCCESS
-        else:
-            state = ContextState.FAILURE
-        title = run.output.title if run.output is not None else None
-        result = ContextResult(
-            run.name, state, run.details_url or run.html_url, title or run.conclusion or run.status
-        )
-        offer("check", run.started_at or run.completed_at or _EPOCH, run.id, result)
-    return {name: entry[3] for name, entry in best.items()}
+        if run.name != context.name or (context.app and (run.app is None or run.app.slug != context.app)):
+            continue
+        key = (run.started_at or run.completed_at or _EPOCH, run.id)
+        if best is None or key > best[0]:
+            best = (key, run)
+    if best is None:
+        return None
+    run = best[1]
+    title = run.output.title if run.output is not None else None
+    detail = title or run.conclusion or run.status
+    if run.status != "completed":
+        state = ContextState.PENDING
+    elif run.conclusion == "success" or run.conclusion in context.accept:
+        state = ContextState.SUCCESS
+    else:
+        state = ContextState.FAILURE
+        if run.conclusion in _ACCEPTABLE:
+            detail = f"{run.conclusion}; robot.yaml accepts it only with `accept: [{run.conclusion}]` here"
+    url = run.details_url or run.html_url
+    return best[0][0], ContextResult(context.name, state, url, detail)
+
+
+def _newest_status(name: str, statuses: Iterable[CommitStatus]) -> tuple[datetime, ContextResult] | None:
+    best: tuple[tuple[datetime, int], CommitStatus] | None = None
+    for status in statuses:
+        if status.context != name:
+            continue
+        key = (status.created_at or _EPOCH, status.id)
+        if best is None or key > best[0]:
+            best = (key, status)
+    if best is None:
+        return None
+    status = best[1]
+    state = _STATUS_STATES.get(status.state, ContextState.FAILURE)
+    return best[0][0], ContextResult(name, state, status.target_url, status.description)

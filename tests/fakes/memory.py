@@ -32,6 +32,7 @@ from bot.models import (
     Lock,
     MergeNews,
     PullInfo,
+    RequiredContext,
     Step,
     StepResult,
     StepStatus,
@@ -350,7 +351,7 @@ class MemoryGitHub:
             return matches[0]
         raise InvalidRef(f"GitHub does not know `{ref}` in {repo}.")
 
-    def ci_state(self, repo: str, sha: str, contexts: Sequence[str]) -> GateResult:
+    def ci_state(self, repo: str, sha: str, contexts: Sequence[RequiredContext | str]) -> GateResult:
         with self._lock:
             self.ci_calls += 1
             answers = self.ci.get((repo, sha), [])
@@ -358,7 +359,10 @@ class MemoryGitHub:
         if isinstance(answer, Exception):
             raise answer
         return GateResult(
-            tuple(ContextResult(name, answer.get(name, ContextState.MISSING)) for name in contexts)
+            tuple(
+                ContextResult(name, answer.get(name, ContextState.MISSING))
+                for name in (c if isinstance(c, str) else c.name for c in contexts)
+            )
         )
 
     def create_deployment(

@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bot.errors import UnknownEnvironment, UnknownRepo
@@ -55,6 +52,11 @@ def _read_key_file(value: str, info: ValidationInfo) -> tuple[str, Path]:
 
 def _check_app_key(pem: str, origin: str) -> None:
     """Refuse anything but the unencrypted RSA key GitHub generates for an App (it signs RS256)."""
+    # Only a config with an App pays for importing cryptography (every `robot` command loads it).
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
         key = load_pem_private_key(pem.encode(), password=None)
     except TypeError:

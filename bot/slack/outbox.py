@@ -244,7 +244,9 @@ class SlackOutbox:
             self.rate_limited += 1
             retry_after = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)))
             self._channel_free_at[write.ref.channel] = time.monotonic() + retry_after
-            self._retry(write, 0.0, "rate limited")
+            # Slack said when, not no: a rate limit costs no try, however long the storm lasts,
+            # so a deploy's final state is never dropped for it.
+            self._requeue(write)
         elif response.status_code >= 500 or response.get("error") in ("internal_error", "fatal_error"):
             self._retry(write, 1.0, str(response.get("error")))
         else:
@@ -260,6 +262,9 @@ class SlackOutbox:
             self._channel_free_at[write.ref.channel] = max(
                 self._channel_free_at.get(write.ref.channel, 0.0), free_at
             )
+        self._requeue(write)
+
+    def _requeue(self, write: _Write) -> None:
         with self._cond:
             self._queue.insert(0, write)
 

@@ -398,7 +398,7 @@ class SqlStore:
         with self._write() as conn:
             pruned = list(
                 conn.scalars(
-                    select(deploy_logs.c.deploy_id.distinct()).where(deploy_logs.c.deploy_id.in_(ended))
+                    select(deploy_logs.c.deploy_id).where(deploy_logs.c.deploy_id.in_(ended)).distinct()
                 )
             )
             if pruned:

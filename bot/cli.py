@@ -103,7 +103,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             "app_token: ${SLACK_APP_TOKEN} with an xapp- token); see README 'Create the Slack app'."
         )
     from bot.app import build_robot  # only `robot run` pays for importing Bolt
+    from bot.hardening import harden
     from bot.redact import Redactor
+
+    harden(settings.tokens)
 
     _log_redacted(Redactor.for_environment(settings.secrets, os.environ))
     stop = threading.Event()
@@ -160,9 +163,11 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console import ConsoleObserver
+    from bot.hardening import harden
     from bot.models import DeployState, Source
     from bot.wiring import build_core
 
+    harden(settings.tokens)
     gc.enable()
     repo, _, ref = args.target.partition("@")
     observer = ConsoleObserver()

@@ -436,3 +436,30 @@ def test_prune_deletes_old_logs_and_keeps_the_history(setup: Any) -> None:
         "robot: `ninety days` is not a duration; use a whole number of minutes, hours, days or weeks, "
         "e.g. `30m`, `2h`, `90d`, `1w`."
     )
+
+
+def test_a_deploying_robot_is_not_dumpable_and_holds_no_token_in_its_environment(setup: Any) -> None:
+    # Running as root here, a step could read /proc anyway; what is checked is that the robot
+    # made itself non-dumpable (so a same-user, non-root step cannot read its /proc files) and
+    # that its environment no longer holds the GitHub token once the config has read it.
+    config = setup([["true"]])
+    done = subprocess.run(
+        [PY, "-c", HARDENING_PROBE, str(config)],
+        cwd=ROOT,
+        env=environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "dumpable=False token-in-environ=False exit=0"
+
+
+# Runs `robot deploy` in-process so the test can look at the robot's own state afterwards.
+HARDENING_PROBE = """
+import os, sys
+from bot.cli import main
+from bot.hardening import is_dumpable
+code = main(["deploy", "acme/api", "--config", sys.argv[1]])
+print(f"dumpable={is_dumpable()}", f"token-in-environ={'GITHUB_TOKEN' in os.environ}", f"exit={code}")
+"""

@@ -37,8 +37,11 @@ def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> st
     with pytest.raises(ConfigError) as info:
         load(tmp_path, text, env)
     message = str(info.value)
-    assert "\n" not in message
-    assert str(tmp_path / "robot.yaml") in message
+    first, *more = message.split("\n")
+    assert first.startswith(f"{tmp_path / 'robot.yaml'}: ")
+    # One problem is one line; several are all listed at once, one bounded line each.
+    assert not more or (first.endswith(f" {len(more)} problems:") and all(m.startswith("  - ") for m in more))
+    assert all(len(line) <= 600 for line in [first, *more])
     return message
 
 
@@ -149,6 +152,18 @@ def test_bad_variable_name(tmp_path: Path) -> None:
 )
 def test_each_mistake_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in error_of(tmp_path, text)
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[[echo, hi]]", "[[]]").replace(
+        "    environments:", "    on_merge: sometimes\n    environments:"
+    )
+    message = error_of(tmp_path, text + "colour: blue\n")
+    lines = message.split("\n")
+    assert lines[0].endswith(": 3 problems:")
+    assert any("non-empty argv list" in line for line in lines[1:])
+    assert any("on_merge" in line for line in lines[1:])
+    assert any("colour: unknown key" in line for line in lines[1:])
 
 
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:

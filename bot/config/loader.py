@@ -36,6 +36,7 @@ HIDDEN_KEYS = frozenset({"path", "secrets"})
 MAX_DEPTH = 32
 MAX_VALUES = 100_000
 _MAX_MESSAGE = 500
+MAX_PROBLEMS = 20
 _MAX_SHOWN = 60
 
 
@@ -181,7 +182,7 @@ def _flat_form(repo: Any) -> Any:
 
 
 def _describe(path: Path, exc: ValidationError, flat_problems: Mapping[tuple[str, ...], str]) -> str:
-    """The first validation error as `file: key.path: what is wrong (what is allowed)`."""
+    """`file: key.path: what is wrong (what is allowed)`; several problems, one line each (≤ 20)."""
     problems = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
@@ -201,8 +202,14 @@ def _describe(path: Path, exc: ValidationError, flat_problems: Mapping[tuple[str
             plain = isinstance(got, str | int | float | bool) and not (loc and SECRET_NAME.search(loc[-1]))
             shown = f" (got {one_line(repr(got), _MAX_SHOWN)})" if plain else ""
             problems.append(f"{where}: {msg}{shown}")
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return str(_error(path, f"{problems[0]}{more}"))
+    if len(problems) == 1:
+        return str(_error(path, problems[0]))
+    # Every problem at once (a newcomer fixes them in one pass), one bounded line each.
+    lines = [f"{path}: {len(problems)} problems:"]
+    lines += [f"  - {one_line(problem, _MAX_MESSAGE)}" for problem in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"  … and {len(problems) - MAX_PROBLEMS} more")
+    return "\n".join(lines)
 
 
 def _error(path: Path, detail: str) -> ConfigError:

@@ -24,7 +24,16 @@ import psutil
 import pytest
 
 from bot.errors import StoreError
-from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Lock
+from bot.models import (
+    BranchHead,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    Lock,
+    Orphan,
+    ProcessInfo,
+    RobotProcess,
+)
 from bot.slack.ids import CANCEL_ACTION
 from bot.store import SqlStore
 from tests.fakes.github import FakeGitHub
@@ -419,8 +428,8 @@ class DiskFullLogStore:
     def get_deploy(self, deploy_id: int) -> Deploy | None:
         return self.inner.get_deploy(deploy_id)
 
-    def claim_next(self, only_id: int | None = None) -> Deploy | None:
-        return self.inner.claim_next(only_id)
+    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+        return self.inner.claim_next(only_id, owner)
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
         return self.inner.update_deploy(deploy_id, **fields)
@@ -434,8 +443,28 @@ class DiskFullLogStore:
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         return self.inner.request_cancel(deploy_id)
 
-    def interrupt_running(self) -> list[Deploy]:
-        return self.inner.interrupt_running()
+    def record_step(self, deploy_id: int, pgid: int | None) -> bool:
+        return self.inner.record_step(deploy_id, pgid)
+
+    def orphaned_deploys(self, lease: float, exclude: int | None = None) -> list[Orphan]:
+        return self.inner.orphaned_deploys(lease, exclude)
+
+    def take_over(
+        self, deploy_id: int, lease: float, error: str, lock_reason: str | None = None
+    ) -> Deploy | None:
+        return self.inner.take_over(deploy_id, lease, error, lock_reason)
+
+    def register_process(self, info: ProcessInfo) -> RobotProcess:
+        return self.inner.register_process(info)
+
+    def heartbeat(self, process_id: int) -> None:
+        self.inner.heartbeat(process_id)
+
+    def stop_process(self, process_id: int) -> None:
+        self.inner.stop_process(process_id)
+
+    def get_process(self, process_id: int) -> RobotProcess | None:
+        return self.inner.get_process(process_id)
 
     def list_deploys(
         self,

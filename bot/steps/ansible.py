@@ -127,6 +127,7 @@ class _Run:
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._stop: StepStatus | None = None
         self._stopped = False
+        self._reported = False
         self._error: BaseException | None = None
         self._failed: tuple[str, str] | None = None  # (task, host) of the first real failure
         self._unreachable: list[str] = []
@@ -178,6 +179,8 @@ class _Run:
         """ansible-runner's cancel_callback: on cancel or timeout, end the playbook's processes."""
         if self._stopped:
             return True
+        if not self._reported:
+            self._report_group()
         if self._ctx.cancel.is_set():
             self._stop = StepStatus.CANCELLED
         elif time.monotonic() >= self._deadline:
@@ -189,6 +192,20 @@ class _Run:
         stop_groups(groups, self._ctx.kill_grace)
         self._stopped = True
         return True
+
+    def _report_group(self) -> None:
+        """Tell the caller ansible-playbook's process group, once it shows up.
+
+        Asked at the first callbacks, before ansible's workers (which make groups of their own)
+        exist, so the one group found is ansible-playbook's.
+        """
+        groups = groups_of_processes_with_arg(str(self._private)) - {os.getpgrp()}
+        if groups:
+            self._reported = True
+            try:
+                self._ctx.on_process(min(groups))
+            except Exception as exc:  # a caller's callback broke: stop the playbook, re-raise later
+                self._error = self._error or exc
 
     def _on_event(self, event: dict[str, Any]) -> bool:
         """Forward one event; False tells ansible-runner not to keep it as an artifact file."""

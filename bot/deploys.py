@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.config import Settings
@@ -55,8 +55,11 @@ class DeployService:
         observer: DeployObserver,
         environ: Mapping[str, str],
         members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
+        stop_groups: Callable[[Iterable[int], float], None] = stop_groups,
     ) -> None:
+        """``stop_groups`` ends an orphaned step's process groups (SIGTERM, grace, SIGKILL)."""
         self._settings = settings
+        self._stop_groups = stop_groups
         self._environ = environ
         self._store = store
         self._github = github
@@ -271,7 +274,7 @@ class DeployService:
             if deploy.step_pgid is not None:
                 # Before the write that frees the environment: its next deploy must not run
                 # beside the orphaned step.
-                stop_groups([deploy.step_pgid], self._settings.deploys.kill_grace)
+                self._stop_groups([deploy.step_pgid], self._settings.deploys.kill_grace)
         else:
             where = f"host {owner.host}" if owner is not None else "an unknown host"
             lock_reason = f"step of deploy #{deploy.id} may still be running on {where}; unlock when checked"

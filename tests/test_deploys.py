@@ -394,14 +394,6 @@ def test_a_second_robot_leaves_a_live_owner_alone_and_takes_over_from_a_stopped_
     assert second.observer.states(orphaned.id)[-1] is DeployState.INTERRUPTED
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_secrets_never_reach_log_or_observer(robot_for: Any, checkout: Path) -> None:
     env = environ(MY_API_TOKEN="s3cr3t-value-xyz")
     robot = robot_for(

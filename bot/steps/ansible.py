@@ -19,7 +19,9 @@ and its forked workers), SIGTERMs their groups (ansible's own handlers pass it o
 to ``ctx.kill_grace``, and SIGKILLs what is left. The step timeout goes through the same
 callback (float seconds, and we know whether it was a cancel or a timeout) rather than
 ansible-runner's integer ``timeout``. Passing a callback also keeps ansible-runner off
-SIGINT/SIGTERM.
+SIGINT/SIGTERM. Its first calls also find ansible-playbook's process group (by the same private
+dir argument) and report it through ``ctx.on_process``, for whoever must reap it should this
+robot die.
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ class DeployService:
                 # beside the orphaned step.
                 self._stop_groups([deploy.step_pgid], self._settings.deploys.kill_grace)
         else:
-            where = f"host {owner.host}" if owner is not None else "an unknown host"
+            where = owner.host if owner is not None else "an unknown host"
             lock_reason = f"step of deploy #{deploy.id} may still be running on {where}; unlock when checked"
         taken = self._store.take_over(deploy.id, lease, _takeover_error(orphan, lease), lock_reason)
         if taken is not None:

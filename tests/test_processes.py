@@ -274,7 +274,7 @@ def test_an_owner_on_another_machine_gets_its_environment_locked_until_someone_c
         refused = run_cli(setup.robots.config, "deploy", f"{REPO}@{later_sha}")
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "is locked by robot" in refused.stderr
-        assert f"step of deploy #{first.id} may still be running on host host-b; unlock when checked" in (
+        assert f"step of deploy #{first.id} may still be running on host-b; unlock when checked" in (
             refused.stderr
         )
         assert setup.deploy(first.id).state is DeployState.INTERRUPTED

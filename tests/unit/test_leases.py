@@ -170,9 +170,7 @@ def test_an_owner_on_another_host_gets_its_environment_locked_not_killed(fast: W
     assert killer.calls == []
     lock = fast.store.get_lock(API, "production")
     assert lock is not None and lock.locked_by == "robot"
-    assert (
-        lock.reason == f"step of deploy #{deploy.id} may still be running on host host-b; unlock when checked"
-    )
+    assert lock.reason == f"step of deploy #{deploy.id} may still be running on host-b; unlock when checked"
     assert fast.store.claim_next() is None, "nothing else starts there until someone unlocks"
     assert gh_states(fast)[-1] == "error"
 

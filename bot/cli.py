@@ -164,7 +164,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console import ConsoleObserver
     from bot.hardening import harden
-    from bot.models import DeployState, Source
+    from bot.models import DeployState, ProcessKind, Source
     from bot.wiring import build_core
 
     harden(settings.tokens)
@@ -173,6 +173,9 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     observer = ConsoleObserver()
     core = build_core(settings, os.environ, observer)
     try:
+        # Registered first: what a dead robot left in this environment is dealt with (taken
+        # over, or the environment locked) before this deploy asks for it.
+        core.service.register(ProcessKind.DEPLOY)
         deploy, created = core.service.request(
             repo,
             ref=ref or None,

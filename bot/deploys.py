@@ -5,15 +5,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
-from bot.models import Deploy, DeployRequest, DeployState, EnvironmentView, Lock, Source
+from bot.models import (
+    Deploy,
+    DeployRequest,
+    DeployState,
+    EnvironmentView,
+    Lock,
+    Orphan,
+    ProcessInfo,
+    ProcessKind,
+    Source,
+)
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
+from bot.processes import Heartbeat, this_process
+from bot.steps.procs import stop_groups
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -43,8 +55,11 @@ class DeployService:
         observer: DeployObserver,
         environ: Mapping[str, str],
         members_of: Callable[[str], frozenset[str]] = lambda group: frozenset(),
+        stop_groups: Callable[[Iterable[int], float], None] = stop_groups,
     ) -> None:
+        """``stop_groups`` ends an orphaned step's process groups (SIGTERM, grace, SIGKILL)."""
         self._settings = settings
+        self._stop_groups = stop_groups
         self._environ = environ
         self._store = store
         self._github = github
@@ -57,6 +72,10 @@ class DeployService:
         self._cancels_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._watcher: threading.Thread | None = None
+        self._me: ProcessInfo = this_process(ProcessKind.RUN)
+        self._process_id: int | None = None
+        self._beats: list[Heartbeat] = []
+        self._process_lock = threading.Lock()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -195,17 +214,83 @@ class DeployService:
 
     # --- running --------------------------------------------------------------------------
 
+    def register(self, kind: ProcessKind) -> int:
+        """Record this process in the store, take over what dead robots left, then keep the lease.
+
+        From now on, every ``state.heartbeat`` seconds one thread renews this process's
+        heartbeat and another takes over running deploys whose owners' leases ran out.
+        Registering twice returns the first registration.
+        """
+        with self._process_lock:
+            if self._process_id is not None:
+                return self._process_id
+            self._me = this_process(kind)
+            self._process_id = self._store.register_process(self._me).id
+            process_id = self._process_id
+        self.recover()
+        interval = self._settings.state.heartbeat
+        self._beats = [
+            Heartbeat(lambda: self._store.heartbeat(process_id), interval, "heartbeat"),
+            Heartbeat(self.recover, interval, "lease-watcher"),
+        ]
+        for beat in self._beats:
+            beat.start()
+        return process_id
+
+    def close(self) -> None:
+        """Stop the heartbeat and record a clean stop (what this process still runs is anyone's)."""
+        with self._process_lock:
+            beats, self._beats = self._beats, []
+            process_id = self._process_id
+        for beat in beats:
+            beat.stop()
+        if process_id is not None:
+            try:
+                self._store.stop_process(process_id)
+            except StoreError as exc:
+                log.warning("could not record this robot's stop (its lease will run out): %s", exc)
+
     def recover(self) -> list[Deploy]:
-        """Deploys found running from a previous robot become interrupted (GitHub: error)."""
-        interrupted = self._store.interrupt_running()
-        for deploy in interrupted:
-            self._pipeline.report_interrupted(deploy)
-            self._observer.deploy_changed(deploy)
-        return interrupted
+        """Take over running deploys whose owners' leases ran out: one pass (GitHub: error).
+
+        An owner on this machine had its step's process group killed first; an owner elsewhere
+        (or unknown) may still be running it, so the environment is locked instead, in the same
+        write that releases it. Deploys of live owners are never touched.
+        """
+        lease = self._settings.state.lease
+        taken = []
+        for orphan in self._store.orphaned_deploys(lease, exclude=self._process_id):
+            deploy = self._take_over(orphan, lease)
+            if deploy is not None:
+                self._pipeline.report_interrupted(deploy)
+                self._observer.deploy_changed(deploy)
+                taken.append(deploy)
+        return taken
+
+    def _take_over(self, orphan: Orphan, lease: float) -> Deploy | None:
+        deploy, owner = orphan.deploy, orphan.owner
+        lock_reason = None
+        if owner is not None and owner.same_machine(self._me):
+            if deploy.step_pgid is not None:
+                # Before the write that frees the environment: its next deploy must not run
+                # beside the orphaned step.
+                self._stop_groups([deploy.step_pgid], self._settings.deploys.kill_grace)
+        else:
+            where = owner.host if owner is not None else "an unknown host"
+            lock_reason = f"step of deploy #{deploy.id} may still be running on {where}; unlock when checked"
+        taken = self._store.take_over(deploy.id, lease, _takeover_error(orphan, lease), lock_reason)
+        if taken is not None:
+            log.warning(
+                "deploy #%s taken over from %s: interrupted%s",
+                deploy.id,
+                _describe_owner(orphan),
+                f"; {deploy.repo} {deploy.env} locked" if lock_reason else "",
+            )
+        return taken
 
     def start(self) -> None:
-        """Recover, then serve the queue on ``deploys.workers`` threads."""
-        self.recover()
+        """Register (taking over what dead robots left), then serve the queue on ``deploys.workers``."""
+        self.register(ProcessKind.RUN)
         for number in range(self._settings.deploys.workers):
             thread = threading.Thread(target=self._work, name=f"deploy-worker-{number}", daemon=True)
             thread.start()
@@ -224,9 +309,10 @@ class DeployService:
 
     def run_one(self, deploy_id: int, cancel: threading.Event, poll: float = _IDLE_POLL_SECONDS) -> Deploy:
         """Wait for ``deploy_id`` to reach the front of its queue, then run it here (the CLI)."""
+        owner = self.register(ProcessKind.DEPLOY)
         cancel_asked = False
         while True:
-            deploy = self._store.claim_next(only_id=deploy_id)
+            deploy = self._store.claim_next(only_id=deploy_id, owner=owner)
             if deploy is not None:
                 return self._run(deploy, cancel)
             current = self.get(deploy_id)
@@ -241,9 +327,10 @@ class DeployService:
             (self._stopping if cancel_asked else cancel).wait(poll)
 
     def _work(self) -> None:
+        owner = self.register(ProcessKind.RUN)
         while not self._stopping.is_set():
             try:
-                deploy = self._store.claim_next()
+                deploy = self._store.claim_next(owner=owner)
             except StoreError as exc:
                 log.warning("cannot claim deploys, retrying: %s", exc)
                 deploy = None
@@ -254,8 +341,8 @@ class DeployService:
             try:
                 self._run(deploy, threading.Event())
             except Exception:
-                # The worker outlives any one deploy: a deploy the store could not finish is
-                # found running on the next start and reported interrupted.
+                # The worker outlives any one deploy: a deploy the store could not finish stays
+                # running until this process stops, then another robot takes it over.
                 log.exception("deploy #%s: worker fault", deploy.id)
             self._notify_workers()
 
@@ -276,7 +363,8 @@ class DeployService:
                 self._cancels.pop(deploy.id, None)
 
     def _watch_cancels(self) -> None:
-        """Cancels asked by another robot process arrive through the store's flag."""
+        """Cancels asked by another robot process arrive through the store's flag; a deploy
+        another robot took over (this one's lease ran out) is stopped here too."""
         while not self._stopping.wait(_IDLE_POLL_SECONDS):
             with self._cancels_lock:
                 local = list(self._cancels)
@@ -285,7 +373,7 @@ class DeployService:
                     deploy = self._store.get_deploy(deploy_id)
                 except StoreError:
                     continue  # the next round asks again
-                if deploy is not None and deploy.cancel_requested:
+                if deploy is not None and (deploy.cancel_requested or deploy.state.is_final):
                     self._signal_cancel(deploy_id)
 
     def _signal_cancel(self, deploy_id: int) -> None:
@@ -327,3 +415,20 @@ class DeployService:
                 f"{target.repo} {target.env} is locked by {lock.locked_by} since {when}{why}. "
                 f"Unlock with `/deploy unlock {target.repo} to {target.env}`."
             )
+
+
+def _describe_owner(orphan: Orphan) -> str:
+    owner = orphan.owner
+    if owner is None:
+        known = orphan.deploy.owner_id
+        return "no known robot" if known is None else f"unknown robot #{known}"
+    return f"robot pid {owner.pid} on {owner.host}"
+
+
+def _takeover_error(orphan: Orphan, lease: float) -> str:
+    """The interrupted deploy's one-line error: which robot stopped, and how it was noticed."""
+    owner = orphan.owner
+    if owner is None:
+        return f"robot stopped during the deploy ({_describe_owner(orphan)} owned it)"
+    how = "stopped" if owner.stopped_at is not None else f"sent no heartbeat for over {lease:g} s"
+    return f"robot stopped during the deploy ({_describe_owner(orphan)} {how})"

@@ -86,6 +86,10 @@ class Deploy:
     finished_at: datetime | None = None
     error: str | None = None
     cancel_requested: bool = False
+    owner_id: int | None = None
+    """The robot process running it (while running); None before processes were recorded."""
+    step_pgid: int | None = None
+    """The process group of the step running now, as its owner recorded it."""
 
     @property
     def short_sha(self) -> str:
@@ -97,6 +101,50 @@ class Deploy:
             return None
         end = self.finished_at or datetime.now(self.started_at.tzinfo)
         return (end - self.started_at).total_seconds()
+
+
+class ProcessKind(StrEnum):
+    """Which command a robot process runs."""
+
+    RUN = "run"
+    DEPLOY = "deploy"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What a robot process says of itself when it registers: where it runs and what it is."""
+
+    host: str
+    pid: int
+    boot_id: str
+    """Linux's random id of the current boot: the same host and boot id means the same machine."""
+    kind: ProcessKind
+
+
+@dataclass(frozen=True)
+class RobotProcess:
+    """A registered robot process and its last heartbeat."""
+
+    id: int
+    host: str
+    pid: int
+    boot_id: str
+    kind: ProcessKind
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+
+    def same_machine(self, info: ProcessInfo) -> bool:
+        """Whether this process ran where ``info`` runs now (same host name and same boot)."""
+        return (self.host, self.boot_id) == (info.host, info.boot_id)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A running deploy whose owner's lease expired (``owner`` None: no owner or an unknown one)."""
+
+    deploy: Deploy
+    owner: RobotProcess | None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from bot.config import EnvironmentSettings, RepoSettings, Settings
-from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError
+from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError, StoreError
 from bot.logsink import LogSink
 from bot.models import (
     ContextResult,
@@ -90,7 +90,7 @@ class Pipeline:
         return self._finish(deploy, outcome, observer)
 
     def report_interrupted(self, deploy: Deploy) -> None:
-        """Tell GitHub that a deploy found mid-flight on start will not finish."""
+        """Tell GitHub that a deploy taken over from a robot that stopped will not finish."""
         summary = "interrupted: the robot stopped during the deploy"
         outcome = Outcome(DeployState.INTERRUPTED, "error", summary)
         if self._status(deploy, outcome.github_state, outcome.summary, None):
@@ -176,6 +176,15 @@ class Pipeline:
             task, host = self._redact(event.task), self._redact(event.host)
             observer.task_event(deploy, TaskEvent(task, event.status, host))
 
+        def on_process(pgid: int) -> None:
+            # Recorded so that, should this robot die, whoever takes the deploy over can end it.
+            try:
+                if not self._store.record_step(deploy.id, pgid):
+                    log.warning("deploy #%s was taken over by another robot; stopping its step", deploy.id)
+                    cancel.set()
+            except StoreError as exc:
+                log.warning("deploy #%s: step process group not recorded: %s", deploy.id, exc)
+
         labels = step_labels(self._settings, self._redact, deploy)
         for index, step in enumerate(steps, start=1):
             remaining = env.deploy_timeout - (time.monotonic() - started)
@@ -197,12 +206,15 @@ class Pipeline:
                 on_output=on_output,
                 on_task=on_task,
                 kill_grace=self._settings.deploys.kill_grace,
+                on_process=on_process,
             )
             try:
                 result = self._runner.run(step, ctx)
             except StepSetupError as exc:
                 # The runner knows only the folder; say which deploy it stops, as a refused request does.
                 raise blocked(deploy.repo, deploy.env, str(exc)) from None
+            finally:
+                self._forget_step(deploy)
             sink.flush()
             # An Ansible task name or reason may hold a templated secret: mask what leaves the step.
             tail = tuple(map(self._redact, result.tail))
@@ -216,6 +228,15 @@ class Pipeline:
             "success",
             f"Deployed {deploy.short_sha} to {deploy.env} in {took:.1f} s",
         )
+
+    def _forget_step(self, deploy: Deploy) -> None:
+        """The step is over: no process group of this deploy may be killed on its behalf now."""
+        try:
+            self._store.record_step(deploy.id, None)
+        except StoreError as exc:
+            # A stale group id is only ever signalled on this machine and boot, and only after
+            # this robot's lease ran out; a vanished group is harmless.
+            log.warning("deploy #%s: step process group not cleared: %s", deploy.id, exc)
 
     def _deploy_vars(self, deploy: Deploy) -> dict[str, str]:
         previous = self._store.last_succeeded(deploy.repo, deploy.env)
@@ -266,6 +287,11 @@ class Pipeline:
 
     def _finish(self, deploy: Deploy, outcome: Outcome, observer: DeployObserver) -> Deploy:
         current = self._store.get_deploy(deploy.id) or deploy
+        if current.state.is_final:
+            # Another robot took it over (this one's lease ran out): it has told GitHub already.
+            log.warning("deploy #%s was taken over by another robot: %s", deploy.id, current.error)
+            observer.deploy_changed(current)
+            return current
         problem = self._status(current, outcome.github_state, outcome.summary, observer)
         error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
         if problem:

@@ -20,8 +20,11 @@ from bot.models import (
     HeadPoll,
     Lock,
     MergeNews,
+    Orphan,
+    ProcessInfo,
     PullInfo,
     RequiredContext,
+    RobotProcess,
     Source,
     Step,
     StepResult,
@@ -82,8 +85,9 @@ class StorePort(Protocol):
 
     def get_deploy(self, deploy_id: int) -> Deploy | None: ...
 
-    def claim_next(self, only_id: int | None = None) -> Deploy | None:
-        """Atomically move the oldest claimable queued deploy to running (one per repo+env)."""
+    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+        """Atomically move the oldest claimable queued deploy to running (one per repo+env),
+        recording ``owner`` (the claiming process) in the same write."""
         ...
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
@@ -102,9 +106,34 @@ class StorePort(Protocol):
         """Flag a running deploy for cancellation; None if it was not running."""
         ...
 
-    def interrupt_running(self) -> list[Deploy]:
-        """Every running deploy → interrupted (a restart found it mid-flight)."""
+    def record_step(self, deploy_id: int, pgid: int | None) -> bool:
+        """Record or clear the running step's process group; False if the deploy is not running."""
         ...
+
+    def orphaned_deploys(self, lease: float, exclude: int | None = None) -> list[Orphan]:
+        """Running deploys whose owner is unknown, stopped, or silent for over ``lease`` seconds."""
+        ...
+
+    def take_over(
+        self, deploy_id: int, lease: float, error: str, lock_reason: str | None = None
+    ) -> Deploy | None:
+        """Running → interrupted only while its owner is still past its lease (one conditional
+        write), locking repo + env in the same transaction when ``lock_reason`` is given."""
+        ...
+
+    def register_process(self, info: ProcessInfo) -> RobotProcess:
+        """Record a starting robot process; its first heartbeat is now."""
+        ...
+
+    def heartbeat(self, process_id: int) -> None:
+        """Renew the process's lease."""
+        ...
+
+    def stop_process(self, process_id: int) -> None:
+        """Record a clean stop."""
+        ...
+
+    def get_process(self, process_id: int) -> RobotProcess | None: ...
 
     def list_deploys(
         self,
@@ -151,6 +180,9 @@ class StepContext:
     on_output: Callable[[str], None]
     on_task: Callable[[TaskEvent], None]
     kill_grace: float = 5.0
+    on_process: Callable[[int], None] = lambda pgid: None
+    """Told the process group of the step's child as soon as it starts (so it can be reaped
+    if this robot dies); called on the runner's thread."""
 
 
 class StepRunner(Protocol):

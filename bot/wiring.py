@@ -49,6 +49,7 @@ class Core:
     opened_store: SqlStore | None = None
 
     def close(self) -> None:
+        self.service.close()
         if self.opened_store is not None:
             self.opened_store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from bot.errors import (
     UnknownEnvironment,
     UnknownRepo,
 )
-from bot.models import DeployState, Source, TaskStatus
+from bot.models import DeployState, ProcessKind, Source, TaskStatus
+from bot.processes import this_process
 from bot.redact import MASK
 from bot.wiring import Core
 from tests.fakes.github import FakeGitHub
@@ -347,20 +349,49 @@ def test_envs_run_in_parallel_and_one_env_queues(robot_for: Any, checkout: Path)
     assert s2.started_at >= s1.finished_at  # same env waited its turn
 
 
-def test_restart_marks_running_deploys_interrupted(
+STEP_WRITES_ITS_PID = (
+    "import os, pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text(str(os.getpid())); time.sleep(30)"
+)
+
+
+def test_a_second_robot_leaves_a_live_owner_alone_and_takes_over_from_a_stopped_one(
     robot_for: Any, checkout: Path, github: FakeGitHub
 ) -> None:
-    started = checkout / "started"
-    repos = {"acme/api": commands_repo(checkout, [["touch", str(started)], ["sleep", "30"]])}
+    pid_file = checkout / "step.pid"
+    repos = {"acme/api": commands_repo(checkout, [[*py(STEP_WRITES_ITS_PID), str(pid_file)]])}
     first = robot_for(repos)
     deploy = first.deploy()
-    wait_for(started.exists, what="deploy to start")
-    # A second robot on the same store, as after a crash: the first one's deploy is orphaned.
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="deploy to start")
+    step_pid = int(pid_file.read_text())
+    wait_for(lambda: first.service.get(deploy.id).step_pgid == step_pid, what="the step's group recorded")
+    # A second robot on the same store while the first is alive: nothing of the first's is touched.
     second = robot_for(repos, start=False)
-    found = second.service.recover()
-    assert [d.id for d in found] == [deploy.id]
-    assert second.service.get(deploy.id).state is DeployState.INTERRUPTED
-    assert github.deployments("acme/api")[0].statuses[-1]["body"]["state"] == "error"
+    assert second.service.recover() == []
+    assert second.service.get(deploy.id).state is DeployState.RUNNING and _alive(step_pid)
+    first.service.cancel(deploy.id, "U1")
+    assert wait_final(first.core, deploy.id).state is DeployState.CANCELLED
+    first.service.stop(timeout=10)
+    first.core.close()
+
+    # A robot that stopped while its step kept running in its own session, on this machine.
+    store = second.core.store
+    github.push("acme/api", "main")
+    orphaned = second.deploy()
+    owner = store.register_process(this_process(ProcessKind.RUN))
+    assert store.claim_next(only_id=orphaned.id, owner=owner.id) is not None
+    leftover = subprocess.Popen(py("import time; time.sleep(30)"), start_new_session=True)
+    try:
+        assert store.record_step(orphaned.id, leftover.pid)
+        store.stop_process(owner.id)
+        assert [d.id for d in second.service.recover()] == [orphaned.id]
+        assert leftover.wait(timeout=10) < 0, "the orphaned step's group was killed"
+    finally:
+        leftover.kill()
+        leftover.wait()
+    taken = second.service.get(orphaned.id)
+    assert taken.state is DeployState.INTERRUPTED and taken.error and "stopped" in taken.error
+    assert store.get_lock("acme/api", "production") is None, "same machine: nothing locked"
+    assert second.observer.states(orphaned.id)[-1] is DeployState.INTERRUPTED
 
 
 def test_secrets_never_reach_log_or_observer(robot_for: Any, checkout: Path) -> None:

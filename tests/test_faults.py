@@ -7,6 +7,7 @@ Outages the issue states in tens of seconds are scaled down where noted, to keep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -24,7 +25,16 @@ import psutil
 import pytest
 
 from bot.errors import StoreError
-from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Lock
+from bot.models import (
+    BranchHead,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    Lock,
+    Orphan,
+    ProcessInfo,
+    RobotProcess,
+)
 from bot.slack.ids import CANCEL_ACTION
 from bot.store import SqlStore
 from tests.fakes.github import FakeGitHub
@@ -91,6 +101,9 @@ def log_lines(rig: RobotRig, deploy_id: int) -> list[str]:
 
 # --- 1. the robot process dies ------------------------------------------------------------------
 
+LEASE = {"heartbeat": 0.5, "lease": 2}
+"""Short, so that a dead robot's deploys are taken over within seconds."""
+
 
 class Robots:
     """`robot run` as real processes on one config; each logs to robot.log (a full pipe would stall it)."""
@@ -128,9 +141,17 @@ class Robots:
 def killed_mid_deploy(
     tmp_path: Path, github: FakeGitHub, slack: FakeSlack, checkout: Path
 ) -> Iterator[tuple[Robots, SqlStore]]:
-    """A `robot run` SIGKILLed while deploy #1 runs its step and #2 waits behind it."""
+    """A `robot run` SIGKILLed while deploy #1 runs its step and #2 waits behind it.
+
+    The step outlives the robot (it runs in its own session; systemd's KillMode=control-group
+    would take it too) and stays held: the robot that takes #1 over must kill it.
+    """
     config = write_config(
-        tmp_path, github.url, api(checkout, step_command(checkout)), slack=slack_section(slack)
+        tmp_path,
+        github.url,
+        api(checkout, step_command(checkout)),
+        slack=slack_section(slack),
+        state={"url": db_url(tmp_path), **LEASE},
     )
     store = SqlStore.from_url(db_url(tmp_path))
     robots = Robots(config, tmp_path / "robot.log")
@@ -144,19 +165,22 @@ def killed_mid_deploy(
         wait_for(lambda: all(_deploy(store, i).message_ts for i in (1, 2)), WAIT, "both roots posted")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        # The step runs in its own session, so the robot's SIGKILL does not reach it (systemd's
-        # KillMode=control-group would). It must not keep deploying behind the next robot's back:
-        # the test kills its group, found through the pid file the step wrote.
         step_pid = int((checkout / "step-1.pid").read_text())
         assert _alive(step_pid), "the step should have outlived the robot's SIGKILL"
-        os.killpg(step_pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(step_pid), WAIT, "the orphaned step to die")
         assert [_deploy(store, i).state for i in (1, 2)] == [DeployState.RUNNING, DeployState.QUEUED]
-        (checkout / "hold").unlink()
         yield robots, store
     finally:
         robots.stop_all()
         store.close()
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            os.killpg(int((checkout / "step-1.pid").read_text()), signal.SIGKILL)
+
+
+def orphan_killed_then_release(checkout: Path) -> None:
+    """The taker killed #1's orphaned step (so it never ends by itself); then let #2 run."""
+    step_pid = int((checkout / "step-1.pid").read_text())
+    assert not _alive(step_pid), "the robot that took #1 over kills its orphaned step first"
+    (checkout / "hold").unlink()
 
 
 def _deploy(store: SqlStore, deploy_id: int) -> Deploy:
@@ -173,10 +197,12 @@ def test_sigkill_mid_deploy_then_restart_marks_interrupted_and_serves_the_queue(
     second = robots.start()
     slack.wait_connected(timeout=WAIT, total=connections + 1)
     interrupted = wait_agree(store, github, slack, 1, DeployState.INTERRUPTED, "error")
+    orphan_killed_then_release(checkout)
     served = wait_agree(store, github, slack, 2, DeployState.SUCCEEDED, "success")
     robots.stop_all()
     assert second.returncode == 0, robots.log.read_text()[-3000:]
-    assert interrupted.error and "restarted" in interrupted.error
+    assert interrupted.error and "stopped during the deploy" in interrupted.error
+    assert f"sent no heartbeat for over {LEASE['lease']:g} s" in interrupted.error
     assert statuses(github, interrupted) == ["queued", "in_progress", "error"]
     assert statuses(github, served) == ["queued", "in_progress", "success"]
     # #1 is not run again; #2 ran once, in the second robot.
@@ -195,6 +221,8 @@ def test_restart_while_github_is_down_still_reports_the_interrupted_deploy(
     deployment_id = _deploy(store, 1).github_deployment_id
     github.fail_for(6, 502, path_contains=f"/deployments/{deployment_id}/statuses")
     robots.start()
+    wait_for(lambda: _deploy(store, 1).state is DeployState.INTERRUPTED, WAIT, "#1 taken over")
+    orphan_killed_then_release(checkout)
     interrupted = wait_agree(store, github, slack, 1, DeployState.INTERRUPTED, "error", timeout=WAIT + 10)
     wait_agree(store, github, slack, 2, DeployState.SUCCEEDED, "success")
     assert statuses(github, interrupted) == ["queued", "in_progress", "error"]
@@ -419,8 +447,8 @@ class DiskFullLogStore:
     def get_deploy(self, deploy_id: int) -> Deploy | None:
         return self.inner.get_deploy(deploy_id)
 
-    def claim_next(self, only_id: int | None = None) -> Deploy | None:
-        return self.inner.claim_next(only_id)
+    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+        return self.inner.claim_next(only_id, owner)
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
         return self.inner.update_deploy(deploy_id, **fields)
@@ -434,8 +462,28 @@ class DiskFullLogStore:
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         return self.inner.request_cancel(deploy_id)
 
-    def interrupt_running(self) -> list[Deploy]:
-        return self.inner.interrupt_running()
+    def record_step(self, deploy_id: int, pgid: int | None) -> bool:
+        return self.inner.record_step(deploy_id, pgid)
+
+    def orphaned_deploys(self, lease: float, exclude: int | None = None) -> list[Orphan]:
+        return self.inner.orphaned_deploys(lease, exclude)
+
+    def take_over(
+        self, deploy_id: int, lease: float, error: str, lock_reason: str | None = None
+    ) -> Deploy | None:
+        return self.inner.take_over(deploy_id, lease, error, lock_reason)
+
+    def register_process(self, info: ProcessInfo) -> RobotProcess:
+        return self.inner.register_process(info)
+
+    def heartbeat(self, process_id: int) -> None:
+        self.inner.heartbeat(process_id)
+
+    def stop_process(self, process_id: int) -> None:
+        self.inner.stop_process(process_id)
+
+    def get_process(self, process_id: int) -> RobotProcess | None:
+        return self.inner.get_process(process_id)
 
     def list_deploys(
         self,

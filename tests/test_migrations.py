@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, text
 
 from bot import cli
 from bot.errors import ConfigError
-from bot.models import DeployRequest, DeployState, Source
+from bot.models import DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
 from bot.store import SqlStore, migrate
 from bot.store.engine import make_engine
 from bot.store.schema import metadata
@@ -29,6 +29,11 @@ from tests.support.postgres import PostgresServer
 from tests.support.wait import wait_for
 
 DATA = Path(__file__).parent / "data"
+V1_DEPLOY_COLUMNS = (
+    "id, repo, env, ref, sha, requested_by, source, state, force, github_deployment_id, channel,"
+    " message_ts, created_at, started_at, finished_at, error, cancel_requested"
+)
+"""The deploys columns of revision 1: later revisions add columns, and every old row keeps these."""
 TABLES = {
     "deploys": "id",
     "deploy_logs": "deploy_id, seq",
@@ -36,9 +41,9 @@ TABLES = {
     "heads": "repo",
     "auto_deploys": "repo, env, sha",
 }
+HEAD = migrate.head_revision()
 NEWER = (
-    "state.url: the database is at schema revision 0007_x, newer than this robot's 0001_initial; "
-    "upgrade the robot"
+    f"state.url: the database is at schema revision 0007_x, newer than this robot's {HEAD}; upgrade the robot"
 )
 PROCESS_DEADLINE = 60.0
 REPOS = {"acme/api": {"environments": {"production": {"folder": ".", "commands": [["true"]]}}}}
@@ -133,9 +138,15 @@ def fill_revision_1(engine: Engine) -> None:
 
 
 def rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of revision 1's tables, in revision 1's columns."""
     with engine.connect() as conn:
         return {
-            table: [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {key}")]
+            table: [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    f"SELECT {V1_DEPLOY_COLUMNS if table == 'deploys' else '*'} FROM {table} ORDER BY {key}"
+                )
+            ]
             for table, key in TABLES.items()
         }
 
@@ -234,7 +245,7 @@ def test_a_database_made_before_migrations_is_stamped_and_keeps_every_row(url: s
     unopened = SqlStore.from_url(url, upgrade=False)
     try:
         state = unopened.schema_state()
-        assert (state.current, state.stamped, state.at_head) == ("0001_initial", False, True)
+        assert (state.current, state.stamped, state.behind) == ("0001_initial", False, True)
     finally:
         unopened.close()
 
@@ -266,6 +277,29 @@ def test_a_database_made_before_migrations_is_stamped_and_keeps_every_row(url: s
         assert created and new.id == 7, "deploy ids continue after the highest ever given"
         claimed = store.claim_next()
         assert claimed is not None and claimed.id == 7
+    finally:
+        store.close()
+
+
+def test_a_deploy_running_on_revision_1_has_no_owner_and_is_taken_over(url: str, engine: Engine) -> None:
+    load_revision_1(engine)
+    fill_revision_1(engine)
+    store = SqlStore.from_url(url)
+    try:
+        running = store.get_deploy(3)
+        assert running is not None and running.state is DeployState.RUNNING
+        assert (running.owner_id, running.step_pgid) == (None, None)
+        # No robot of revision 1 ever beats: its deploy is an orphan of a dead owner at once.
+        (orphan,) = store.orphaned_deploys(30)
+        assert (orphan.deploy, orphan.owner) == (running, None)
+        me = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.RUN))
+        assert me.id == 1
+        taken = store.take_over(3, 30, "robot stopped during the deploy", lock_reason="check it")
+        assert taken is not None and taken.state is DeployState.INTERRUPTED
+        assert store.orphaned_deploys(30) == []
+        store.remove_lock("acme/api", "staging")
+        claimed = store.claim_next(owner=me.id)
+        assert claimed is not None and (claimed.id, claimed.owner_id) == (4, me.id)
     finally:
         store.close()
 
@@ -344,7 +378,7 @@ def test_a_later_revision_rebuilding_deploys_on_sqlite_keeps_logs_and_ids(
     try:
         assert store.schema_state().current == "9999_note"
         new = rows(engine)
-        assert [row[:-1] for row in new.pop("deploys")] == old.pop("deploys"), "deploys kept"
+        assert new.pop("deploys") == old.pop("deploys"), "deploys kept"
         assert new == old, "the logs of deploys #1 and #2 kept"
         deploy, _ = store.create_deploy(req("4" * 40))
         assert deploy.id == 4, "the id of the deleted #3 is not handed out again"
@@ -362,21 +396,21 @@ def test_db_current_and_upgrade_as_a_user_runs_them(tmp_path: Path) -> None:
     empty = run_cli(config, "db", "current")
     assert empty.returncode == 1, empty.stderr
     assert "database: none (empty database)" in empty.stdout
-    assert "robot:    0001_initial" in empty.stdout and "run `robot db upgrade`" in empty.stdout
+    assert f"robot:    {HEAD}" in empty.stdout and "run `robot db upgrade`" in empty.stdout
     status = run_cli(config, "status")
     assert (status.returncode, status.stdout) == (0, "No deploys recorded yet.\n")
     check = run_cli(config, "check")
-    assert "✓ schema: empty; `robot run` or `robot deploy` creates 0001_initial" in check.stdout
+    assert f"✓ schema: empty; `robot run` or `robot deploy` creates {HEAD}" in check.stdout
     assert not has_tables(tmp_path / "robot.db"), "status and check must not write a schema"
 
     upgraded = run_cli(config, "db", "upgrade")
     assert (upgraded.returncode, upgraded.stderr) == (0, "")
-    assert upgraded.stdout == "schema upgraded: none (empty database) → 0001_initial\n"
+    assert upgraded.stdout == f"schema upgraded: none (empty database) → {HEAD}\n"
     again = run_cli(config, "db", "upgrade")
-    assert again.stdout == "schema already at 0001_initial: up to date\n"
+    assert again.stdout == f"schema already at {HEAD}: up to date\n"
     current = run_cli(config, "db", "current")
     assert current.returncode == 0
-    assert current.stdout == "database: 0001_initial\nrobot:    0001_initial\nup to date\n"
+    assert current.stdout == f"database: {HEAD}\nrobot:    {HEAD}\nup to date\n"
 
     engine = make_engine(f"sqlite:///{tmp_path / 'robot.db'}")
     try:
@@ -406,16 +440,17 @@ def test_status_and_check_on_a_schema_behind_the_robot_say_so(
     config = write_config(tmp_path, "http://127.0.0.1:9", REPOS)
     SqlStore.from_url(f"sqlite:///{tmp_path / 'robot.db'}").close()
     # A robot one revision ahead of this database.
-    monkeypatch.setattr(migrate, "known_revisions", lambda: ("0001_initial", "0002_next"))
+    known = migrate.known_revisions()
+    monkeypatch.setattr(migrate, "known_revisions", lambda: (*known, "9999_next"))
     for name, value in environ().items():
         monkeypatch.setenv(name, value)
     assert cli.main(["status", "--config", str(config)]) == 2
     assert capsys.readouterr().err == (
-        "robot: state.url: the database is at schema revision 0001_initial, behind this robot's "
-        "0002_next; run `robot db upgrade`\n"
+        f"robot: state.url: the database is at schema revision {HEAD}, behind this robot's "
+        "9999_next; run `robot db upgrade`\n"
     )
     assert cli.main(["check", "--config", str(config)]) == 1
-    assert "✗ schema: 0001_initial, behind 0002_next: run `robot db upgrade`" in capsys.readouterr().out
+    assert f"✗ schema: {HEAD}, behind 9999_next: run `robot db upgrade`" in capsys.readouterr().out
     assert cli.main(["db", "current", "--config", str(config)]) == 1
     assert "behind: run `robot db upgrade`" in capsys.readouterr().out
 

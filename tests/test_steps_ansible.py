@@ -171,12 +171,15 @@ def test_cancel_mid_playbook_kills_the_running_task(folder: Path, private_root: 
 def test_timeout_stops_the_playbook(folder: Path, private_root: Path) -> None:
     marker = "31.4242"
     ctx, _ = ansible_ctx(folder, timeout=3)
+    groups: list[int] = []
+    ctx.on_process = groups.append
     step = AnsibleStep(playbook="slow.yml", inventory="hosts.ini", extravars=(("sleep_seconds", marker),))
 
     result = RUNNER.run(step, ctx)
 
     assert result.status is StepStatus.TIMED_OUT
     assert result.reason == "timed out after 3 s"
+    assert len(groups) == 1, "ansible-playbook's process group is reported once, as it starts"
     assert wait_for(lambda: not processes_with_arg(marker))
     assert list(private_root.iterdir()) == []
 

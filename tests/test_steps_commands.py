@@ -143,6 +143,19 @@ def test_a_process_killed_by_a_signal_names_it(tmp_path: Path) -> None:
     assert result.reason == "killed by signal SIGTERM"
 
 
+def test_the_childs_process_group_is_reported_as_it_starts(tmp_path: Path) -> None:
+    ctx, recorder = make_ctx(tmp_path)
+    seen: list[tuple[int, int]] = []
+    ctx.on_process = lambda pgid: seen.append((pgid, os.getpgid(pgid)))
+
+    result = RUNNER.run(py("import os, time; print(os.getpid(), os.getpgrp()); time.sleep(0.2)"), ctx)
+
+    assert result.ok
+    ((pgid, group),) = seen
+    assert group == pgid, "the child leads its own group: killing the group reaches all it started"
+    assert recorder.lines == [f"{pgid} {pgid}"]
+
+
 def test_command_not_found_is_a_failed_step_not_a_traceback(tmp_path: Path) -> None:
     ctx, _ = make_ctx(tmp_path)
 

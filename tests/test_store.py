@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, UnknownDeploy
-from bot.models import BranchHead, Deploy, DeployRequest, DeployState, Source
+from bot.models import BranchHead, Deploy, DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
 from bot.ports import StorePort
 from bot.store import SqlStore
 from tests.support.postgres import PostgresServer
@@ -247,21 +247,107 @@ def test_request_cancel_flags_running_only(store: StorePort) -> None:
     assert store.request_cancel(running.id) is None
 
 
-def test_interrupt_running_marks_every_running_deploy(store: StorePort) -> None:
-    a, b, waiting = queue(store, req("1" * 40), req("2" * 40, env="production"), req("3" * 40))
-    store.claim_next()
-    store.claim_next()
-    interrupted = store.interrupt_running()
-    assert [d.id for d in interrupted] == [a.id, b.id]
-    for deploy in interrupted:
-        assert deploy.state is DeployState.INTERRUPTED
-        assert deploy.error == "robot restarted during the deploy"
-        assert_utc(deploy.finished_at)
-        assert store.get_deploy(deploy.id) == deploy
-    assert store.get_deploy(waiting.id).state is DeployState.QUEUED  # type: ignore[union-attr]
-    assert store.interrupt_running() == []
+def here(kind: ProcessKind = ProcessKind.RUN, host: str = "host-a") -> ProcessInfo:
+    return ProcessInfo(host=host, pid=4242, boot_id="boot-1", kind=kind)
+
+
+def test_processes_register_beat_and_stop(store: StorePort) -> None:
+    first = store.register_process(here())
+    second = store.register_process(here(ProcessKind.DEPLOY, host="host-b"))
+    assert second.id != first.id
+    assert (first.host, first.pid, first.boot_id, first.kind) == ("host-a", 4242, "boot-1", ProcessKind.RUN)
+    assert_utc(first.started_at)
+    assert first.heartbeat_at == first.started_at and first.stopped_at is None
+    time.sleep(0.01)
+    store.heartbeat(first.id)
+    beaten = store.get_process(first.id)
+    assert beaten is not None and beaten.heartbeat_at > first.heartbeat_at
+    store.stop_process(second.id)
+    stopped = store.get_process(second.id)
+    assert stopped is not None and stopped.stopped_at is not None
+    assert_utc(stopped.stopped_at)
+    assert store.get_process(second.id + 100) is None
+
+
+def test_take_over_only_deploys_whose_owner_lease_ran_out(store: StorePort) -> None:
+    alive = store.register_process(here())
+    dead = store.register_process(here(host="host-b"))
+    mine, theirs, waiting = queue(store, req("1" * 40), req("2" * 40, env="production"), req("3" * 40))
+    assert store.claim_next(owner=alive.id).id == mine.id  # type: ignore[union-attr]
+    claimed = store.claim_next(owner=dead.id)
+    assert claimed is not None and (claimed.id, claimed.owner_id) == (theirs.id, dead.id)
+    assert store.orphaned_deploys(30) == []
+    assert store.take_over(theirs.id, 30, "gone") is None, "a live owner keeps its deploy"
+
+    store.stop_process(dead.id)
+    (orphan,) = store.orphaned_deploys(30)
+    assert orphan.deploy.id == theirs.id and orphan.owner == store.get_process(dead.id)
+    taken = store.take_over(theirs.id, 30, "robot stopped during the deploy")
+    assert taken is not None and taken.state is DeployState.INTERRUPTED
+    assert taken.error == "robot stopped during the deploy"
+    assert_utc(taken.finished_at)
+    assert store.take_over(theirs.id, 30, "again") is None, "taken once"
+
+    # A lease of 0 s: the live owner's last beat is already too old; it never takes its own.
+    time.sleep(0.01)
+    assert store.orphaned_deploys(0, exclude=alive.id) == []
+    assert [o.deploy.id for o in store.orphaned_deploys(0)] == [mine.id]
+    locked = store.take_over(mine.id, 0, "stopped", lock_reason="step of deploy #1 may still be running")
+    assert locked is not None and locked.state is DeployState.INTERRUPTED
+    lock = store.get_lock("acme/api", "staging")
+    assert lock is not None and lock.locked_by == "robot"
+    assert lock.reason == "step of deploy #1 may still be running"
+    assert store.claim_next() is None, "the lock made in the same write holds the queue"
+    store.remove_lock("acme/api", "staging")
+    assert store.claim_next().id == waiting.id  # type: ignore[union-attr]
+
+
+def test_a_deploy_without_a_known_owner_is_an_orphan(store: StorePort) -> None:
+    (deploy,) = queue(store, req())
     claimed = store.claim_next()
-    assert claimed is not None and claimed.id == waiting.id
+    assert claimed is not None and claimed.owner_id is None
+    (orphan,) = store.orphaned_deploys(30)
+    assert (orphan.deploy.id, orphan.owner) == (deploy.id, None)
+    assert store.take_over(deploy.id, 30, "no owner") is not None
+
+
+def test_record_step_only_while_running(store: StorePort) -> None:
+    owner = store.register_process(here())
+    (deploy,) = queue(store, req())
+    assert not store.record_step(deploy.id, 123), "queued: no step runs"
+    store.claim_next(owner=owner.id)
+    assert store.record_step(deploy.id, 4567)
+    assert store.get_deploy(deploy.id).step_pgid == 4567  # type: ignore[union-attr]
+    assert store.record_step(deploy.id, None)
+    assert store.get_deploy(deploy.id).step_pgid is None  # type: ignore[union-attr]
+    store.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)
+    assert not store.record_step(deploy.id, 4567)
+
+
+def test_racing_takers_take_a_deploy_once(open_store: Callable[[], SqlStore]) -> None:
+    first = open_store()
+    dead = first.register_process(here(host="host-b"))
+    deploys = queue(first, *(req(f"{n}" * 40, env=f"env{n}") for n in range(1, 7)))
+    for _ in deploys:
+        assert first.claim_next(owner=dead.id) is not None
+    first.stop_process(dead.id)
+    stores = [open_store() for _ in range(3)]
+    wins: list[int] = []
+    lock = threading.Lock()
+
+    def take(store: SqlStore) -> None:
+        for deploy in deploys:
+            if store.take_over(deploy.id, 30, "stopped", lock_reason="check") is not None:
+                with lock:
+                    wins.append(deploy.id)
+
+    threads = [threading.Thread(target=take, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_DEADLINE)
+    assert sorted(wins) == [d.id for d in deploys]
+    assert len(first.list_locks()) == len(deploys)
 
 
 def test_list_deploys_newest_first_with_filters(store: StorePort) -> None:

@@ -139,10 +139,22 @@ class GitHubSettings(_Model):
 
 
 class StateSettings(_Model):
-    """Where the store lives."""
+    """Where the store lives, and how robot processes sharing it tell each other they are alive."""
 
     url: str = "sqlite:///robot.db"
     keep_logs_days: float | None = Field(None, gt=0)  # `robot run` prunes older logs daily; None keeps all
+    heartbeat: float = Field(5, gt=0)
+    lease: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> StateSettings:
+        # One late or failed beat must not make a live process look dead.
+        if self.lease <= 2 * self.heartbeat:
+            raise ValueError(
+                f"lease ({self.lease:g} s) must be more than twice heartbeat ({self.heartbeat:g} s), "
+                "else a live robot whose heartbeat is late would lose its running deploys"
+            )
+        return self
 
 
 class DeploySettings(_Model):

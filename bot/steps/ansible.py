@@ -19,7 +19,9 @@ and its forked workers), SIGTERMs their groups (ansible's own handlers pass it o
 to ``ctx.kill_grace``, and SIGKILLs what is left. The step timeout goes through the same
 callback (float seconds, and we know whether it was a cancel or a timeout) rather than
 ansible-runner's integer ``timeout``. Passing a callback also keeps ansible-runner off
-SIGINT/SIGTERM.
+SIGINT/SIGTERM. Its first calls also find ansible-playbook's process group (by the same private
+dir argument) and report it through ``ctx.on_process``, for whoever must reap it should this
+robot die.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class _Run:
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._stop: StepStatus | None = None
         self._stopped = False
+        self._reported = False
         self._error: BaseException | None = None
         self._failed: tuple[str, str] | None = None  # (task, host) of the first real failure
         self._unreachable: list[str] = []
@@ -178,6 +181,8 @@ class _Run:
         """ansible-runner's cancel_callback: on cancel or timeout, end the playbook's processes."""
         if self._stopped:
             return True
+        if not self._reported:
+            self._report_group()
         if self._ctx.cancel.is_set():
             self._stop = StepStatus.CANCELLED
         elif time.monotonic() >= self._deadline:
@@ -189,6 +194,20 @@ class _Run:
         stop_groups(groups, self._ctx.kill_grace)
         self._stopped = True
         return True
+
+    def _report_group(self) -> None:
+        """Tell the caller ansible-playbook's process group, once it shows up.
+
+        Asked at the first callbacks, before ansible's workers (which make groups of their own)
+        exist, so the one group found is ansible-playbook's.
+        """
+        groups = groups_of_processes_with_arg(str(self._private)) - {os.getpgrp()}
+        if groups:
+            self._reported = True
+            try:
+                self._ctx.on_process(min(groups))
+            except Exception as exc:  # a caller's callback broke: stop the playbook, re-raise later
+                self._error = self._error or exc
 
     def _on_event(self, event: dict[str, Any]) -> bool:
         """Forward one event; False tells ansible-runner not to keep it as an artifact file."""

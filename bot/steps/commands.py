@@ -130,6 +130,12 @@ class CommandStepRunner:
             return StepResult(StepStatus.FAILED, f"permission denied: {argv[0]}")
         except OSError as exc:
             return StepResult(StepStatus.FAILED, f"cannot start {argv[0]}: {exc.strerror}")
+        try:
+            ctx.on_process(proc.pid)  # start_new_session: the child leads its own group
+        except BaseException:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         return _Supervisor(proc, ctx).run()
 
 

@@ -68,6 +68,9 @@ deploys = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    # No foreign key: an owner that is unknown counts as dead, like one whose lease ran out.
+    Column("owner_id", Integer, nullable=True),
+    Column("step_pgid", Integer, nullable=True),
     # Ids must never be reused: FIFO order and "Deploy #42" both rely on them.
     sqlite_autoincrement=True,
 )
@@ -96,6 +99,21 @@ Index(
 )
 Index("ix_deploys_state_id", deploys.c.state, deploys.c.id)
 Index("ix_deploys_repo_env_id", deploys.c.repo, deploys.c.env, deploys.c.id)
+
+# Every robot process (`robot run`, `robot deploy`) that shares this store, with its heartbeat:
+# a running deploy is taken from its owner only once the owner's heartbeat is older than the lease.
+processes = Table(
+    "processes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("boot_id", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+)
 
 deploy_logs = Table(
     "deploy_logs",

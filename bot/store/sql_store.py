@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
@@ -32,14 +32,19 @@ from bot.models import (
     DeployRequest,
     DeployState,
     Lock,
+    Orphan,
+    ProcessInfo,
+    ProcessKind,
+    RobotProcess,
     Source,
 )
 from bot.store import migrate
 from bot.store.engine import IMMEDIATE
 from bot.store.migrate import SchemaState
-from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks
+from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, processes
 
-INTERRUPTED_ERROR = "robot restarted during the deploy"
+TAKEOVER_LOCKED_BY = "robot"
+"""Who an automatic lock names: the robot itself, after taking over a deploy it cannot check."""
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
 # Bounds on retries after a lost race with another thread or process.
 MAX_CREATE_ATTEMPTS = 5
@@ -89,6 +94,30 @@ def _claimable() -> ColumnElement[bool]:
     )
 
 
+def _owner_alive(lease: float) -> ColumnElement[bool]:
+    """The deploy's owner is registered, not stopped, and beat within the last ``lease`` seconds."""
+    cutoff = _now() - timedelta(seconds=lease)
+    return exists().where(
+        processes.c.id == deploys.c.owner_id,
+        processes.c.stopped_at.is_(None),
+        processes.c.heartbeat_at >= cutoff,
+    )
+
+
+def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
+    m = row._mapping
+    return RobotProcess(
+        id=m["id"],
+        host=m["host"],
+        pid=m["pid"],
+        boot_id=m["boot_id"],
+        kind=ProcessKind(m["kind"]),
+        started_at=m["started_at"],
+        heartbeat_at=m["heartbeat_at"],
+        stopped_at=m["stopped_at"],
+    )
+
+
 def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
     m = row._mapping
     return Deploy(
@@ -109,6 +138,8 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         finished_at=m["finished_at"],
         error=m["error"],
         cancel_requested=bool(m["cancel_requested"]),
+        owner_id=m["owner_id"],
+        step_pgid=m["step_pgid"],
     )
 
 
@@ -217,8 +248,11 @@ class SqlStore:
             row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
         return None if row is None else _deploy(row)
 
-    def claim_next(self, only_id: int | None = None) -> Deploy | None:
-        """Atomically move the oldest claimable queued deploy to running (one per repo+env)."""
+    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+        """Atomically move the oldest claimable queued deploy to running (one per repo+env).
+
+        ``owner`` (the claiming process) is recorded in the same write.
+        """
         claimable = _claimable()
         candidates = select(deploys.c.id).where(claimable).order_by(deploys.c.id)
         if only_id is not None:
@@ -233,7 +267,7 @@ class SqlStore:
                 claim = (
                     update(deploys)
                     .where(deploys.c.id == deploy_id, claimable)
-                    .values(state=_RUNNING, started_at=_now())
+                    .values(state=_RUNNING, started_at=_now(), owner_id=owner, step_pgid=None)
                     .returning(deploys)
                 )
                 try:
@@ -313,20 +347,107 @@ class SqlStore:
             ).first()
         return None if row is None else _deploy(row)
 
-    def interrupt_running(self) -> list[Deploy]:
-        """Every running deploy → interrupted (a restart found it mid-flight)."""
+    def record_step(self, deploy_id: int, pgid: int | None) -> bool:
+        """Record (or clear) the process group of the deploy's running step.
+
+        False when the deploy is no longer running (another process took it over).
+        """
         with self._write() as conn:
-            rows = conn.execute(
+            row = conn.execute(
                 update(deploys)
-                .where(deploys.c.state == _RUNNING)
-                .values(
-                    state=DeployState.INTERRUPTED.value,
-                    finished_at=_now(),
-                    error=INTERRUPTED_ERROR,
-                )
+                .where(deploys.c.id == deploy_id, deploys.c.state == _RUNNING)
+                .values(step_pgid=pgid)
+                .returning(deploys.c.id)
+            ).first()
+        return row is not None
+
+    def orphaned_deploys(self, lease: float, exclude: int | None = None) -> list[Orphan]:
+        """Running deploys whose owner is unknown, stopped, or silent for over ``lease`` seconds.
+
+        ``exclude``: a process that knows it is alive (the caller) is never its own orphan.
+        """
+        query = select(deploys).where(deploys.c.state == _RUNNING, ~_owner_alive(lease))
+        query = query.order_by(deploys.c.id)
+        if exclude is not None:
+            query = query.where((deploys.c.owner_id.is_(None)) | (deploys.c.owner_id != exclude))
+        with self._read() as conn:
+            found = [_deploy(r) for r in conn.execute(query)]
+            owner_ids = {d.owner_id for d in found if d.owner_id is not None}
+            owners = (
+                {
+                    p.id: p
+                    for p in map(
+                        _process, conn.execute(select(processes).where(processes.c.id.in_(owner_ids)))
+                    )
+                }
+                if owner_ids
+                else {}
+            )
+        return [Orphan(d, owners.get(d.owner_id) if d.owner_id is not None else None) for d in found]
+
+    def take_over(
+        self, deploy_id: int, lease: float, error: str, lock_reason: str | None = None
+    ) -> Deploy | None:
+        """Running → interrupted, only while its owner is still past its lease; None otherwise.
+
+        One conditional write, so of several processes taking the same deploy exactly one gets
+        it. ``lock_reason`` locks the deploy's repo + env in the same transaction, so nothing
+        can start there between the interrupt and the lock.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _RUNNING, ~_owner_alive(lease))
+                .values(state=DeployState.INTERRUPTED.value, finished_at=_now(), error=error)
                 .returning(deploys)
-            ).all()
-        return sorted((_deploy(r) for r in rows), key=lambda d: d.id)
+            ).first()
+            if row is not None and lock_reason is not None:
+                values: dict[str, object] = {
+                    "repo": row.repo,
+                    "env": row.env,
+                    "locked_by": TAKEOVER_LOCKED_BY,
+                    "reason": lock_reason,
+                    "locked_at": _now(),
+                }
+                conn.execute(self._upsert(locks, ("repo", "env"), values))
+        return None if row is None else _deploy(row)
+
+    # processes
+
+    def register_process(self, info: ProcessInfo) -> RobotProcess:
+        """Record a starting robot process; its first heartbeat is now."""
+        now = _now()
+        values: dict[str, object] = {
+            "host": info.host,
+            "pid": info.pid,
+            "boot_id": info.boot_id,
+            "kind": info.kind.value,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        with self._write() as conn:
+            row = conn.execute(insert(processes).values(**values).returning(processes)).one()
+        return _process(row)
+
+    def heartbeat(self, process_id: int) -> None:
+        """Renew the process's lease."""
+        with self._write() as conn:
+            conn.execute(update(processes).where(processes.c.id == process_id).values(heartbeat_at=_now()))
+
+    def stop_process(self, process_id: int) -> None:
+        """Record a clean stop: the process's deploys are anybody's at once."""
+        with self._write() as conn:
+            conn.execute(
+                update(processes)
+                .where(processes.c.id == process_id, processes.c.stopped_at.is_(None))
+                .values(stopped_at=_now())
+            )
+
+    def get_process(self, process_id: int) -> RobotProcess | None:
+        """The registered process with that id, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(processes).where(processes.c.id == process_id)).first()
+        return None if row is None else _process(row)
 
     def list_deploys(
         self,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.errors import DeploymentRefused, GitHubError, InvalidRef, UnknownDeploy, UnknownRepo
@@ -31,8 +31,11 @@ from bot.models import (
     HeadPoll,
     Lock,
     MergeNews,
+    Orphan,
+    ProcessInfo,
     PullInfo,
     RequiredContext,
+    RobotProcess,
     Step,
     StepResult,
     StepStatus,
@@ -40,7 +43,7 @@ from bot.models import (
 )
 from bot.ports import StepContext
 
-INTERRUPTED_ERROR = "robot restarted during the deploy"
+TAKEOVER_LOCKED_BY = "robot"
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
 
 
@@ -52,9 +55,13 @@ def _now() -> datetime:
 
 
 class MemoryStore:
-    """StorePort (plus the poller's heads and auto-deploy claims) in dicts, behind one lock."""
+    """StorePort (plus the poller's heads and auto-deploy claims) in dicts, behind one lock.
 
-    def __init__(self) -> None:
+    ``clock`` stands for the time every process reads: tests move it on to expire leases.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
+        self.clock = clock
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._deploys: dict[int, Deploy] = {}
@@ -62,6 +69,8 @@ class MemoryStore:
         self._locks: dict[tuple[str, str], Lock] = {}
         self._heads: dict[str, BranchHead] = {}
         self._auto_deployed: set[tuple[str, str, str]] = set()
+        self._processes: dict[int, RobotProcess] = {}
+        self._process_ids = itertools.count(1)
 
     # deploys
 
@@ -92,13 +101,16 @@ class MemoryStore:
         with self._lock:
             return self._deploys.get(deploy_id)
 
-    def claim_next(self, only_id: int | None = None) -> Deploy | None:
+    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
         with self._lock:
             for deploy in sorted(self._deploys.values(), key=lambda d: d.id):
                 if only_id is not None and deploy.id != only_id:
                     continue
                 if self._claimable(deploy):
-                    return self._put(replace(deploy, state=DeployState.RUNNING, started_at=_now()))
+                    running = replace(
+                        deploy, state=DeployState.RUNNING, started_at=_now(), owner_id=owner, step_pgid=None
+                    )
+                    return self._put(running)
             return None
 
     def _claimable(self, deploy: Deploy) -> bool:
@@ -148,15 +160,70 @@ class MemoryStore:
                 return None
             return self._put(replace(deploy, cancel_requested=True))
 
-    def interrupt_running(self) -> list[Deploy]:
+    def record_step(self, deploy_id: int, pgid: int | None) -> bool:
         with self._lock:
-            running = [d for d in self._deploys.values() if d.state is DeployState.RUNNING]
+            deploy = self._deploys.get(deploy_id)
+            if deploy is None or deploy.state is not DeployState.RUNNING:
+                return False
+            self._put(replace(deploy, step_pgid=pgid))
+            return True
+
+    def orphaned_deploys(self, lease: float, exclude: int | None = None) -> list[Orphan]:
+        with self._lock:
             return [
-                self._put(
-                    replace(d, state=DeployState.INTERRUPTED, finished_at=_now(), error=INTERRUPTED_ERROR)
-                )
-                for d in sorted(running, key=lambda d: d.id)
+                Orphan(d, self._processes.get(d.owner_id) if d.owner_id is not None else None)
+                for d in sorted(self._deploys.values(), key=lambda d: d.id)
+                if d.state is DeployState.RUNNING
+                and not self._owner_alive(d, lease)
+                and (exclude is None or d.owner_id != exclude)
             ]
+
+    def take_over(
+        self, deploy_id: int, lease: float, error: str, lock_reason: str | None = None
+    ) -> Deploy | None:
+        with self._lock:
+            deploy = self._deploys.get(deploy_id)
+            if deploy is None or deploy.state is not DeployState.RUNNING or self._owner_alive(deploy, lease):
+                return None
+            taken = self._put(replace(deploy, state=DeployState.INTERRUPTED, finished_at=_now(), error=error))
+            if lock_reason is not None:
+                self._locks[(deploy.repo, deploy.env)] = Lock(
+                    deploy.repo, deploy.env, TAKEOVER_LOCKED_BY, lock_reason, _now()
+                )
+            return taken
+
+    def _owner_alive(self, deploy: Deploy, lease: float) -> bool:
+        owner = self._processes.get(deploy.owner_id) if deploy.owner_id is not None else None
+        if owner is None or owner.stopped_at is not None:
+            return False
+        return owner.heartbeat_at >= self.clock() - timedelta(seconds=lease)
+
+    # processes
+
+    def register_process(self, info: ProcessInfo) -> RobotProcess:
+        with self._lock:
+            now = self.clock()
+            process = RobotProcess(
+                next(self._process_ids), info.host, info.pid, info.boot_id, info.kind, now, now
+            )
+            self._processes[process.id] = process
+            return process
+
+    def heartbeat(self, process_id: int) -> None:
+        with self._lock:
+            process = self._processes.get(process_id)
+            if process is not None:
+                self._processes[process_id] = replace(process, heartbeat_at=self.clock())
+
+    def stop_process(self, process_id: int) -> None:
+        with self._lock:
+            process = self._processes.get(process_id)
+            if process is not None and process.stopped_at is None:
+                self._processes[process_id] = replace(process, stopped_at=self.clock())
+
+    def get_process(self, process_id: int) -> RobotProcess | None:
+        with self._lock:
+            return self._processes.get(process_id)
 
     def list_deploys(
         self,

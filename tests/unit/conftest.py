@@ -110,3 +110,4 @@ def world_for(tmp_path: Path) -> Iterator[WorldFactory]:
         world.service.stop(timeout=1)
         for thread in world.threads:
             thread.join(timeout=5)
+        world.service.close()

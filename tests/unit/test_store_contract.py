@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.errors import UnknownDeploy
-from bot.models import BranchHead, DeployRequest, DeployState, Source
+from bot.models import BranchHead, DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
 from bot.store import SqlStore
 from tests.fakes.memory import MemoryStore
 
@@ -76,16 +76,34 @@ def test_finish_keeps_a_final_state_and_the_first_error(store: Any) -> None:
         store.finish_deploy(99, DeployState.FAILED, None)
 
 
-def test_interrupt_running_and_last_succeeded(store: Any) -> None:
+def test_take_over_and_last_succeeded(store: Any) -> None:
+    alive = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.RUN))
+    dead = store.register_process(ProcessInfo("host-b", 2, "boot-2", ProcessKind.DEPLOY))
+    assert (dead.host, dead.kind, dead.stopped_at) == ("host-b", ProcessKind.DEPLOY, None)
     done = store.create_deploy(req("1" * 40))[0]
-    store.claim_next()
+    store.claim_next(owner=alive.id)
     store.finish_deploy(done.id, DeployState.SUCCEEDED, None)
     running = store.create_deploy(req("2" * 40))[0]
-    store.claim_next()
-    (interrupted,) = store.interrupt_running()
+    live = store.create_deploy(req("3" * 40, env="staging"))[0]
+    assert store.claim_next(owner=dead.id).owner_id == dead.id
+    assert store.claim_next(owner=alive.id).id == live.id
+    assert store.record_step(running.id, 77) and store.get_deploy(running.id).step_pgid == 77
+    assert not store.record_step(done.id, 77)
+    assert store.orphaned_deploys(30) == []
+    assert store.take_over(running.id, 30, "x") is None
+    store.stop_process(dead.id)
+    (orphan,) = store.orphaned_deploys(30, exclude=alive.id)
+    assert orphan.deploy.id == running.id and orphan.owner.stopped_at is not None
+    interrupted = store.take_over(running.id, 30, "robot stopped", lock_reason="check host-b")
     assert interrupted.id == running.id and interrupted.state is DeployState.INTERRUPTED
+    assert interrupted.error == "robot stopped"
+    assert store.take_over(running.id, 30, "x") is None
+    assert store.get_lock("acme/api", "production").reason == "check host-b"
     assert store.last_succeeded("acme/api", "production").id == done.id
     assert [d.id for d in store.list_deploys(states=[DeployState.INTERRUPTED])] == [running.id]
+    store.heartbeat(alive.id)
+    assert store.get_process(alive.id).heartbeat_at >= alive.heartbeat_at
+    assert store.get_process(999) is None
 
 
 def test_update_logs_locks_heads_and_auto_deploy_marks(store: Any) -> None:

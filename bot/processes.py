@@ -1,0 +1,65 @@
+"""This robot process in the store: who it is (host, pid, boot id) and the heartbeat that renews its lease."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.errors import StoreError
+from bot.models import ProcessInfo, ProcessKind
+
+log = logging.getLogger(__name__)
+
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """Linux's id of the current boot; without /proc, a stand-in that matches no other process.
+
+    A process group id means something only on the machine and boot that made it: an owner on
+    another boot (or an unknown one) never has its recorded group killed.
+    """
+    try:
+        return BOOT_ID_FILE.read_text(encoding="ascii").strip()
+    except OSError:
+        return f"unknown-{socket.gethostname()}-{os.getpid()}"
+
+
+def this_process(kind: ProcessKind) -> ProcessInfo:
+    """What this process registers as."""
+    return ProcessInfo(host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id(), kind=kind)
+
+
+class Heartbeat:
+    """Calls ``beat`` every ``interval`` seconds on its own thread until stopped.
+
+    A StoreError is logged and the next beat tries again: an unreachable database must not end
+    the process (its lease runs out on its own, and another process takes its deploys).
+    """
+
+    def __init__(self, beat: Callable[[], object], interval: float, name: str) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self._interval):
+            try:
+                self._beat()
+            except StoreError as exc:
+                log.warning("%s: store unavailable, trying again next beat: %s", self._thread.name, exc)
+            except Exception:
+                log.exception("%s failed; trying again next beat", self._thread.name)

@@ -52,7 +52,10 @@ def config_error(tmp_path: Path, github: str, env: dict[str, str] | None = None)
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, github, env)
     message = str(caught.value)
-    assert "\n" not in message and str(tmp_path / "robot.yaml") in message
+    first, *more = message.split("\n")
+    assert first.startswith(f"{tmp_path / 'robot.yaml'}: ")
+    # One problem is one line; several are listed at once, one line each.
+    assert not more or (first.endswith(f" {len(more)} problems:") and all(m.startswith("  - ") for m in more))
     return message
 
 

@@ -164,7 +164,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     from bot.console import ConsoleObserver
     from bot.hardening import harden
-    from bot.models import DeployState, ProcessKind, Source
+    from bot.models import Actor, ActorKind, DeployState, ProcessKind, Source
     from bot.wiring import build_core
 
     harden(settings.tokens)
@@ -180,7 +180,7 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
             repo,
             ref=ref or None,
             env=args.env,
-            user=f"cli:{getpass.getuser()}",
+            user=Actor(ActorKind.CLI, getpass.getuser()),
             source=Source.CLI,
             force=args.force,
         )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from bot.config import Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
 from bot.models import (
+    Actor,
+    ActorKind,
     Deploy,
     DeployRequest,
     DeployState,
@@ -91,7 +93,7 @@ class DeployService:
         *,
         ref: str | None = None,
         env: str | None = None,
-        user: str,
+        user: Actor,
         source: Source,
         force: bool = False,
         channel: str | None = None,
@@ -116,7 +118,7 @@ class DeployService:
             env=target.env,
             ref=ref_name,
             sha=sha,
-            requested_by=user,
+            requested_by=str(user),
             source=source,
             force=force,
             channel=channel or self._settings.channel(target.repo),
@@ -128,7 +130,7 @@ class DeployService:
             self._notify_workers()
         return deploy, created
 
-    def cancel(self, deploy_id: int, user: str, *, operator: bool = False) -> Deploy:
+    def cancel(self, deploy_id: int, user: Actor, *, operator: bool = False) -> Deploy:
         """Remove a queued deploy, or stop a running one (its process group is killed).
 
         From Slack only the requester, the repo's deployers (anyone when that list is empty) or
@@ -137,7 +139,7 @@ class DeployService:
         deploy = self._store.get_deploy(deploy_id)
         if deploy is None:
             raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-        if not operator and user != deploy.requested_by:
+        if not operator and user != deploy.requester:
             repo = self._settings.repos.get(deploy.repo)
             if repo is None or repo.deployers:
                 allowed = [*repo.deployers, *repo.force] if repo else []
@@ -161,17 +163,37 @@ class DeployService:
 
     # --- locks and status -----------------------------------------------------------------
 
-    def lock(self, repo: str, env: str | None, user: str, reason: str) -> Lock:
+    def lock(self, repo: str, env: str | None, user: Actor, reason: str) -> Lock:
+        """Lock repo+env: a deployers' right (and the force list's), like deploying."""
         target = self.target(repo, env)
-        return self._store.set_lock(target.repo, target.env, user, reason)
+        self._check_lock_right(user, target, "lock")
+        return self._store.set_lock(target.repo, target.env, str(user), reason)
 
-    def unlock(self, repo: str, env: str | None) -> Lock:
+    def unlock(self, repo: str, env: str | None, user: Actor) -> Lock:
+        """Unlock repo+env (the same right as lock); who unlocked is logged with the lock it lifted."""
         target = self.target(repo, env)
+        self._check_lock_right(user, target, "unlock")
         removed = self._store.remove_lock(target.repo, target.env)
         if removed is None:
             raise UnknownDeploy(f"{target.repo} {target.env} is not locked.")
+        log.info(
+            "%s %s unlocked by %s (locked by %s since %s: %s)",
+            target.repo,
+            target.env,
+            user,
+            removed.locked_by,
+            removed.locked_at.isoformat(),
+            removed.reason,
+        )
         self._notify_workers()
         return removed
+
+    def _check_lock_right(self, user: Actor, target: Target, action: str) -> None:
+        if user.kind is ActorKind.CLI:
+            return  # a terminal is the operator's
+        settings = self._settings.repos[target.repo]
+        allowed = [*settings.deployers, *settings.force] if settings.deployers else []
+        self._check_access(user, allowed, target.repo, f"{action} {target.env} of")
 
     def where(self, repo: str) -> list[EnvironmentView]:
         """Each environment of a repo with its lock and its last deploy."""
@@ -321,7 +343,7 @@ class DeployService:
             if cancel.is_set() and not cancel_asked:
                 cancel_asked = True
                 with contextlib.suppress(UnknownDeploy):  # it may have just finished
-                    self.cancel(deploy_id, current.requested_by, operator=True)
+                    self.cancel(deploy_id, current.requester, operator=True)
                 continue
             # Once cancel was asked, keep polling until the deploy is final, without re-asking.
             (self._stopping if cancel_asked else cancel).wait(poll)
@@ -390,7 +412,7 @@ class DeployService:
 
     def _check_access(
         self,
-        user: str,
+        user: Actor,
         allowed: Sequence[str],
         repo: str,
         action: str,
@@ -398,7 +420,11 @@ class DeployService:
     ) -> None:
         if not allowed and empty_means_anyone:
             return
-        if user in allowed or any(user in self._members_of(g) for g in allowed if g.startswith("S")):
+        # The lists name Slack users and user groups: no other kind of actor is ever on them.
+        groups = (g for g in allowed if g.startswith("S"))
+        if user.kind is ActorKind.SLACK and (
+            user.name in allowed or any(user.name in self._members_of(g) for g in groups)
+        ):
             return
         who = ", ".join(f"<@{a}>" if a.startswith("U") else f"<!subteam^{a}>" for a in allowed)
         raise AccessDenied(

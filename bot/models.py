@@ -50,6 +50,44 @@ class Source(StrEnum):
     CLI = "cli"
 
 
+class ActorKind(StrEnum):
+    """Where a name comes from: a Slack user id, a GitHub login, a terminal's user, the robot."""
+
+    SLACK = "slack"
+    GITHUB = "github"
+    CLI = "cli"
+    ROBOT = "robot"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, qualified by kind: a GitHub login shaped like a Slack id is not that user.
+
+    Stored as ``kind:name`` (``slack:U012ABCDEF``, ``github:alice``, ``cli:root``).
+    """
+
+    kind: ActorKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+    @classmethod
+    def parse(cls, stored: str, source: Source | None = None) -> Actor:
+        """An actor as stored; rows from before qualified names are read by their deploy's source."""
+        kind, sep, name = stored.partition(":")
+        if sep and kind in _ACTOR_KINDS:
+            return cls(ActorKind(kind), name)
+        if stored == ActorKind.ROBOT.value:
+            return cls(ActorKind.ROBOT, stored)
+        legacy = {Source.MERGE: ActorKind.GITHUB, Source.CLI: ActorKind.CLI}
+        return cls(legacy.get(source, ActorKind.SLACK) if source else ActorKind.SLACK, stored)
+
+
+_ACTOR_KINDS = frozenset(kind.value for kind in ActorKind)
+ROBOT = Actor(ActorKind.ROBOT, "robot")
+
+
 @dataclass(frozen=True)
 class DeployRequest:
     """A validated request: the ref is already resolved to ``sha``."""
@@ -94,6 +132,10 @@ class Deploy:
     @property
     def short_sha(self) -> str:
         return self.sha[:7]
+
+    @property
+    def requester(self) -> Actor:
+        return Actor.parse(self.requested_by, self.source)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -156,6 +198,10 @@ class Lock:
     locked_by: str
     reason: str
     locked_at: datetime
+
+    @property
+    def locker(self) -> Actor:
+        return Actor.parse(self.locked_by)
 
 
 @dataclass(frozen=True)

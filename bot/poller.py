@@ -22,6 +22,9 @@ from enum import StrEnum
 from bot.config import RepoSettings, Settings
 from bot.errors import BotError, EnvironmentLocked, InvalidRef, RateLimited, UnknownRepo
 from bot.models import (
+    ROBOT,
+    Actor,
+    ActorKind,
     AnnouncementRef,
     BranchHead,
     Change,
@@ -227,7 +230,7 @@ class Poller:
                 repo,
                 ref=news.sha,
                 env=env,
-                user=news.merger or "merge",
+                user=Actor(ActorKind.GITHUB, news.merger) if news.merger else ROBOT,
                 source=Source.MERGE,
                 channel=where.channel if where else None,
                 message_ts=where.ts if where else None,

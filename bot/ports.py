@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.models import (
+    Actor,
     AnnouncementRef,
     BranchHead,
     Comparison,
@@ -253,7 +254,7 @@ class DeployRequester(Protocol):
         *,
         ref: str | None = None,
         env: str | None = None,
-        user: str,
+        user: Actor,
         source: Source,
         force: bool = False,
         channel: str | None = None,

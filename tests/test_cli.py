@@ -28,6 +28,7 @@ from tests.support.harness import (
     environ,
     make_git_repo,
     run_cli,
+    slack_user,
     start_core,
     write_config,
 )
@@ -258,7 +259,7 @@ def test_cancel_from_another_robot_stops_the_terminal_deploy(setup: Any, tmp_pat
     other = start_core(config, RecordingObserver())
     try:
         wait_for(started.exists, what="the deploy to start")
-        assert other.service.cancel(1, "U2").cancel_requested
+        assert other.service.cancel(1, slack_user("U2")).cancel_requested
         out, _ = proc.communicate(timeout=30)
     finally:
         proc.kill()

@@ -31,6 +31,7 @@ from tests.support.harness import (
     environ,
     git,
     make_git_repo,
+    slack_user,
     start_core,
     wait_final,
     write_config,
@@ -73,6 +74,8 @@ class Robot:
 
     def deploy(self, repo: str = "acme/api", **kwargs: Any) -> Any:
         kwargs.setdefault("user", "U1")
+        if isinstance(kwargs["user"], str):
+            kwargs["user"] = slack_user(kwargs["user"])
         kwargs.setdefault("source", Source.COMMAND)
         deploy, created = self.service.request(repo, **kwargs)
         assert created
@@ -255,7 +258,7 @@ def test_forced_deploy_skips_gate(robot_for: Any, checkout: Path) -> None:
     sha = robot.github.head("acme/api", "main")
     robot.github.set_status("acme/api", sha, "ci/test", "failure")
     with pytest.raises(AccessDenied, match="may not force a deploy of acme/api"):
-        robot.service.request("acme/api", user="U1", source=Source.COMMAND, force=True)
+        robot.service.request("acme/api", user=slack_user("U1"), source=Source.COMMAND, force=True)
     final = wait_final(robot.core, robot.deploy(user="U9", force=True).id)
     assert final.state is DeployState.SUCCEEDED, final.error
     assert robot.github.deployments("acme/api")[0].required_contexts == []
@@ -305,23 +308,23 @@ def test_cancel_queued_and_running(robot_for: Any, checkout: Path) -> None:
     robot.github.push("acme/api", "main")
     second = robot.deploy()
     assert robot.service.get(second.id).state is DeployState.QUEUED
-    cancelled = robot.service.cancel(second.id, "U2")
+    cancelled = robot.service.cancel(second.id, slack_user("U2"))
     assert cancelled.state is DeployState.CANCELLED
-    robot.service.cancel(first.id, "U2")
+    robot.service.cancel(first.id, slack_user("U2"))
     final = wait_final(robot.core, first.id, timeout=20)
     assert final.state is DeployState.CANCELLED
     assert robot.service.get(second.id).started_at is None
     assert [status_states(d)[-1] for d in robot.github.deployments("acme/api")] == ["error"]
-    assert "cancel requested by U2" in robot.core.store.read_log(first.id)
+    assert "cancel requested by slack:U2" in robot.core.store.read_log(first.id)
 
 
 def test_identical_request_returns_the_existing_deploy(robot_for: Any, checkout: Path) -> None:
     robot = robot_for({"acme/api": commands_repo(checkout, [py("import time; time.sleep(1)")])})
     first = robot.deploy()
-    again, created = robot.service.request("api", user="U2", source=Source.BUTTON)
+    again, created = robot.service.request("api", user=slack_user("U2"), source=Source.BUTTON)
     assert (again.id, created) == (first.id, False)
     wait_final(robot.core, first.id)
-    third, created = robot.service.request("api", user="U2", source=Source.BUTTON)
+    third, created = robot.service.request("api", user=slack_user("U2"), source=Source.BUTTON)
     assert created and third.id != first.id
 
 
@@ -368,7 +371,7 @@ def test_a_second_robot_leaves_a_live_owner_alone_and_takes_over_from_a_stopped_
     second = robot_for(repos, start=False)
     assert second.service.recover() == []
     assert second.service.get(deploy.id).state is DeployState.RUNNING and _alive(step_pid)
-    first.service.cancel(deploy.id, "U1")
+    first.service.cancel(deploy.id, slack_user("U1"))
     assert wait_final(first.core, deploy.id).state is DeployState.CANCELLED
     first.service.stop(timeout=10)
     first.core.close()
@@ -421,10 +424,10 @@ def test_secrets_never_reach_log_or_observer(robot_for: Any, checkout: Path) -> 
 
 def test_lock_refuses_with_who_when_why(robot_for: Any, checkout: Path) -> None:
     robot = robot_for({"acme/api": commands_repo(checkout, [["true"]])})
-    robot.service.lock("acme/api", None, "U7", "release freeze")
-    with pytest.raises(EnvironmentLocked, match=r"locked by U7 since .* UTC: release freeze"):
+    robot.service.lock("acme/api", None, slack_user("U7"), "release freeze")
+    with pytest.raises(EnvironmentLocked, match=r"locked by slack:U7 since .* UTC: release freeze"):
         robot.deploy()
-    robot.service.unlock("acme/api", "production")
+    robot.service.unlock("acme/api", "production", slack_user("U7"))
     assert wait_final(robot.core, robot.deploy().id).state is DeployState.SUCCEEDED
 
 
@@ -444,7 +447,7 @@ def test_bad_requests_record_nothing(
 ) -> None:
     robot = robot_for({"acme/api": commands_repo(checkout, [["true"]])})
     with pytest.raises(error, match=text.replace("(", r"\(").replace("$", r"\$")):
-        robot.service.request(repo, user="U1", source=Source.COMMAND, **kwargs)
+        robot.service.request(repo, user=slack_user("U1"), source=Source.COMMAND, **kwargs)
     assert robot.core.store.list_deploys() == []
 
 
@@ -488,9 +491,9 @@ def test_only_requester_deployers_or_force_may_cancel(robot_for: Any, checkout: 
     deploy = robot.deploy(user="U1")
     wait_for(started.exists, what="deploy to start")
     with pytest.raises(AccessDenied, match=r"may not cancel deploy #1 of acme/api\. Allowed: <@U1>"):
-        robot.service.cancel(deploy.id, "U9")
+        robot.service.cancel(deploy.id, slack_user("U9"))
     assert robot.service.get(deploy.id).state is DeployState.RUNNING
-    robot.service.cancel(deploy.id, "U3")
+    robot.service.cancel(deploy.id, slack_user("U3"))
     assert wait_final(robot.core, deploy.id, timeout=20).state is DeployState.CANCELLED
 
 
@@ -502,7 +505,7 @@ def test_where_shows_each_environment(robot_for: Any, checkout: Path) -> None:
     }
     robot = robot_for({"acme/api": {"environments": envs}})
     done = wait_final(robot.core, robot.deploy(env="staging").id)
-    robot.service.lock("api", "production", "U7", "freeze")
+    robot.service.lock("api", "production", slack_user("U7"), "freeze")
     views = {v.env: v for v in robot.service.where("api")}
     assert views["staging"].is_default and views["staging"].last == done and views["staging"].lock is None
     lock = views["production"].lock

@@ -17,7 +17,7 @@ from bot.store import SqlStore
 from bot.wiring import Core
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingAnnouncer, RecordingObserver
-from tests.support.harness import make_git_repo, start_core, wait_final, write_config
+from tests.support.harness import make_git_repo, slack_user, start_core, wait_final, write_config
 from tests.support.postgres import start_postgres, unavailable_reason
 
 pytestmark = pytest.mark.slow  # the real gateway on loopback, real deploys, PostgreSQL
@@ -293,7 +293,8 @@ def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path)
     robot.github.set_status(API, sha, "ci/test", "success")
     final = wait_final(robot.core, deploy_id)
     assert final.state is DeployState.SUCCEEDED, final.error
-    assert (final.sha, final.env, final.source, final.requested_by) == (sha, "staging", Source.MERGE, "bob")
+    expected = (sha, "staging", Source.MERGE, "github:bob")
+    assert (final.sha, final.env, final.source, final.requested_by) == expected
     assert (final.channel, final.message_ts) == ("C0DEPLOYS", "1700000000.000001")
     for state in ("failure", "success", "pending", "success"):
         robot.github.set_status(API, sha, "ci/test", state)
@@ -315,14 +316,14 @@ def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path)
 def test_locked_environment_holds_the_auto_deploy_and_says_so(robot_for: Any, checkout: Path) -> None:
     robot = robot_for({API: repo_config(checkout, on_merge="deploy", auto_deploy="production")})
     robot.poll()
-    robot.core.service.lock(API, "production", "U7", "release freeze")
+    robot.core.service.lock(API, "production", slack_user("U7"), "release freeze")
     sha = merge(robot.github, API, 11, "Locked out")
     report = robot.poll()
     assert report.repos[API].outcome is PollOutcome.ANNOUNCED and report.repos[API].deploy_id is None
     ((repo, text, thread),) = robot.announcer.problems
     assert repo == API and thread == AnnouncementRef("C0DEPLOYS", "1700000000.000001")
     assert f"Auto-deploy of {sha[:7]} to production is held" in text
-    assert "locked by U7" in text and "release freeze" in text
+    assert "locked by slack:U7" in text and "release freeze" in text
     assert robot.core.store.list_deploys() == [] and robot.github.deployments(API) == []
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha == sha

@@ -26,7 +26,7 @@ from bot.preflight import (
 from bot.wiring import Core
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingObserver
-from tests.support.harness import environ, start_core, write_config
+from tests.support.harness import environ, slack_user, start_core, write_config
 
 COMMANDS = [CommandStep(("git", "pull")), CommandStep(("make", "deploy"))]
 
@@ -232,7 +232,7 @@ def test_folder_removed_after_the_request_fails_the_deploy_naming_it(
     core_for: tuple[Core, Path], github: FakeGitHub
 ) -> None:
     core, checkout = core_for
-    deploy, created = core.service.request("acme/api", user="U1", source=Source.COMMAND)
+    deploy, created = core.service.request("acme/api", user=slack_user("U1"), source=Source.COMMAND)
     assert created
     checkout.rmdir()
 

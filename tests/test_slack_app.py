@@ -123,7 +123,7 @@ def test_locked_environment_refuses_with_who_and_why(rig_for: Any) -> None:
     rig = rig_for([["true"]])
     assert "locked" in rig.command("lock acme/api : db migration", user="U0BOB0001")
     answer = rig.command("acme/api")
-    assert "locked by U0BOB0001" in answer and "db migration" in answer
+    assert "locked by slack:U0BOB0001" in answer and "db migration" in answer
     assert "unlocked" in rig.command("unlock acme/api")
     assert "queued" in rig.command("acme/api")
 
@@ -153,7 +153,7 @@ def test_double_click_on_deploy_button_starts_one_deploy(rig_for: Any, github: F
     assert "Deploy #1 queued" in first
     assert "Deploy #1" in second and "already" in second
     assert [d.id for d in rig.store.list_deploys()] == [1]
-    assert rig.final(1).requested_by == "U0ALICE01"
+    assert rig.final(1).requested_by == "slack:U0ALICE01"
 
 
 def test_tampered_button_value_is_refused(rig_for: Any) -> None:
@@ -277,7 +277,7 @@ def test_deployers_may_be_a_user_group(rig_for: Any, slack: FakeSlack) -> None:
     refused = rig.command("acme/api", user="U0MALLORY")
     assert "You may not deploy acme/api" in refused and "S0RELEASE" in refused
     assert "Deploy #1 queued" in rig.command("acme/api", user="U0CAROL01")
-    assert rig.final(1).requested_by == "U0CAROL01"
+    assert rig.final(1).requested_by == "slack:U0CAROL01"
 
 
 def test_slack_disconnect_message_reconnects(rig_for: Any, slack: FakeSlack) -> None:
@@ -318,7 +318,7 @@ def test_on_merge_deploy_runs_in_the_announcement_thread(rig_for: Any, github: F
     wait_for(lambda: bool(rig.store.list_deploys()), WAIT, "the auto-deploy")
     (deploy,) = rig.store.list_deploys()
     final = rig.final(deploy.id)
-    assert (final.state, final.sha, final.requested_by) == (DeployState.SUCCEEDED, sha, "bob")
+    assert (final.state, final.sha, final.requested_by) == (DeployState.SUCCEEDED, sha, "github:bob")
     (announcement,) = [m for m in rig.slack.messages(CHANNEL) if m.thread_ts in (None, m.ts)]
     assert final.message_ts == announcement.ts
     assert "Auto-deploying to production" in json.dumps(announcement.blocks, ensure_ascii=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.models import Deploy, DeployState, Lock, MergedPull, Source
+from bot.models import Actor, Deploy, DeployState, Lock, MergedPull, Source
 from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks
 from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
@@ -126,10 +126,20 @@ def test_truncate_marks_the_cut_and_never_splits_markup() -> None:
 
 
 def test_mention_only_for_slack_user_ids() -> None:
-    assert mention("U012ABCDEF") == "<@U012ABCDEF>"
-    assert mention("W012ABCDEF") == "<@W012ABCDEF>"
-    assert mention("cli:root") == "cli:root"
-    assert mention("<!channel>") == "&lt;!channel&gt;"
+    assert mention(Actor.parse("slack:U012ABCDEF")) == "<@U012ABCDEF>"
+    assert mention(Actor.parse("W012ABCDEF", Source.BUTTON)) == "<@W012ABCDEF>"
+    assert mention(Actor.parse("cli:root")) == "root (terminal)"
+    assert mention(Actor.parse("slack:<!channel>")) == "&lt;!channel&gt;"
+    assert mention(Actor.parse("robot")) == "the robot"
+
+
+def test_a_github_login_shaped_like_a_slack_id_is_never_a_mention() -> None:
+    # A merge deploy's requester is the merger's GitHub login; `U12345` is a valid one.
+    assert mention(Actor.parse("github:U012ABCDEF")) == "U012ABCDEF (GitHub)"
+    assert mention(Actor.parse("U012ABCDEF", Source.MERGE)) == "U012ABCDEF (GitHub)"  # a row from before
+    merge = deploy(requested_by="github:U012ABCDEF", source=Source.MERGE)
+    text, blocks = root_message(merge, "https://github.test/c", None)
+    assert "<@U012ABCDEF>" not in text + str(blocks)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +209,7 @@ def test_root_message_for_a_terminal_user_a_sha_ref_and_a_giant_error() -> None:
     text, blocks = root_message(d, "javascript:alert(1)", None)
     check_shape(text, blocks)
     body = texts(blocks)
-    assert "Requested by cli:root via terminal" in body
+    assert "Requested by root (terminal) via terminal" in body
     assert "Ref: `abc1234`" in body  # an unsafe URL is not linked
     assert "… (cut)" in body
 

@@ -9,7 +9,16 @@ from typing import Any
 
 from bot.deploys import DeployService
 from bot.errors import AccessDenied, BadCommand
-from bot.models import ACTIVE_STATES, FINAL_STATES, Deploy, DeployState, EnvironmentView, Source
+from bot.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    Actor,
+    ActorKind,
+    Deploy,
+    DeployState,
+    EnvironmentView,
+    Source,
+)
 from bot.slack.blocks.primitives import Block
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
@@ -36,6 +45,11 @@ class Caller:
     user: str
     channel: str | None = None
     message_ts: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the service knows them: a Slack user."""
+        return Actor(ActorKind.SLACK, self.user)
 
 
 @dataclass(frozen=True)
@@ -81,19 +95,19 @@ class ChatOps:
                     command.repo,
                     ref=command.ref,
                     env=command.env,
-                    user=caller.user,
+                    user=caller.actor,
                     source=Source.COMMAND,
                     force=command.force,
                 )
                 return self._queued(deploy, created)
             case CancelCommand():
-                return self._cancelled(self._service.cancel(command.deploy_id, caller.user))
+                return self._cancelled(self._service.cancel(command.deploy_id, caller.actor))
             case LockCommand():
-                lock = self._service.lock(command.repo, command.env, caller.user, command.reason)
+                lock = self._service.lock(command.repo, command.env, caller.actor, command.reason)
                 why = f": {escape(lock.reason)}" if lock.reason else ""
                 return Reply(f"🔒 {lock.repo} {lock.env} is locked{why}. Deploys there wait until unlocked.")
             case UnlockCommand():
-                lock = self._service.unlock(command.repo, command.env)
+                lock = self._service.unlock(command.repo, command.env, caller.actor)
                 return Reply(f"🔓 {lock.repo} {lock.env} is unlocked.")
             case WhereCommand():
                 views: list[EnvironmentView] = self._service.where(command.repo)
@@ -111,7 +125,7 @@ class ChatOps:
         _check_caller(caller)
         repo, env, sha = decode_deploy_value(value)
         deploy, created = self._service.request(
-            repo, ref=sha, env=env, user=caller.user, source=Source.BUTTON, channel=caller.channel
+            repo, ref=sha, env=env, user=caller.actor, source=Source.BUTTON, channel=caller.channel
         )
         return self._queued(deploy, created)
 
@@ -122,7 +136,7 @@ class ChatOps:
         # also takes "²" (int() then raises) and 5,000 digits (int() refuses, the store overflows).
         if not _CANCEL_VALUE.fullmatch(value):
             raise BadCommand("This Cancel button is broken; use `/deploy cancel <id>` instead.")
-        return self._cancelled(self._service.cancel(int(value), caller.user))
+        return self._cancelled(self._service.cancel(int(value), caller.actor))
 
     # --- rendering ------------------------------------------------------------------------
 

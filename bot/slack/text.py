@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from bot.models import Actor, ActorKind
+
 CUT_MARK = "… (cut)"
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 _FENCE = "```"
@@ -72,9 +74,18 @@ def is_user_id(value: str) -> bool:
     return bool(_USER_ID.fullmatch(value))
 
 
-def mention(user_id: str) -> str:
-    """``<@U…>`` for a Slack user id; any other requester (``cli:root``) as escaped plain text."""
-    return f"<@{user_id}>" if is_user_id(user_id) else escape(user_id)
+def mention(actor: Actor) -> str:
+    """How Slack shows who did something: only a Slack user is a mention; the rest is plain text.
+
+    A GitHub login shaped like a Slack id (`U12345`) stays a login: it never notifies that user.
+    """
+    if actor.kind is ActorKind.SLACK:
+        return f"<@{actor.name}>" if is_user_id(actor.name) else escape(actor.name)
+    if actor.kind is ActorKind.GITHUB:
+        return f"{escape(actor.name)} (GitHub)"
+    if actor.kind is ActorKind.CLI:
+        return f"{escape(actor.name)} (terminal)"
+    return "the robot"
 
 
 def fmt_duration(seconds: float) -> str:

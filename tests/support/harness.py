@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from bot.config import Settings, load_settings
-from bot.models import Deploy
+from bot.models import Actor, ActorKind, Deploy
 from bot.wiring import Core, build_core
 from tests.fakes.memory import RecordingObserver
 from tests.support.wait import wait_for
@@ -59,6 +59,11 @@ def write_config(tmp_path: Path, github_url: str, repos: Mapping[str, Any], **se
     path = tmp_path / "robot.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def slack_user(user_id: str) -> Actor:
+    """A Slack user as the deploy service knows them."""
+    return Actor(ActorKind.SLACK, user_id)
 
 
 def environ(**extra: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from bot.models import Deploy, Source
 from bot.pipeline import Pipeline
 from bot.redact import Redactor
 from tests.fakes.memory import MemoryGitHub, MemoryStore, RecordingObserver, ScriptedRunner
-from tests.support.harness import environ, write_config
+from tests.support.harness import environ, slack_user, write_config
 from tests.support.wait import wait_for
 
 API = "acme/api"
@@ -52,6 +52,8 @@ class World:
     def request(self, repo: str = API, **kwargs: Any) -> Deploy:
         """A new queued deploy (user U1 from a command unless told otherwise)."""
         kwargs.setdefault("user", "U1")
+        if isinstance(kwargs["user"], str):
+            kwargs["user"] = slack_user(kwargs["user"])
         kwargs.setdefault("source", Source.COMMAND)
         deploy, created = self.service.request(repo, **kwargs)
         assert created, f"deploy #{deploy.id} already existed"

@@ -38,7 +38,7 @@ def test_deploy_then_the_same_again(chatops: ChatOps, world: World) -> None:
         again
         == f"Deploy #1 of acme/api@main ({sha[:7]}) → production is already queued; not starting another."
     )
-    assert [d.requested_by for d in world.store.list_deploys()] == ["U0ALICE01"]
+    assert [d.requested_by for d in world.store.list_deploys()] == ["slack:U0ALICE01"]
 
 
 def test_cancel_a_queued_deploy(chatops: ChatOps, world: World) -> None:
@@ -52,7 +52,7 @@ def test_cancel_a_queued_deploy(chatops: ChatOps, world: World) -> None:
 def test_lock_refuses_deploys_until_unlock(chatops: ChatOps, world: World) -> None:
     locked = say(chatops, "lock acme/api : db migration")
     assert locked == "🔒 acme/api production is locked: db migration. Deploys there wait until unlocked."
-    with pytest.raises(EnvironmentLocked, match="locked by U0ALICE01"):
+    with pytest.raises(EnvironmentLocked, match="locked by slack:U0ALICE01"):
         say(chatops, "acme/api")
     assert say(chatops, "unlock acme/api") == "🔓 acme/api production is unlocked."
     assert say(chatops, "acme/api").startswith("Deploy #1 queued")

@@ -27,7 +27,7 @@ from bot.ports import StepContext, StepRunner
 from bot.processes import Heartbeat, this_process
 from bot.redact import Redactor
 from tests.fakes.memory import MemoryStore, RecordingObserver, blocks
-from tests.support.harness import environ, write_config
+from tests.support.harness import environ, slack_user, write_config
 from tests.support.wait import wait_for
 from tests.unit.conftest import API, World, WorldFactory
 
@@ -127,7 +127,7 @@ def test_a_live_owners_running_deploy_is_never_taken(world_for: WorldFactory) ->
         assert observer.events == []
     finally:
         second.close()
-        world.service.cancel(deploy.id, "U1")
+        world.service.cancel(deploy.id, slack_user("U1"))
     assert world.wait_final(deploy.id).state is DeployState.CANCELLED
 
 
@@ -215,7 +215,7 @@ def test_a_process_never_takes_its_own_deploys(world_for: WorldFactory, clock: C
     wait_for(world.runner.started.is_set, what="the step to start")
     clock.advance(LEASE * 10)
     assert world.service.recover() == []
-    world.service.cancel(deploy.id, "U1")
+    world.service.cancel(deploy.id, slack_user("U1"))
     assert world.wait_final(deploy.id).state is DeployState.CANCELLED
 
 

@@ -11,6 +11,7 @@ from bot.errors import RateLimited
 from bot.models import AnnouncementRef, BranchHead, DeployState, HeadPoll, Source
 from bot.poller import Poller, PollOutcome
 from tests.fakes.memory import RecordingAnnouncer
+from tests.support.harness import slack_user
 from tests.unit.conftest import API, World, WorldFactory, commands_env
 
 WEB = "acme/web"
@@ -100,7 +101,7 @@ def test_auto_deploy_is_requested_once_per_repo_env_sha(world_for: WorldFactory,
         sha,
         "staging",
         Source.MERGE,
-        "bob",
+        "github:bob",
     )
     assert (deploy.channel, deploy.message_ts) == ("C0DEPLOYS", "1700000000.000001")
     assert world.run(deploy.id).state is DeployState.SUCCEEDED
@@ -116,7 +117,7 @@ def test_a_locked_env_holds_the_auto_deploy_and_says_so(world_for: WorldFactory,
     world = world_for(repos(tmp_path / "checkout", on_merge="deploy", auto_deploy="production"))
     poll, announcer, _ = poller(world)
     poll.poll_once()
-    world.service.lock(API, "production", "U7", "release freeze")
+    world.service.lock(API, "production", slack_user("U7"), "release freeze")
     sha = world.github.push(API)
     assert poll.poll_once().repos[API].deploy_id is None
     ((repo, text, thread),) = announcer.problems

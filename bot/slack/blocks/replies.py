@@ -58,7 +58,7 @@ def where_blocks(views: Sequence[EnvironmentView]) -> Message:
             line += "\n" + _lock_line(view.lock)
         if view.last is not None:
             when = view.last.finished_at or view.last.started_at or view.last.created_at
-            line += "\nLast: " + _deploy_head(view.last) + f" · {mention(view.last.requested_by)}"
+            line += "\nLast: " + _deploy_head(view.last) + f" · {mention(view.last.requester)}"
             line += f" · {fmt_time(when)}" if when else ""
         else:
             line += "\nNever deployed by the robot."
@@ -81,7 +81,7 @@ def error_text(message: str) -> str:
 
 def _running_line(deploy: Deploy, step: str | None) -> str:
     """One running deploy: what, who, elapsed, current step."""
-    line = _deploy_head(deploy) + f" · {mention(deploy.requested_by)}"
+    line = _deploy_head(deploy) + f" · {mention(deploy.requester)}"
     if deploy.duration_seconds is not None:
         line += f" · {fmt_duration(deploy.duration_seconds)}"
     if step:
@@ -98,7 +98,7 @@ def _queued_lines(queued: Sequence[Deploy], running: Sequence[Deploy]) -> list[s
         key = (deploy.repo, deploy.env)
         seen[key] = seen.get(key, 0) + 1
         place = seen[key] + (1 if key in busy else 0)
-        lines.append(_deploy_head(deploy) + f" · {mention(deploy.requested_by)} · {_ordinal(place)} in line")
+        lines.append(_deploy_head(deploy) + f" · {mention(deploy.requester)} · {_ordinal(place)} in line")
     return lines
 
 
@@ -112,7 +112,7 @@ def _recent_lines(recent: Sequence[Deploy]) -> list[str]:
     lines = []
     for group in per_env.values():
         for deploy in group:
-            line = _deploy_head(deploy) + f" · {mention(deploy.requested_by)}"
+            line = _deploy_head(deploy) + f" · {mention(deploy.requester)}"
             when = deploy.finished_at or deploy.started_at or deploy.created_at
             if when is not None:
                 line += f" · {fmt_time(when)}"
@@ -122,7 +122,7 @@ def _recent_lines(recent: Sequence[Deploy]) -> list[str]:
 
 def _lock_line(lock: Lock) -> str:
     """🔒 repo → env, who, when, why."""
-    line = f"🔒 *{escape(lock.repo)} → {escape(lock.env)}* · {mention(lock.locked_by)}"
+    line = f"🔒 *{escape(lock.repo)} → {escape(lock.env)}* · {mention(lock.locker)}"
     line += f" · {fmt_time(lock.locked_at)}"
     if lock.reason:
         line += f" · {escape(truncate(one_line(lock.reason), 200))}"

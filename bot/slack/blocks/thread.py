@@ -59,7 +59,7 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = link(commit_url, deploy.short_sha)
     ref = sha if deploy.ref == deploy.sha else f"`{escape(truncate(deploy.ref, 200))}` ({sha})"
-    who = f"Requested by {mention(deploy.requested_by)} via {_SOURCES.get(deploy.source, deploy.source)}"
+    who = f"Requested by {mention(deploy.requester)} via {_SOURCES.get(deploy.source, deploy.source)}"
     if deploy.force:
         who += " · forced (CI gate skipped)"
     state = f"{icon} {deploy.state.value}"

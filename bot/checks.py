@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.errors import BotError
 from bot.github import GitHubGateway
+from bot.models import CheckResult
 from bot.preflight import environment_problem, resolve
 from bot.store import SqlStore
 from bot.store.engine import shown_url
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the check report."""
-
-    what: str
-    ok: bool
-    detail: str
-
-
 def run_checks(settings: Settings, environ: Mapping[str, str], online: bool) -> Iterator[CheckResult]:
-    """Offline checks always; GitHub access per repo with ``online``."""
+    """Offline checks always; with ``online``, GitHub access per repo and the Slack tokens."""
     yield CheckResult("config", True, f"{len(settings.repos)} repo(s) in {settings.path}")
     for repo, repo_settings in settings.repos.items():
         for env_name in repo_settings.environments:
@@ -31,6 +22,10 @@ def run_checks(settings: Settings, environ: Mapping[str, str], online: bool) -> 
     yield from _check_store(settings)
     if online:
         yield from _check_github(settings)
+        if settings.slack.bot_token or settings.slack.app_token:
+            from bot.slack.access import check_slack  # only an online check pays for slack_sdk
+
+            yield from check_slack(settings.slack)
 
 
 def check_environment(

@@ -510,3 +510,12 @@ class AnnouncementRef:
 
     channel: str
     ts: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of `robot check`: what was checked, whether it is fine, and what was found."""
+
+    what: str
+    ok: bool
+    detail: str

@@ -17,11 +17,13 @@ from sqlalchemy import update
 
 from bot.config import load_settings
 from bot.models import DeployRequest, DeployState, Source
+from bot.slack.access import BOT_SCOPES
 from bot.store import SqlStore
 from bot.store.engine import make_engine
 from bot.store.schema import deploys
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingObserver
+from tests.fakes.slack import FakeSlack
 from tests.support.harness import (
     ROOT,
     TOKEN,
@@ -464,3 +466,24 @@ from bot.hardening import is_dumpable
 code = main(["deploy", "acme/api", "--config", sys.argv[1]])
 print(f"dumpable={is_dumpable()}", f"token-in-environ={'GITHUB_TOKEN' in os.environ}", f"exit={code}")
 """
+
+
+def test_check_online_tries_both_slack_tokens_and_the_bots_scopes(setup: Any) -> None:
+    config = setup([["true"]])
+    slack_keys = "slack:\n  bot_token: ${SLACK_BOT_TOKEN}\n  app_token: ${SLACK_APP_TOKEN}\n"
+    with FakeSlack(bot_scopes=("commands", "chat:write")) as slack:
+        config.write_text(config.read_text() + slack_keys + f"  api_url: {slack.api_url}\n")
+        good = environ(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.app_token)
+        done = run_cli(config, "check", "--online", env=good)
+        assert done.returncode == 1, done.stdout
+        assert "✗ slack bot token: deploy-robot in Acme, but the bot lacks the scopes" in done.stdout
+        assert "chat:write.public, files:write, usergroups:read" in done.stdout
+        assert "✓ slack app token: Socket Mode connections allowed" in done.stdout
+        slack.bot_scopes = BOT_SCOPES
+        swapped = environ(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.bot_token)
+        done = run_cli(config, "check", "--online", env=swapped)
+        assert "✓ slack bot token: deploy-robot in Acme; scopes" in done.stdout
+        assert (
+            "✗ slack app token: Slack refused it: not_allowed_token_type (an app-level token" in done.stdout
+        )
+        assert slack.bot_token not in done.stdout + done.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from bot.slack.access import BOT_SCOPES
 from handlers.routes import slash_commands
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +46,7 @@ def test_bot_scopes_are_only_what_the_robot_calls() -> None:
         "files:write",
         "usergroups:read",
     }
+
+
+def test_check_online_asks_slack_for_exactly_the_manifests_bot_scopes() -> None:
+    assert sorted(BOT_SCOPES) == sorted(MANIFEST["oauth_config"]["scopes"]["bot"])

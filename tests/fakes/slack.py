@@ -33,6 +33,7 @@ from tests.fakes.slack_web import (
     BOT_TOKEN,
     BOT_USER_ID,
     JSON,
+    MANIFEST_BOT_SCOPES,
     RESPONSE_URL_MAX_USES,
     WORKSPACE_URL,
     Call,
@@ -67,9 +68,16 @@ __all__ = [
 class FakeSlack(WebApiSide, SocketModeSide):
     """In-memory Slack: Web API, response_url and Socket Mode on 127.0.0.1, with fault injection."""
 
-    def __init__(self, bot_token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
+    def __init__(
+        self,
+        bot_token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
+        bot_scopes: tuple[str, ...] | None = None,
+    ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
+        # What the bot token was granted, sent back as Slack does (`x-oauth-scopes`); default: the manifest's.
+        self.bot_scopes = MANIFEST_BOT_SCOPES if bot_scopes is None else bot_scopes
         self.server_errors: list[str] = []
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)

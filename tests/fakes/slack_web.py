@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
@@ -24,6 +25,11 @@ WORKSPACE_URL = "https://acme.slack.test/"
 
 # Slack documents that a response_url accepts up to 5 posts within 30 minutes.
 RESPONSE_URL_MAX_USES = 5
+MANIFEST_BOT_SCOPES: tuple[str, ...] = tuple(
+    json.loads((Path(__file__).resolve().parents[2] / "manifest.json").read_text())["oauth_config"]["scopes"][
+        "bot"
+    ]
+)
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -129,6 +135,7 @@ class WebApiSide:
 
     bot_token: str
     app_token: str
+    bot_scopes: tuple[str, ...]
     _lock: threading.RLock
     _stopping: threading.Event
     _ids: itertools.count[int]
@@ -266,7 +273,8 @@ class WebApiSide:
                 raise _ApiError("unknown_method")
             with self._lock:
                 result = route(self, args)
-            reply = _Reply(200, {"ok": True, **result}, {})
+            scopes = {"x-oauth-scopes": ",".join(self.bot_scopes)} if token == self.bot_token else {}
+            reply = _Reply(200, {"ok": True, **result}, scopes)
         except _ApiError as exc:
             reply = _Reply(exc.status, {"ok": False, "error": exc.error}, exc.headers)
         with self._lock:

@@ -73,7 +73,7 @@ def test_twenty_clicks_on_one_deploy_button_start_one_deploy(
         assert [d.id for d in rig.store.list_deploys()] == [1]
         (checkout / "hold").unlink()
         deploy = rig.agree(1, DeployState.SUCCEEDED, "success")
-    assert deploy.requested_by == users[queued[0]] and deploy.sha == sha
+    assert deploy.requested_by == f"slack:{users[queued[0]]}" and deploy.sha == sha
     assert len(github.deployments("acme/api")) == 1
     assert runs(checkout) == ["start 1", "end 1"]
 

@@ -51,13 +51,14 @@ from bot.slack.text import escape, is_user_id
 from bot.steps.commands import CommandStepRunner, LineSplitter
 from bot.store import SqlStore
 from bot.validation import ENV_NAME, check_ref, check_repo_name
+from tests.support.fuzz import examples
 from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
 from tests.support.steputil import make_ctx
 
 ROOT = Path(__file__).resolve().parent.parent
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Builders get big generated inputs (lists of deploys with megabyte fields): fewer examples each.
-FUZZ_BIG = settings(FUZZ, max_examples=60)
+FUZZ_BIG = settings(FUZZ, max_examples=examples(60))
 MEGABYTE = 1_000_000
 KEYWORDS = {"cancel", "lock", "unlock", "where", "help", "to"}
 
@@ -579,7 +580,9 @@ long_lines = st.tuples(st.binary(min_size=1, max_size=8), st.integers(2 * MAX_LI
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(short_lines | long_lines, min_size=1, max_size=6), st.booleans(), st.data())
 def test_line_splitter_over_any_chunking(

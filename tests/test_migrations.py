@@ -391,6 +391,7 @@ def test_a_later_revision_rebuilding_deploys_on_sqlite_keeps_logs_and_ids(
 # the command line
 
 
+@pytest.mark.slow  # the robot CLI as real processes
 def test_db_current_and_upgrade_as_a_user_runs_them(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9", REPOS)
     empty = run_cli(config, "db", "current")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bot.config import SECRET_NAME
 from bot.models import LINE_CUT_MARK
 from bot.redact import MASK, Redactor
+from tests.support.fuzz import examples
 
 secrets = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./+:@", min_size=8, max_size=40
@@ -36,14 +37,14 @@ def _decodings(text: str) -> list[bytes]:
     return found
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secrets, noise, noise)
 def test_the_secret_itself_is_masked(secret: str, before: str, after: str) -> None:
     out = Redactor([secret])(before + secret + after)
     assert secret not in out and MASK in out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secrets, noise, noise, st.data())
 def test_a_secret_split_by_carriage_returns_is_masked(
     secret: str, before: str, after: str, data: st.DataObject
@@ -54,7 +55,7 @@ def test_a_secret_split_by_carriage_returns_is_masked(
     assert not any(secret in piece for piece in out.splitlines())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secrets, noise, st.integers(4, 39))
 def test_a_line_cut_inside_a_secret_keeps_no_head_of_it(secret: str, before: str, kept: int) -> None:
     head = secret[: min(kept, len(secret) - 1)]
@@ -63,7 +64,7 @@ def test_a_line_cut_inside_a_secret_keeps_no_head_of_it(secret: str, before: str
     assert not out.removesuffix(LINE_CUT_MARK).endswith(head)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secrets, noise, noise, st.binary(max_size=7), st.binary(max_size=7), st.booleans())
 def test_base64_of_a_secret_inside_longer_data_is_masked(
     secret: str, before: str, after: str, prefix: bytes, suffix: bytes, urlsafe: bool
@@ -75,7 +76,7 @@ def test_base64_of_a_secret_inside_longer_data_is_masked(
     assert not any(secret.encode() in decoded for decoded in _decodings(out))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(secrets, noise, noise, st.booleans())
 def test_url_encoded_secrets_are_masked(secret: str, before: str, after: str, plus: bool) -> None:
     encoded = (quote_plus if plus else quote)(secret, safe="")
@@ -83,7 +84,7 @@ def test_url_encoded_secrets_are_masked(secret: str, before: str, after: str, pl
     assert secret not in (unquote_plus if plus else unquote)(out)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(secrets, min_size=2, max_size=5), noise)
 def test_every_secret_and_form_in_one_line(values: list[str], glue: str) -> None:
     forms = [f(v) for v in values for f in (str, lambda s: base64.b64encode(s.encode()).decode(), quote)]

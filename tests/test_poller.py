@@ -286,11 +286,16 @@ def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path)
     sha = merge(robot.github, API, 42, "Ship it")
     robot.github.set_status(API, sha, "ci/test", "pending")
     report = robot.poll()
-    deploy_id = report.repos[API].deploy_id
-    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and deploy_id is not None
+    # Announced at once; the auto-deploy waits for green CI without a deploy (or a worker) on it.
+    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and report.repos[API].deploy_id is None
+    assert "waits for CI (ci/test pending)" in report.repos[API].detail
+    assert robot.core.store.list_deploys() == []
     (news,) = robot.announcer.news
     assert news.auto_deploy_env == "staging" and news.ci_summary == "pending"
     robot.github.set_status(API, sha, "ci/test", "success")
+    report = robot.poll()
+    deploy_id = report.repos[API].deploy_id
+    assert report.repos[API].outcome is PollOutcome.UNCHANGED and deploy_id is not None
     final = wait_final(robot.core, deploy_id)
     assert final.state is DeployState.SUCCEEDED, final.error
     assert (final.sha, final.env, final.source, final.requested_by) == (sha, "staging", Source.MERGE, "bob")
@@ -326,6 +331,16 @@ def test_locked_environment_holds_the_auto_deploy_and_says_so(robot_for: Any, ch
     assert robot.core.store.list_deploys() == [] and robot.github.deployments(API) == []
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha == sha
+    assert robot.poll().repos[API].deploy_id is None
+    assert len(robot.announcer.problems) == 1, "the hold is said once"
+    # Unlocked: the held merge is still the newest, so the next poll queues it.
+    robot.core.service.unlock(API, "production")
+    deploy_id = robot.poll().repos[API].deploy_id
+    assert deploy_id is not None
+    (deploy,) = robot.core.store.list_deploys()
+    assert (deploy.id, deploy.sha, deploy.env, deploy.source) == (deploy_id, sha, "production", Source.MERGE)
+    assert (deploy.channel, deploy.message_ts) == ("C0DEPLOYS", "1700000000.000001")
+    assert robot.poll().repos[API].deploy_id is None and len(robot.core.store.list_deploys()) == 1
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

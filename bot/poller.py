@@ -290,7 +290,9 @@ class Poller:
                 log.warning("auto-deploy of %s %s: %s (retried next poll)", claim.repo, claim.sha[:7], exc)
                 continue
             polled = results.get(claim.repo)
-            if deploy_id is not None and polled is not None and polled.deploy_id is None:
+            if polled is None or polled.deploy_id is not None:
+                continue
+            if deploy_id is not None or (polled.outcome is PollOutcome.UNCHANGED and not polled.detail):
                 results[claim.repo] = replace(polled, detail=detail, deploy_id=deploy_id)
 
     def _advance(self, claim: AutoDeploy, now: float) -> tuple[int | None, str]:

@@ -656,7 +656,7 @@ class SqlStore:
         renewed for ``lease`` seconds with one conditional write.
         """
         if self._engine.dialect.name == "postgresql":
-            return self._hold_advisory_lock()
+            return self._hold_advisory_lock(lease)
         now = _now()
         row = {"name": POLLER_LEASE, "holder": process_id, "expires_at": now + timedelta(seconds=lease)}
         ours_or_lapsed = (poller_lease.c.holder == process_id) | (poller_lease.c.expires_at < now)
@@ -688,7 +688,7 @@ class SqlStore:
                 )
             )
 
-    def _hold_advisory_lock(self) -> bool:
+    def _hold_advisory_lock(self, lease: float) -> bool:
         with self._leader_lock:
             if self._leader is not None:
                 try:
@@ -702,6 +702,10 @@ class SqlStore:
             with _unavailable_as_store_error():
                 conn = self._engine.connect()
             try:
+                # A leader whose host or network dies sends no FIN: the server's keepalive probes
+                # end its session (and free the lock) within about the lease instead of hours.
+                for name, seconds in _keepalives(lease).items():
+                    conn.execute(text(f"SET {name} = {seconds}"))
                 won = bool(
                     conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": POLLER_LOCK_KEY}).scalar()
                 )
@@ -860,6 +864,15 @@ class SqlStore:
                 # transaction rolled back whole, the claim is pending again; the next round finds it.
                 continue
         raise RuntimeError(f"could not queue the auto-deploy of {request.repo}@{request.sha}")
+
+
+def _keepalives(lease: float) -> dict[str, int]:
+    """PostgreSQL's TCP keepalive settings that notice a dead client within about ``lease`` s."""
+    return {
+        "tcp_keepalives_idle": max(1, int(lease / 3)),
+        "tcp_keepalives_interval": max(1, int(lease / 6)),
+        "tcp_keepalives_count": 3,
+    }
 
 
 def _auto_key(claim: AutoDeploy) -> ColumnElement[bool]:

@@ -20,6 +20,7 @@ contexts are required. A pending auto-deploy that waits for CI costs two CI read
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -475,6 +476,8 @@ class PollLeader:
         self._clock = clock
         self._leading = False
         self._next_poll = 0.0
+        self._resigned = False
+        self._lease_lock = threading.Lock()  # a tick under way cannot take the lease back after resign
 
     @property
     def leading(self) -> bool:
@@ -483,11 +486,14 @@ class PollLeader:
 
     def tick(self) -> PollReport | None:
         """Take or keep the lease, and poll if it is this process's turn; None when it did not poll."""
-        try:
-            leading = self._store.lead_poller(self._process_id, self._lease)
-        except StoreError as exc:
-            log.warning("cannot reach the store to lead the merge poller, trying again: %s", exc)
-            leading = False
+        with self._lease_lock:
+            if self._resigned:
+                return None
+            try:
+                leading = self._store.lead_poller(self._process_id, self._lease)
+            except StoreError as exc:
+                log.warning("cannot reach the store to lead the merge poller, trying again: %s", exc)
+                leading = False
         if leading != self._leading:
             self._leading = leading
             self._next_poll = 0.0
@@ -498,12 +504,14 @@ class PollLeader:
         return self._poller.poll_once()
 
     def resign(self) -> None:
-        """Give the lease up (a clean stop), so another process polls at once."""
-        self._leading = False
-        try:
-            self._store.resign_poller(self._process_id)
-        except StoreError as exc:
-            log.warning("could not give up the merge poller lease (it runs out on its own): %s", exc)
+        """Give the lease up for good (a clean stop), so another process polls at once."""
+        with self._lease_lock:
+            self._resigned = True
+            self._leading = False
+            try:
+                self._store.resign_poller(self._process_id)
+            except StoreError as exc:
+                log.warning("could not give up the merge poller lease (it runs out on its own): %s", exc)
 
 
 def _first_parent_line(comparison: Comparison, head: str) -> list[CommitInfo]:

@@ -702,15 +702,18 @@ class SqlStore:
             with _unavailable_as_store_error():
                 conn = self._engine.connect()
             try:
-                # A leader whose host or network dies sends no FIN: the server's keepalive probes
-                # end its session (and free the lock) within about the lease instead of hours.
-                for name, seconds in _keepalives(lease).items():
-                    conn.execute(text(f"SET {name} = {seconds}"))
                 won = bool(
                     conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": POLLER_LOCK_KEY}).scalar()
                 )
                 conn.commit()
+                if won:
+                    # A leader whose host or network dies sends no FIN: the server's keepalive
+                    # probes end its session (and free the lock) within about the lease, not hours.
+                    for name, seconds in _keepalives(lease).items():
+                        conn.execute(text(f"SET {name} = {seconds}"))
+                    conn.commit()
             except DBAPIError as exc:
+                conn.invalidate()
                 conn.close()
                 raise StoreError(f"the database is unavailable: {exc.orig or exc}") from exc
             if not won:

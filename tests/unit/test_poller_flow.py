@@ -395,6 +395,6 @@ def test_one_leader_polls_and_another_takes_over_after_the_lease(
     assert [n.sha for n in polls[1][1].news] == [sha] and polls[0][1].news == []
     # A clean stop hands over at once.
     leaders[1].resign()
-    assert not leaders[1].leading
+    assert not leaders[1].leading and leaders[1].tick() is None, "a resigned leader never leads again"
     ticks[0] += 10
     assert leaders[0].tick() is not None and leaders[0].leading and leaders[1].tick() is None

@@ -13,6 +13,7 @@ from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeplo
 from bot.models import (
     Actor,
     ActorKind,
+    AutoDeploy,
     Deploy,
     DeployRequest,
     DeployState,
@@ -129,6 +130,28 @@ class DeployService:
             self._observer.deploy_changed(deploy)
             self._notify_workers()
         return deploy, created
+
+    def request_auto_deploy(self, claim: AutoDeploy) -> tuple[Deploy, bool] | None:
+        """Queue a merge's pending auto-deploy: the claim becomes queued in the write that queues
+        the deploy. None when it is no longer pending (another robot queued or expired it)."""
+        target = self.target(claim.repo, claim.env)
+        self._check_unlocked(target)
+        environment_preflight(self._settings, target.repo, target.env, self._environ)
+        request = DeployRequest(
+            repo=target.repo,
+            env=target.env,
+            ref=check_ref(claim.sha),
+            sha=claim.sha,
+            requested_by=claim.requested_by,
+            source=Source.MERGE,
+            channel=claim.channel or self._settings.channel(target.repo),
+            message_ts=claim.message_ts,
+        )
+        queued = self._store.queue_auto_deploy(request)
+        if queued is not None and queued[1]:
+            self._observer.deploy_changed(queued[0])
+            self._notify_workers()
+        return queued
 
     def cancel(self, deploy_id: int, user: Actor, *, operator: bool = False) -> Deploy:
         """Remove a queued deploy, or stop a running one (its process group is killed).

@@ -519,3 +519,35 @@ class CheckResult:
     what: str
     ok: bool
     detail: str
+
+
+class AutoDeployStatus(StrEnum):
+    """Where a merge's auto-deploy stands; ``pending`` is the only one that still moves."""
+
+    PENDING = "pending"  # claimed with its merge: waits for green CI and an unlocked environment
+    QUEUED = "queued"  # its deploy was queued (in the same transaction)
+    EXPIRED = "expired"  # never deployed: CI not green in time, a newer merge, or a refusal
+
+
+@dataclass(frozen=True)
+class AutoDeploy:
+    """The one auto-deploy of a merge to its repo's ``auto_deploy`` environment."""
+
+    repo: str
+    env: str
+    sha: str
+    status: AutoDeployStatus
+    requested_by: str
+    deadline: datetime  # CI must be green by then (``ci_timeout`` after the merge was claimed)
+    channel: str | None = None  # the announcement it threads under
+    message_ts: str | None = None
+    deploy_id: int | None = None
+    note: str | None = None  # the last thing said about it (said once)
+
+
+@dataclass(frozen=True)
+class HeadClaim:
+    """What ``claim_head`` won: the head (only its winner announces), and a new auto-deploy claim."""
+
+    claimed: bool
+    auto_deploy: AutoDeploy | None = None  # None: none asked, or this SHA's was claimed before

@@ -1,31 +1,41 @@
 """One pass of the merge poller over the configured repos: new heads → announcements, auto-deploys.
 
-Delivery: a new head is recorded in the store only after its announcement was posted (and its
-auto-deploy, if any, requested). A robot that dies between the two re-announces that head once
-after the restart; it never misses one. The auto-deploy cannot repeat: it is claimed in the store
-(``mark_auto_deployed``: once per repo + env + SHA) before it is requested.
+One process polls at a time (``PollLeader``: the store's poller lease). Delivery: a new head is
+claimed in the store (a conditional write from the old head) before it is announced, and only the
+claim's winner announces, so a merge is announced once even across a change of poller. A failed
+announcement gives the claim back and is retried next poll; a poller killed between its claim and
+its post loses that one announcement.
+
+Auto-deploys (``on_merge: deploy``) are claimed pending in the same transaction as their head,
+then moved on by each poll: queued (in one transaction with the deploy) once CI is green and the
+environment unlocked, expired once CI stayed red or pending past ``ci_timeout`` or a newer merge
+came. Never twice per repo + env + SHA.
 
 Cost: an unchanged branch is one conditional request answered 304 (no rate-limit unit). A moved
 branch costs its 200, one compare, per first-parent commit one pull-request lookup (at most
 ``MAX_LOOKUPS``) plus one read per merged pull request for its merger, and two reads of CI when
-contexts are required.
+contexts are required. A pending auto-deploy that waits for CI costs two CI reads per poll.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from bot.config import RepoSettings, Settings
-from bot.errors import BotError, EnvironmentLocked, InvalidRef, RateLimited, UnknownRepo
+from bot.errors import BotError, EnvironmentLocked, InvalidRef, RateLimited, StoreError, UnknownRepo
 from bot.models import (
     ROBOT,
     Actor,
     ActorKind,
     AnnouncementRef,
+    AutoDeploy,
+    AutoDeployStatus,
     BranchHead,
     Change,
     CommitInfo,
@@ -34,7 +44,6 @@ from bot.models import (
     HeadPoll,
     MergedPull,
     MergeNews,
-    Source,
 )
 from bot.ports import DeployRequester, MergeAnnouncer, PollGitHub, PollStore
 
@@ -105,6 +114,7 @@ class Poller:
         self._gone: dict[str, str] = {}  # repo → the warning already given
         self._failing: dict[str, str] = {}  # repo → the error already logged
         self._unsent: dict[str, MergeNews] = {}  # news gathered but not announced yet
+        self._advanced: set[tuple[str, str, str]] = set()  # auto-deploys looked at in this pass
 
     def poll_once(self) -> PollReport:
         """One pass over every configured repo; never raises for one repo's trouble."""
@@ -123,6 +133,9 @@ class Poller:
                 results[repo] = RepoPoll(PollOutcome.WAITING, f"next poll in {not_before - now:.0f} s")
                 continue
             results[repo] = self._poll_guarded(repo, settings, now)
+        if self._pause_reason(now) is None:
+            self._advance_auto_deploys(results, now)
+        self._advanced.clear()
         return PollReport(results, self._paused_until if self._paused_until > now else None)
 
     # ---- one repo --------------------------------------------------------------------
@@ -156,25 +169,67 @@ class Poller:
             return RepoPoll(PollOutcome.UNCHANGED)
         head = BranchHead(repo, poll.sha, poll.etag)
         if stored is None:
-            self._store.set_head(head)
+            if not self._store.claim_head(None, head).claimed:
+                return RepoPoll(PollOutcome.UNCHANGED, "recorded by another robot")
             log.info("First poll of %s %s: recorded %s, nothing announced", repo, settings.branch, poll.sha)
             return RepoPoll(PollOutcome.FIRST_SEEN, poll.sha[:7])
         if poll.sha == stored.sha:
             if poll.etag != stored.etag:
-                self._store.set_head(head)
+                self._store.claim_head(stored.sha, head)
             return RepoPoll(PollOutcome.UNCHANGED)
         if settings.on_merge == "ignore":
-            self._store.set_head(head)
+            if not self._store.claim_head(stored.sha, head).claimed:
+                return RepoPoll(PollOutcome.UNCHANGED, "recorded by another robot")
             return RepoPoll(PollOutcome.RECORDED, poll.sha[:7])
         news = self._news(repo, settings, stored.sha, poll.sha)
-        where = self._announcer.announce(news)
+        wanted = None
+        if settings.on_merge == "deploy":
+            deadline = datetime.fromtimestamp(now + settings.ci_timeout, UTC)
+            env = settings.auto_deploy_env
+            merger = Actor(ActorKind.GITHUB, news.merger) if news.merger else ROBOT
+            wanted = AutoDeploy(repo, env, news.sha, AutoDeployStatus.PENDING, str(merger), deadline)
+        claim = self._store.claim_head(stored.sha, head, wanted)
+        if not claim.claimed:
+            # Another poller (the one before a change of leader) moved this head first: its news.
+            self._unsent.pop(repo, None)
+            log.info("%s %s moved to %s, claimed by another robot", repo, settings.branch, poll.sha[:7])
+            return RepoPoll(PollOutcome.UNCHANGED, "claimed by another robot")
+        try:
+            where = self._announcer.announce(news)
+        except Exception:
+            self._give_back(head, stored, claim.auto_deploy)
+            raise
         self._unsent.pop(repo, None)
         deploy_id, detail = None, f"{stored.sha[:7]}..{poll.sha[:7]}"
-        if settings.on_merge == "deploy":
-            deploy_id, detail = self._auto_deploy(repo, settings, news, where)
-        self._store.set_head(head)
+        if wanted is not None:
+            pending = claim.auto_deploy
+            if pending is None:
+                detail = f"auto-deploy of {poll.sha[:7]} to {wanted.env} was already requested"
+            else:
+                if where is not None:
+                    self._store.update_auto_deploy(pending, thread=(where.channel, where.ts))
+                    pending = replace(pending, channel=where.channel, message_ts=where.ts)
+                self._advanced.add((pending.repo, pending.env, pending.sha))
+                deploy_id, detail = self._advance_announced(pending, now)
         log.info("Announced %s %s: %s", repo, settings.branch, detail)
         return RepoPoll(PollOutcome.ANNOUNCED, detail, deploy_id)
+
+    def _advance_announced(self, claim: AutoDeploy, now: float) -> tuple[int | None, str]:
+        """The just-announced merge's auto-deploy, at once; trouble leaves it pending for next poll."""
+        try:
+            return self._advance(claim, now)
+        except RateLimited as exc:
+            self._rate_limited(claim.repo, exc, now)
+            return None, f"auto-deploy of {claim.sha[:7]} waits: {exc}"
+        except BotError as exc:
+            return None, f"auto-deploy of {claim.sha[:7]} waits: {exc}"
+
+    def _give_back(self, claimed: BranchHead, previous: BranchHead, auto_deploy: AutoDeploy | None) -> None:
+        """The announcement failed: un-claim the head so that the next poll announces it."""
+        try:
+            self._store.release_head(claimed, previous, auto_deploy)
+        except StoreError as exc:
+            log.warning("could not give back the claim of %s %s: %s", claimed.repo, claimed.sha[:7], exc)
 
     def _news(self, repo: str, settings: RepoSettings, old: str, new: str) -> MergeNews:
         """What moved the branch from ``old`` to ``new``; reused while the announcer keeps failing."""
@@ -218,34 +273,113 @@ class Poller:
             seen[best.number] = MergedPull(best.number, best.title, best.author, merger, best.url)
         return seen[best.number]
 
-    def _auto_deploy(
-        self, repo: str, settings: RepoSettings, news: MergeNews, where: AnnouncementRef | None
-    ) -> tuple[int | None, str]:
-        """Request the on_merge deploy of the new head, once per repo + env + SHA ever."""
-        env, short = settings.auto_deploy_env, news.sha[:7]
-        if not self._store.mark_auto_deployed(repo, env, news.sha):
-            return None, f"auto-deploy of {short} to {env} was already requested"
+    # ---- auto-deploys -----------------------------------------------------------------
+
+    def _advance_auto_deploys(self, results: dict[str, RepoPoll], now: float) -> None:
+        """Move every pending auto-deploy on that this pass has not looked at yet."""
         try:
-            deploy, _ = self._service.request(
-                repo,
-                ref=news.sha,
-                env=env,
-                user=Actor(ActorKind.GITHUB, news.merger) if news.merger else ROBOT,
-                source=Source.MERGE,
-                channel=where.channel if where else None,
-                message_ts=where.ts if where else None,
-            )
+            pending = self._store.pending_auto_deploys()
+        except StoreError as exc:
+            log.warning("could not read the pending auto-deploys, retried next poll: %s", exc)
+            return
+        for claim in pending:
+            if (claim.repo, claim.env, claim.sha) in self._advanced:
+                continue
+            try:
+                deploy_id, detail = self._advance(claim, now)
+            except RateLimited as exc:
+                self._rate_limited(claim.repo, exc, now)
+                return
+            except BotError as exc:
+                log.warning("auto-deploy of %s %s: %s (retried next poll)", claim.repo, claim.sha[:7], exc)
+                continue
+            polled = results.get(claim.repo)
+            if polled is None or polled.deploy_id is not None:
+                continue
+            if deploy_id is not None or (polled.outcome is PollOutcome.UNCHANGED and not polled.detail):
+                results[claim.repo] = replace(polled, detail=detail, deploy_id=deploy_id)
+
+    def _advance(self, claim: AutoDeploy, now: float) -> tuple[int | None, str]:
+        """One look at a pending auto-deploy: queue it, leave it waiting, or expire it."""
+        repo, env, short = claim.repo, claim.env, claim.sha[:7]
+        thread = None
+        if claim.channel is not None and claim.message_ts is not None:
+            thread = AnnouncementRef(claim.channel, claim.message_ts)
+        settings = self._settings.repos.get(repo)
+        if settings is None or settings.on_merge != "deploy" or env != settings.auto_deploy_env:
+            text = f"auto-deploy of {short} to {env} dropped: {repo} no longer deploys merges there"
+            self._store.update_auto_deploy(claim, note=text, expire=True)
+            return None, text
+        head = self._store.get_head(repo)
+        if head is not None and head.sha != claim.sha:
+            text = f"auto-deploy of {short} to {env} superseded by {head.sha[:7]}"
+            self._store.update_auto_deploy(claim, note=text, expire=True)
+            return None, text
+        lock = self._store.get_lock(repo, env)
+        if lock is not None:
+            return None, self._held(claim, lock.locked_by, lock.reason, thread)
+        if settings.gate:
+            ci = self._github.ci_state(repo, claim.sha, settings.gate)
+            if not ci.green:
+                return None, self._not_green(claim, ci, settings.ci_timeout, now, thread)
+        try:
+            queued = self._service.request_auto_deploy(claim)
         except EnvironmentLocked as exc:
-            text = f"Auto-deploy of {short} to {env} is held: {exc} Then use the Deploy button to deploy it."
+            text = f"Auto-deploy of {short} to {env} is held: {exc} It starts when {env} is unlocked, " + (
+                f"if {short} is still the newest merge."
+            )
+            self._say_once(claim, text, thread)
+            return None, text
+        except StoreError as exc:
+            log.warning("Auto-deploy of %s %s to %s: %s; retried next poll", repo, short, env, exc)
+            return None, f"auto-deploy of {short} to {env} waits: {exc}"
         except BotError as exc:
             text = f"Auto-deploy of {short} to {env} did not start: {exc}"
+            if self._store.update_auto_deploy(claim, note=text, expire=True):
+                self._problem(repo, text, thread)
+            return None, text
         except Exception:
-            log.exception("Auto-deploy of %s %s to %s failed", repo, short, env)
-            text = f"Auto-deploy of {short} to {env} did not start (robot error, see its log)."
-        else:
-            return deploy.id, f"auto-deploy #{deploy.id} of {short} to {env}"
-        self._problem(repo, text, where)
-        return None, text
+            # Nothing was queued (the claim and the deploy are one transaction): next poll retries.
+            log.exception("Auto-deploy of %s %s to %s failed; retried next poll", repo, short, env)
+            return None, f"auto-deploy of {short} to {env} failed (robot error, see its log); retried"
+        if queued is None:
+            return None, f"auto-deploy of {short} to {env} was already requested"
+        deploy, _ = queued
+        return deploy.id, f"auto-deploy #{deploy.id} of {short} to {env}"
+
+    def _held(self, claim: AutoDeploy, locked_by: str, reason: str, thread: AnnouncementRef | None) -> str:
+        short, env = claim.sha[:7], claim.env
+        why = f": {reason}" if reason else ""
+        text = (
+            f"Auto-deploy of {short} to {env} is held: {claim.repo} {env} is locked by {locked_by}{why}. "
+            f"It starts when {env} is unlocked, if {short} is still the newest merge."
+        )
+        self._say_once(claim, text, thread)
+        return text
+
+    def _not_green(
+        self, claim: AutoDeploy, ci: GateResult, timeout: float, now: float, thread: AnnouncementRef | None
+    ) -> str:
+        short, env = claim.sha[:7], claim.env
+        states = ", ".join(f"{c.name} {c.state.value}" for c in (*ci.failing, *ci.waiting))
+        if now >= claim.deadline.timestamp():
+            text = f"Auto-deploy of {short} to {env} dropped: CI not green within {timeout:g} s ({states})."
+            if self._store.update_auto_deploy(claim, note=text, expire=True):
+                self._problem(claim.repo, text, thread)
+            return text
+        if ci.failing:
+            text = (
+                f"Auto-deploy of {short} to {env} waits: CI failed ({states}). It deploys if CI is re-run "
+                f"green within {timeout:g} s of the merge."
+            )
+            self._say_once(claim, text, thread)
+            return text
+        return f"auto-deploy of {short} to {env} waits for CI ({states})"
+
+    def _say_once(self, claim: AutoDeploy, text: str, thread: AnnouncementRef | None) -> None:
+        """Post ``text`` about a pending auto-deploy unless it was said already (by any robot)."""
+        if self._store.update_auto_deploy(claim, note=text):
+            self._problem(claim.repo, text, thread)
 
     # ---- pacing and trouble ----------------------------------------------------------
 
@@ -317,6 +451,70 @@ class Poller:
             log.exception("Could not post a problem about %s: %s", repo, text)
             return False
         return True
+
+
+class PollLeader:
+    """Runs the poller in the one process that holds the store's poller lease; every robot has one.
+
+    ``tick`` is called every few seconds (more often than the lease runs out): it takes or renews
+    the lease, and polls when it holds it and ``interval`` has passed since its last poll. A
+    process that gains the lease polls at once, so when a leader dies another polls within
+    ``lease`` + one tick.
+    """
+
+    def __init__(
+        self,
+        poller: Poller,
+        store: PollStore,
+        process_id: int,
+        lease: float,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._poller = poller
+        self._store = store
+        self._process_id = process_id
+        self._lease = lease
+        self._interval = interval
+        self._clock = clock
+        self._leading = False
+        self._next_poll = 0.0
+        self._resigned = False
+        self._lease_lock = threading.Lock()  # a tick under way cannot take the lease back after resign
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process held the lease at its last tick."""
+        return self._leading
+
+    def tick(self) -> PollReport | None:
+        """Take or keep the lease, and poll if it is this process's turn; None when it did not poll."""
+        with self._lease_lock:
+            if self._resigned:
+                return None
+            try:
+                leading = self._store.lead_poller(self._process_id, self._lease)
+            except StoreError as exc:
+                log.warning("cannot reach the store to lead the merge poller, trying again: %s", exc)
+                leading = False
+        if leading != self._leading:
+            self._leading = leading
+            self._next_poll = 0.0
+            log.info("merge polling: %s", "this robot polls now" if leading else "another robot polls now")
+        if not leading or self._clock() + JITTER < self._next_poll:
+            return None
+        self._next_poll = self._clock() + self._interval
+        return self._poller.poll_once()
+
+    def resign(self) -> None:
+        """Give the lease up for good (a clean stop), so another process polls at once."""
+        with self._lease_lock:
+            self._resigned = True
+            self._leading = False
+            try:
+                self._store.resign_poller(self._process_id)
+            except StoreError as exc:
+                log.warning("could not give up the merge poller lease (it runs out on its own): %s", exc)
 
 
 def _first_parent_line(comparison: Comparison, head: str) -> list[CommitInfo]:

@@ -12,12 +12,14 @@ from typing import Protocol
 from bot.models import (
     Actor,
     AnnouncementRef,
+    AutoDeploy,
     BranchHead,
     Comparison,
     Deploy,
     DeployRequest,
     DeployState,
     GateResult,
+    HeadClaim,
     HeadPoll,
     Lock,
     MergeNews,
@@ -168,6 +170,10 @@ class StorePort(Protocol):
 
     def set_head(self, head: BranchHead) -> None: ...
 
+    def queue_auto_deploy(self, request: DeployRequest) -> tuple[Deploy, bool] | None:
+        """A pending merge auto-deploy → queued with its deploy, one transaction; None if not pending."""
+        ...
+
 
 @dataclass
 class StepContext:
@@ -236,13 +242,49 @@ class PollGitHub(Protocol):
 
 
 class PollStore(Protocol):
-    """What the poller keeps in the store (SqlStore)."""
+    """What the poller keeps in the store (SqlStore): heads, auto-deploy claims, who polls."""
 
     def get_head(self, repo: str) -> BranchHead | None: ...
 
     def set_head(self, head: BranchHead) -> None: ...
 
+    def claim_head(
+        self, previous: str | None, head: BranchHead, auto_deploy: AutoDeploy | None = None
+    ) -> HeadClaim:
+        """Move the recorded head from ``previous`` to ``head`` (one conditional write; one winner).
+
+        ``auto_deploy`` is claimed in the same transaction unless its repo + env + SHA was before.
+        """
+        ...
+
+    def release_head(self, claimed: BranchHead, previous: BranchHead, auto_deploy: AutoDeploy | None) -> bool:
+        """Undo a claim whose announcement failed (and the pending auto-deploy it made)."""
+        ...
+
     def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool: ...
+
+    def get_auto_deploy(self, repo: str, env: str, sha: str) -> AutoDeploy | None: ...
+
+    def pending_auto_deploys(self) -> list[AutoDeploy]: ...
+
+    def update_auto_deploy(
+        self,
+        claim: AutoDeploy,
+        *,
+        thread: tuple[str, str] | None = None,
+        note: str | None = None,
+        expire: bool = False,
+    ) -> bool:
+        """Change a pending auto-deploy; False if not pending, or ``note`` is already its note."""
+        ...
+
+    def get_lock(self, repo: str, env: str) -> Lock | None: ...
+
+    def lead_poller(self, process_id: int, lease: float) -> bool:
+        """Take or keep the right to poll merges; True while this process holds it."""
+        ...
+
+    def resign_poller(self, process_id: int) -> None: ...
 
 
 class DeployRequester(Protocol):
@@ -260,6 +302,10 @@ class DeployRequester(Protocol):
         channel: str | None = None,
         message_ts: str | None = None,
     ) -> tuple[Deploy, bool]: ...
+
+    def request_auto_deploy(self, claim: AutoDeploy) -> tuple[Deploy, bool] | None:
+        """Queue a pending merge auto-deploy (its claim → queued in the same write); None if not pending."""
+        ...
 
 
 class MergeAnnouncer(Protocol):

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, text
 
 from bot import cli
 from bot.errors import ConfigError
-from bot.models import DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
+from bot.models import AutoDeployStatus, DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
 from bot.store import SqlStore, migrate
 from bot.store.engine import make_engine
 from bot.store.schema import metadata
@@ -34,6 +34,7 @@ V1_DEPLOY_COLUMNS = (
     " message_ts, created_at, started_at, finished_at, error, cancel_requested"
 )
 """The deploys columns of revision 1: later revisions add columns, and every old row keeps these."""
+V1_COLUMNS = {"deploys": V1_DEPLOY_COLUMNS, "auto_deploys": "repo, env, sha, created_at"}
 TABLES = {
     "deploys": "id",
     "deploy_logs": "deploy_id, seq",
@@ -144,7 +145,7 @@ def rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             table: [
                 tuple(r)
                 for r in conn.exec_driver_sql(
-                    f"SELECT {V1_DEPLOY_COLUMNS if table == 'deploys' else '*'} FROM {table} ORDER BY {key}"
+                    f"SELECT {V1_COLUMNS.get(table, '*')} FROM {table} ORDER BY {key}"
                 )
             ]
             for table, key in TABLES.items()
@@ -269,6 +270,8 @@ def test_a_database_made_before_migrations_is_stamped_and_keeps_every_row(url: s
         head = store.get_head("acme/api")
         assert head is not None and head.etag == 'W/"abc"'
         assert not store.mark_auto_deployed("acme/api", "production", "a" * 40)
+        started = store.get_auto_deploy("acme/api", "production", "a" * 40)
+        assert started is not None and started.status is AutoDeployStatus.QUEUED, "old rows are done"
 
         # The old partial unique indexes still dedupe and serialise.
         same, created = store.create_deploy(req("d" * 40, env="staging"))

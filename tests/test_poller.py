@@ -6,19 +6,35 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from bot.models import AnnouncementRef, BranchHead, DeployState, MergedPull, Source
+from bot.models import (
+    AnnouncementRef,
+    AutoDeploy,
+    AutoDeployStatus,
+    BranchHead,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    HeadClaim,
+    MergedPull,
+    Source,
+)
 from bot.poller import Poller, PollOutcome, PollReport
 from bot.store import SqlStore
+from bot.store.engine import make_engine
 from bot.wiring import Core
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingAnnouncer, RecordingObserver
 from tests.support.harness import make_git_repo, slack_user, start_core, wait_final, write_config
-from tests.support.postgres import start_postgres, unavailable_reason
+from tests.support.postgres import PostgresServer
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow  # the real gateway on loopback, real deploys, PostgreSQL
 
@@ -286,11 +302,16 @@ def test_auto_deploy_happens_once_while_ci_flaps(robot_for: Any, checkout: Path)
     sha = merge(robot.github, API, 42, "Ship it")
     robot.github.set_status(API, sha, "ci/test", "pending")
     report = robot.poll()
-    deploy_id = report.repos[API].deploy_id
-    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and deploy_id is not None
+    # Announced at once; the auto-deploy waits for green CI without a deploy (or a worker) on it.
+    assert report.repos[API].outcome is PollOutcome.ANNOUNCED and report.repos[API].deploy_id is None
+    assert "waits for CI (ci/test pending)" in report.repos[API].detail
+    assert robot.core.store.list_deploys() == []
     (news,) = robot.announcer.news
     assert news.auto_deploy_env == "staging" and news.ci_summary == "pending"
     robot.github.set_status(API, sha, "ci/test", "success")
+    report = robot.poll()
+    deploy_id = report.repos[API].deploy_id
+    assert report.repos[API].outcome is PollOutcome.UNCHANGED and deploy_id is not None
     final = wait_final(robot.core, deploy_id)
     assert final.state is DeployState.SUCCEEDED, final.error
     expected = (sha, "staging", Source.MERGE, "github:bob")
@@ -327,21 +348,24 @@ def test_locked_environment_holds_the_auto_deploy_and_says_so(robot_for: Any, ch
     assert robot.core.store.list_deploys() == [] and robot.github.deployments(API) == []
     head = robot.core.store.get_head(API)
     assert head is not None and head.sha == sha
+    assert robot.poll().repos[API].deploy_id is None
+    assert len(robot.announcer.problems) == 1, "the hold is said once"
+    # Unlocked: the held merge is still the newest, so the next poll queues it.
+    robot.core.service.unlock(API, "production")
+    deploy_id = robot.poll().repos[API].deploy_id
+    assert deploy_id is not None
+    (deploy,) = robot.core.store.list_deploys()
+    assert (deploy.id, deploy.sha, deploy.env, deploy.source) == (deploy_id, sha, "production", Source.MERGE)
+    assert (deploy.channel, deploy.message_ts) == ("C0DEPLOYS", "1700000000.000001")
+    assert robot.poll().repos[API].deploy_id is None and len(robot.core.store.list_deploys()) == 1
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'marks.db'}"
-        return
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    server = start_postgres()
-    try:
-        yield server.new_database()
-    finally:
-        server.stop()
+        return f"sqlite:///{tmp_path / 'marks.db'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.new_database()
 
 
 def test_mark_auto_deployed_is_true_once_across_stores_and_threads(store_url: str) -> None:
@@ -366,6 +390,125 @@ def test_mark_auto_deployed_is_true_once_across_stores_and_threads(store_url: st
         for thread in threads:
             thread.join(timeout=30)
         assert sorted(won) == [False] * 7 + [True]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_head_move_is_claimed_once_across_stores_and_threads(store_url: str) -> None:
+    stores = [SqlStore.from_url(store_url), SqlStore.from_url(store_url)]
+    try:
+        old, new = BranchHead(API, "a" * 40, '"a"'), BranchHead(API, "b" * 40, '"b"')
+        assert stores[0].claim_head(None, old).claimed
+        assert not stores[1].claim_head(None, old).claimed, "a first sighting is claimed once"
+        deadline = datetime.now(UTC) + timedelta(minutes=30)
+        wanted = AutoDeploy(API, "staging", new.sha, AutoDeployStatus.PENDING, "bob", deadline)
+        won: list[HeadClaim] = []
+        lock = threading.Lock()
+
+        def claim(store: SqlStore) -> None:
+            result = store.claim_head(old.sha, new, wanted)
+            with lock:
+                won.append(result)
+
+        threads = [threading.Thread(target=claim, args=(stores[i % 2],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(c.claimed for c in won) == [False] * 7 + [True]
+        (winner,) = [c for c in won if c.claimed]
+        assert winner.auto_deploy is not None and winner.auto_deploy.status is AutoDeployStatus.PENDING
+        assert stores[1].get_head(API) == new
+        # A failed announcement gives the claim (head, ETag, pending auto-deploy) back.
+        assert stores[1].release_head(new, old, winner.auto_deploy)
+        assert stores[0].get_head(API) == old and stores[0].pending_auto_deploys() == []
+        assert not stores[0].release_head(new, old, None), "nothing to give back twice"
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_the_auto_deploy_and_its_deploy_are_one_transaction(store_url: str) -> None:
+    stores = [SqlStore.from_url(store_url), SqlStore.from_url(store_url)]
+    try:
+        deadline = datetime.now(UTC) + timedelta(minutes=30)
+        old, new = BranchHead(API, "a" * 40), BranchHead(API, "b" * 40)
+        wanted = AutoDeploy(API, "staging", new.sha, AutoDeployStatus.PENDING, "bob", deadline)
+        stores[0].claim_head(None, old)
+        pending = stores[0].claim_head(old.sha, new, wanted).auto_deploy
+        assert pending is not None
+        assert stores[1].update_auto_deploy(pending, thread=("C1", "1.000001"))
+        assert stores[0].update_auto_deploy(pending, note="held") and not stores[1].update_auto_deploy(
+            pending, note="held"
+        ), "each note is said once"
+        request = DeployRequest(API, "staging", new.sha, new.sha, "bob", Source.MERGE, channel="C1")
+        results: list[tuple[Deploy, bool] | None] = []
+        lock = threading.Lock()
+
+        def queue(store: SqlStore) -> None:
+            result = store.queue_auto_deploy(request)
+            with lock:
+                results.append(result)
+
+        threads = [threading.Thread(target=queue, args=(stores[i % 2],)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        (queued,) = [r for r in results if r is not None]
+        assert len(results) == 6 and queued[1]
+        (deploy,) = stores[0].list_deploys()
+        assert (deploy.id, deploy.sha, deploy.source) == (queued[0].id, new.sha, Source.MERGE)
+        done = stores[1].get_auto_deploy(API, "staging", new.sha)
+        assert done is not None and (done.status, done.deploy_id, done.note) == (
+            AutoDeployStatus.QUEUED,
+            deploy.id,
+            None,
+        )
+        assert (done.channel, done.message_ts, done.requested_by) == ("C1", "1.000001", "bob")
+        # A newer merge expires a pending one in the claim's own transaction.
+        newer, newest = BranchHead(API, "c" * 40), BranchHead(API, "d" * 40)
+        stores[0].claim_head(new.sha, newer, replace(wanted, sha=newer.sha))
+        stores[1].claim_head(newer.sha, newest, replace(wanted, sha=newest.sha))
+        gone = stores[0].get_auto_deploy(API, "staging", newer.sha)
+        assert (
+            gone is not None
+            and gone.status is AutoDeployStatus.EXPIRED
+            and gone.note == "superseded by ddddddd"
+        )
+        assert [a.sha for a in stores[0].pending_auto_deploys()] == [newest.sha]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_one_store_leads_the_poller_until_it_resigns_or_its_connection_dies(store_url: str) -> None:
+    stores = [SqlStore.from_url(store_url), SqlStore.from_url(store_url)]
+    try:
+        assert stores[0].lead_poller(1, lease=30) and stores[0].lead_poller(1, lease=30)
+        assert not stores[1].lead_poller(2, lease=30)
+        stores[0].resign_poller(1)
+        assert stores[1].lead_poller(2, lease=30) and not stores[0].lead_poller(1, lease=30)
+        if store_url.startswith("sqlite"):
+            # The holder stopped renewing: its lease runs out.
+            assert stores[1].lead_poller(2, lease=0.2)
+            time.sleep(0.3)
+            assert stores[0].lead_poller(1, lease=30) and not stores[1].lead_poller(2, lease=30)
+        else:
+            # The holder's session ends (a killed process, a lost connection): the lock goes with it.
+            admin = make_engine(store_url)
+            with admin.begin() as conn:
+                ended = conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND granted"
+                    )
+                ).scalars()
+                assert list(ended) == [True]
+            admin.dispose()
+            wait_for(lambda: stores[0].lead_poller(1, lease=30), 10, "the lock freed by the ended session")
+            assert not stores[1].lead_poller(2, lease=30), "a dead session no longer leads"
     finally:
         for store in stores:
             store.close()

@@ -17,7 +17,8 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from bot.config import Settings
 from bot.errors import BotError, StoreError
-from bot.poller import Poller
+from bot.models import ProcessKind
+from bot.poller import Poller, PollLeader
 from bot.scheduling import Job, start_jobs
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
@@ -48,6 +49,7 @@ class Robot:
     answerer: Answerer
     poller: Poller
     stop_jobs: Callable[[], None] | None = None
+    poll_leader: PollLeader | None = None
 
     def start(self) -> None:
         self.outbox.start()
@@ -55,7 +57,16 @@ class Robot:
         self.core.service.start()
         self.handler.connect()  # type: ignore[no-untyped-call]
         settings = self.core.settings
-        jobs = [Job("merge-poller", self.poller.poll_once, settings.github.poll_interval)]
+        # Every robot runs the job; only the holder of the store's poller lease polls GitHub.
+        self.poll_leader = PollLeader(
+            self.poller,
+            self.core.store,
+            self.core.service.register(ProcessKind.RUN),
+            settings.state.lease,
+            settings.github.poll_interval,
+        )
+        tick = min(settings.state.heartbeat, settings.github.poll_interval)
+        jobs = [Job("merge-poller", self.poll_leader.tick, tick)]
         if settings.state.keep_logs_days is not None:
             jobs.append(Job("prune-logs", self._prune_logs, PRUNE_EVERY_SECONDS))
         self.stop_jobs = start_jobs(*jobs)
@@ -75,6 +86,8 @@ class Robot:
         # then flush what Slack still has to show.
         if self.stop_jobs is not None:
             self.stop_jobs()
+        if self.poll_leader is not None:
+            self.poll_leader.resign()
         self.handler.client.auto_reconnect_enabled = False
         self.handler.close()  # type: ignore[no-untyped-call]
         self.core.service.stop(STOP_DEPLOYS_SECONDS)

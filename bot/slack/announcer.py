@@ -35,7 +35,7 @@ class SlackAnnouncer:
         ref = self._outbox.post(news.channel, text, blocks)
         ts = ref.wait(POST_WAIT_SECONDS)
         if ts is None:
-            # Raising leaves the head unrecorded, so the next poll announces it again.
+            # Raising gives the head's claim back, so the next poll announces it again.
             raise BotError(f"Slack did not accept the announcement for {news.repo} in {news.channel}")
         return AnnouncementRef(ref.channel, ts)
 

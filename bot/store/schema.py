@@ -147,8 +147,10 @@ heads = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-# Merge auto-deploys already started: the primary key makes "once per repo + env + SHA" hold
-# across polls, restarts and replicas, whatever CI statuses do afterwards.
+# Merge auto-deploys, claimed with their merge's head: the primary key makes "once per repo +
+# env + SHA" hold across polls, restarts and replicas, whatever CI statuses do afterwards.
+# pending → queued (with its deploy, in one transaction) or expired; rows older than the status
+# column were all started already.
 auto_deploys = Table(
     "auto_deploys",
     metadata,
@@ -156,4 +158,22 @@ auto_deploys = Table(
     Column("env", String(255), primary_key=True),
     Column("sha", String(64), primary_key=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False, server_default="queued"),
+    Column("requested_by", String(255), nullable=True),
+    Column("deadline", UTCDateTime, nullable=True),
+    Column("channel", String(255), nullable=True),
+    Column("message_ts", String(64), nullable=True),
+    Column("deploy_id", Integer, nullable=True),
+    Column("note", Text, nullable=True),
+)
+Index("ix_auto_deploys_status", auto_deploys.c.status)
+
+# Who polls merges, on SQLite (PostgreSQL uses a session advisory lock instead): one row per
+# name, taken or renewed with one conditional write while its holder's lease has not run out.
+poller_lease = Table(
+    "poller_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", Integer, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )

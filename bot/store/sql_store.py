@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,19 +20,23 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
     ACTIVE_STATES,
     FINAL_STATES,
+    AutoDeploy,
+    AutoDeployStatus,
     BranchHead,
     Deploy,
     DeployRequest,
     DeployState,
+    HeadClaim,
     Lock,
     Orphan,
     ProcessInfo,
@@ -41,10 +47,15 @@ from bot.models import (
 from bot.store import migrate
 from bot.store.engine import IMMEDIATE
 from bot.store.migrate import SchemaState
-from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, processes
+from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, poller_lease, processes
+
+log = logging.getLogger(__name__)
 
 TAKEOVER_LOCKED_BY = "robot"
 """Who an automatic lock names: the robot itself, after taking over a deploy it cannot check."""
+POLLER_LEASE = "merge-poller"
+"""The ``poller_lease`` row (SQLite) whose holder polls merges."""
+POLLER_LOCK_KEY = 0x6D65726765  # "merge": PostgreSQL's advisory lock key for the merge poller
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
 # Bounds on retries after a lost race with another thread or process.
 MAX_CREATE_ATTEMPTS = 5
@@ -159,6 +170,8 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._leader: Connection | None = None  # PostgreSQL: the connection holding the poller lock
+        self._leader_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, upgrade: bool = True) -> SqlStore:
@@ -178,7 +191,8 @@ class SqlStore:
         return migrate.upgrade_schema(self._engine)
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and give up polling merges, if this store led)."""
+        self._drop_leader_connection(unlock=True)
         self._engine.dispose()
 
     @contextmanager
@@ -575,7 +589,7 @@ class SqlStore:
         return BranchHead(repo=row.repo, sha=row.sha, etag=row.etag)
 
     def set_head(self, head: BranchHead) -> None:
-        """Record the branch head (and its ETag) the poller saw."""
+        """Record the branch head (and its ETag) the poller saw, whatever was recorded before."""
         values: dict[str, object] = {
             "repo": head.repo,
             "sha": head.sha,
@@ -585,14 +599,325 @@ class SqlStore:
         with self._write() as conn:
             conn.execute(self._upsert(heads, ("repo",), values))
 
+    def claim_head(
+        self, previous: str | None, head: BranchHead, auto_deploy: AutoDeploy | None = None
+    ) -> HeadClaim:
+        """Move the recorded head from ``previous`` (None: none yet) to ``head``: one conditional write.
+
+        Of several pollers seeing the same move, exactly one wins; only the winner announces.
+        ``auto_deploy`` (pending) is claimed in the same transaction, unless that repo + env + SHA
+        was claimed before; older pending auto-deploys of the repo + env expire (a newer merge).
+        """
+        values: dict[str, object] = {"sha": head.sha, "etag": head.etag, "updated_at": _now()}
+        try:
+            with self._write() as conn:
+                if previous is None:
+                    conn.execute(insert(heads).values(repo=head.repo, **values))
+                else:
+                    moved = conn.execute(
+                        update(heads)
+                        .where(heads.c.repo == head.repo, heads.c.sha == previous)
+                        .values(**values)
+                        .returning(heads.c.repo)
+                    ).first()
+                    if moved is None:
+                        return HeadClaim(False)
+                if auto_deploy is None or previous == head.sha:
+                    return HeadClaim(True)
+                return HeadClaim(True, self._claim_auto_deploy(conn, auto_deploy))
+        except IntegrityError:
+            # First sightings by two pollers: the primary key let one in.
+            return HeadClaim(False)
+
+    def release_head(self, claimed: BranchHead, previous: BranchHead, auto_deploy: AutoDeploy | None) -> bool:
+        """Undo a claim whose announcement failed: the head (and ETag) back to ``previous``.
+
+        ``auto_deploy``, the one the claim made, goes with it while still pending. False if the
+        head moved on since (another poller's claim stands).
+        """
+        with self._write() as conn:
+            back = conn.execute(
+                update(heads)
+                .where(heads.c.repo == claimed.repo, heads.c.sha == claimed.sha)
+                .values(sha=previous.sha, etag=previous.etag, updated_at=_now())
+                .returning(heads.c.repo)
+            ).first()
+            if back is not None and auto_deploy is not None:
+                conn.execute(delete(auto_deploys).where(_auto_key(auto_deploy), _PENDING_AUTO))
+        return back is not None
+
+    # the poller's lease
+
+    def lead_poller(self, process_id: int, lease: float) -> bool:
+        """Take or keep the right to poll merges: True while this process holds it.
+
+        PostgreSQL: a session advisory lock held on a connection of its own for as long as this
+        process leads; it ends with the connection. SQLite: the ``poller_lease`` row, taken or
+        renewed for ``lease`` seconds with one conditional write.
+        """
+        if self._engine.dialect.name == "postgresql":
+            return self._hold_advisory_lock(lease)
+        now = _now()
+        row = {"name": POLLER_LEASE, "holder": process_id, "expires_at": now + timedelta(seconds=lease)}
+        ours_or_lapsed = (poller_lease.c.holder == process_id) | (poller_lease.c.expires_at < now)
+        take = (
+            sqlite.insert(poller_lease)
+            .values(**row)
+            .on_conflict_do_update(
+                index_elements=["name"],
+                set_={"holder": process_id, "expires_at": row["expires_at"]},
+                where=ours_or_lapsed,
+            )
+        )
+        with self._write() as conn:
+            conn.execute(take)
+            holder = conn.execute(
+                select(poller_lease.c.holder).where(poller_lease.c.name == POLLER_LEASE)
+            ).scalar_one()
+        return bool(holder == process_id)
+
+    def resign_poller(self, process_id: int) -> None:
+        """Give up polling merges (a clean stop): another process may lead at once."""
+        if self._engine.dialect.name == "postgresql":
+            self._drop_leader_connection(unlock=True)
+            return
+        with self._write() as conn:
+            conn.execute(
+                delete(poller_lease).where(
+                    poller_lease.c.name == POLLER_LEASE, poller_lease.c.holder == process_id
+                )
+            )
+
+    def _hold_advisory_lock(self, lease: float) -> bool:
+        with self._leader_lock:
+            if self._leader is not None:
+                try:
+                    self._leader.exec_driver_sql("SELECT 1")
+                    self._leader.commit()
+                    return True
+                except SQLAlchemyError:
+                    # The connection died, and with it the lock: another process may lead now.
+                    log.warning("lost the merge poller's database connection; polling stops here")
+                    self._close_leader_quietly()
+            with _unavailable_as_store_error():
+                conn = self._engine.connect()
+            try:
+                won = bool(
+                    conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": POLLER_LOCK_KEY}).scalar()
+                )
+                conn.commit()
+                if won:
+                    # A leader whose host or network dies sends no FIN: the server's keepalive
+                    # probes end its session (and free the lock) within about the lease, not hours.
+                    for name, seconds in _keepalives(lease).items():
+                        conn.execute(text(f"SET {name} = {seconds}"))
+                    conn.commit()
+            except DBAPIError as exc:
+                conn.invalidate()
+                conn.close()
+                raise StoreError(f"the database is unavailable: {exc.orig or exc}") from exc
+            if not won:
+                conn.close()
+                return False
+            self._leader = conn
+            return True
+
+    def _drop_leader_connection(self, unlock: bool) -> None:
+        with self._leader_lock:
+            if self._leader is None:
+                return
+            if unlock:
+                try:
+                    self._leader.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": POLLER_LOCK_KEY})
+                    self._leader.commit()
+                except SQLAlchemyError:
+                    pass  # a dead connection has let go of the lock already
+            self._close_leader_quietly()
+
+    def _close_leader_quietly(self) -> None:
+        conn, self._leader = self._leader, None
+        if conn is not None:
+            try:
+                conn.invalidate()  # never back to the pool: it may still hold the lock
+                conn.close()
+            except SQLAlchemyError:
+                pass  # already gone
+
     # auto-deploys
 
     def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
-        """Claim the merge auto-deploy of repo + env + SHA: True only for the first caller ever."""
-        values: dict[str, object] = {"repo": repo, "env": env, "sha": sha, "created_at": _now()}
+        """Claim the merge auto-deploy of repo + env + SHA (pending): True only for the first caller ever."""
+        claim = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "merge", _now())
         try:
             with self._write() as conn:
-                conn.execute(insert(auto_deploys).values(**values))
+                return self._claim_auto_deploy(conn, claim) is not None
         except IntegrityError:
             return False
-        return True
+
+    def _claim_auto_deploy(self, conn: Connection, claim: AutoDeploy) -> AutoDeploy | None:
+        """Insert the pending claim unless this repo + env + SHA has one; newer merge wins."""
+        if conn.execute(select(auto_deploys.c.sha).where(_auto_key(claim))).first() is not None:
+            return None
+        conn.execute(
+            update(auto_deploys)
+            .where(
+                auto_deploys.c.repo == claim.repo,
+                auto_deploys.c.env == claim.env,
+                auto_deploys.c.sha != claim.sha,
+                _PENDING_AUTO,
+            )
+            .values(status=AutoDeployStatus.EXPIRED.value, note=f"superseded by {claim.sha[:7]}")
+        )
+        row = conn.execute(
+            insert(auto_deploys)
+            .values(
+                repo=claim.repo,
+                env=claim.env,
+                sha=claim.sha,
+                created_at=_now(),
+                status=AutoDeployStatus.PENDING.value,
+                requested_by=claim.requested_by,
+                deadline=claim.deadline,
+                channel=claim.channel,
+                message_ts=claim.message_ts,
+            )
+            .returning(auto_deploys)
+        ).one()
+        return _auto_deploy(row)
+
+    def get_auto_deploy(self, repo: str, env: str, sha: str) -> AutoDeploy | None:
+        """The auto-deploy claim of repo + env + SHA, or None."""
+        key = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "", _now())
+        with self._read() as conn:
+            row = conn.execute(select(auto_deploys).where(_auto_key(key))).first()
+        return None if row is None else _auto_deploy(row)
+
+    def pending_auto_deploys(self) -> list[AutoDeploy]:
+        """Every auto-deploy still waiting (for CI, or for an unlock), oldest first."""
+        query = select(auto_deploys).where(_PENDING_AUTO).order_by(auto_deploys.c.created_at)
+        with self._read() as conn:
+            return [_auto_deploy(r) for r in conn.execute(query)]
+
+    def update_auto_deploy(
+        self,
+        claim: AutoDeploy,
+        *,
+        thread: tuple[str, str] | None = None,
+        note: str | None = None,
+        expire: bool = False,
+    ) -> bool:
+        """Change a pending auto-deploy: its thread (channel, ts), its note, or expire it.
+
+        One conditional write: False when it is no longer pending, or when ``note`` is what it
+        says already (so each thing is said once, by one process).
+        """
+        values: dict[str, object] = {}
+        where = [_auto_key(claim), _PENDING_AUTO]
+        if thread is not None:
+            values["channel"], values["message_ts"] = thread
+        if note is not None:
+            values["note"] = note
+            if not expire:
+                where.append(auto_deploys.c.note.is_distinct_from(note))
+        if expire:
+            values["status"] = AutoDeployStatus.EXPIRED.value
+        if not values:
+            return False
+        with self._write() as conn:
+            row = conn.execute(
+                update(auto_deploys).where(*where).values(**values).returning(auto_deploys.c.sha)
+            ).first()
+        return row is not None
+
+    def queue_auto_deploy(self, request: DeployRequest) -> tuple[Deploy, bool] | None:
+        """Pending → queued, and the deploy queued, in one transaction; None if no longer pending.
+
+        The deploy is the identical one already queued or running when there is one (False).
+        """
+        key = AutoDeploy(request.repo, request.env, request.sha, AutoDeployStatus.PENDING, "", _now())
+        same_active = select(deploys).where(
+            deploys.c.repo == request.repo,
+            deploys.c.env == request.env,
+            deploys.c.sha == request.sha,
+            deploys.c.state.in_(_ACTIVE),
+        )
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            try:
+                with self._write() as conn:
+                    taken = conn.execute(
+                        update(auto_deploys)
+                        .where(_auto_key(key), _PENDING_AUTO)
+                        .values(status=AutoDeployStatus.QUEUED.value, note=None)
+                        .returning(auto_deploys.c.sha)
+                    ).first()
+                    if taken is None:
+                        return None
+                    existing = conn.execute(same_active).first()
+                    if existing is not None:
+                        deploy, created = _deploy(existing), False
+                    else:
+                        row = conn.execute(
+                            insert(deploys).values(_new_deploy(request)).returning(deploys)
+                        ).one()
+                        deploy, created = _deploy(row), True
+                    conn.execute(update(auto_deploys).where(_auto_key(key)).values(deploy_id=deploy.id))
+                    return deploy, created
+            except IntegrityError:
+                # The same deploy was queued by another process meanwhile (PostgreSQL): the
+                # transaction rolled back whole, the claim is pending again; the next round finds it.
+                continue
+        raise RuntimeError(f"could not queue the auto-deploy of {request.repo}@{request.sha}")
+
+
+def _keepalives(lease: float) -> dict[str, int]:
+    """PostgreSQL's TCP keepalive settings that notice a dead client within about ``lease`` s."""
+    return {
+        "tcp_keepalives_idle": max(1, int(lease / 3)),
+        "tcp_keepalives_interval": max(1, int(lease / 6)),
+        "tcp_keepalives_count": 3,
+    }
+
+
+def _auto_key(claim: AutoDeploy) -> ColumnElement[bool]:
+    return (
+        (auto_deploys.c.repo == claim.repo)
+        & (auto_deploys.c.env == claim.env)
+        & (auto_deploys.c.sha == claim.sha)
+    )
+
+
+_PENDING_AUTO = auto_deploys.c.status == AutoDeployStatus.PENDING.value
+
+
+def _auto_deploy(row: Row[tuple[object, ...]]) -> AutoDeploy:
+    m = row._mapping
+    return AutoDeploy(
+        repo=m["repo"],
+        env=m["env"],
+        sha=m["sha"],
+        status=AutoDeployStatus(m["status"]),
+        requested_by=m["requested_by"] or "merge",
+        deadline=m["deadline"] or m["created_at"],
+        channel=m["channel"],
+        message_ts=m["message_ts"],
+        deploy_id=m["deploy_id"],
+        note=m["note"],
+    )
+
+
+def _new_deploy(request: DeployRequest) -> dict[str, object]:
+    """The row of a newly queued deploy."""
+    return {
+        "repo": request.repo,
+        "env": request.env,
+        "ref": request.ref,
+        "sha": request.sha,
+        "requested_by": request.requested_by,
+        "source": request.source.value,
+        "state": _QUEUED,
+        "force": request.force,
+        "channel": request.channel,
+        "message_ts": request.message_ts,
+        "created_at": _now(),
+        "cancel_requested": False,
+    }

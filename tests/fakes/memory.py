@@ -19,6 +19,8 @@ from bot.errors import DeploymentRefused, GitHubError, InvalidRef, UnknownDeploy
 from bot.models import (
     ACTIVE_STATES,
     AnnouncementRef,
+    AutoDeploy,
+    AutoDeployStatus,
     BranchHead,
     CommitInfo,
     Comparison,
@@ -28,6 +30,7 @@ from bot.models import (
     DeployRequest,
     DeployState,
     GateResult,
+    HeadClaim,
     HeadPoll,
     Lock,
     MergeNews,
@@ -68,7 +71,10 @@ class MemoryStore:
         self._logs: dict[int, list[str]] = {}
         self._locks: dict[tuple[str, str], Lock] = {}
         self._heads: dict[str, BranchHead] = {}
-        self._auto_deployed: set[tuple[str, str, str]] = set()
+        self._auto: dict[tuple[str, str, str], AutoDeploy] = {}
+        self._auto_order: list[tuple[str, str, str]] = []
+        self._poller_lease: tuple[int, datetime] | None = None  # holder, expiry
+        self.fail_queue_auto = False  # queue_auto_deploy raises (a crash inside its transaction)
         self._processes: dict[int, RobotProcess] = {}
         self._process_ids = itertools.count(1)
 
@@ -290,7 +296,7 @@ class MemoryStore:
         with self._lock:
             return self._locks.pop((repo, env), None)
 
-    # heads and auto-deploys (the poller's)
+    # heads, auto-deploys and the poller lease (the poller's)
 
     def get_head(self, repo: str) -> BranchHead | None:
         with self._lock:
@@ -300,12 +306,107 @@ class MemoryStore:
         with self._lock:
             self._heads[head.repo] = head
 
-    def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
+    def claim_head(
+        self, previous: str | None, head: BranchHead, auto_deploy: AutoDeploy | None = None
+    ) -> HeadClaim:
         with self._lock:
-            if (repo, env, sha) in self._auto_deployed:
+            stored = self._heads.get(head.repo)
+            if (stored.sha if stored else None) != previous:
+                return HeadClaim(False)
+            self._heads[head.repo] = head
+            if auto_deploy is None or previous == head.sha:
+                return HeadClaim(True)
+            return HeadClaim(True, self._claim_auto(auto_deploy))
+
+    def release_head(self, claimed: BranchHead, previous: BranchHead, auto_deploy: AutoDeploy | None) -> bool:
+        with self._lock:
+            stored = self._heads.get(claimed.repo)
+            if stored is None or stored.sha != claimed.sha:
                 return False
-            self._auto_deployed.add((repo, env, sha))
+            self._heads[claimed.repo] = previous
+            if auto_deploy is not None:
+                key = (auto_deploy.repo, auto_deploy.env, auto_deploy.sha)
+                found = self._auto.get(key)
+                if found is not None and found.status is AutoDeployStatus.PENDING:
+                    del self._auto[key]
             return True
+
+    def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
+        claim = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "merge", self.clock())
+        with self._lock:
+            return self._claim_auto(claim) is not None
+
+    def _claim_auto(self, claim: AutoDeploy) -> AutoDeploy | None:
+        key = (claim.repo, claim.env, claim.sha)
+        if key in self._auto:
+            return None
+        for other_key, other in list(self._auto.items()):
+            if other_key[:2] == key[:2] and other.status is AutoDeployStatus.PENDING:
+                note = f"superseded by {claim.sha[:7]}"
+                self._auto[other_key] = replace(other, status=AutoDeployStatus.EXPIRED, note=note)
+        self._auto[key] = replace(claim, status=AutoDeployStatus.PENDING, deploy_id=None, note=None)
+        self._auto_order.append(key)
+        return self._auto[key]
+
+    def get_auto_deploy(self, repo: str, env: str, sha: str) -> AutoDeploy | None:
+        with self._lock:
+            return self._auto.get((repo, env, sha))
+
+    def pending_auto_deploys(self) -> list[AutoDeploy]:
+        with self._lock:
+            found = (self._auto.get(key) for key in self._auto_order)
+            return [a for a in found if a is not None and a.status is AutoDeployStatus.PENDING]
+
+    def update_auto_deploy(
+        self,
+        claim: AutoDeploy,
+        *,
+        thread: tuple[str, str] | None = None,
+        note: str | None = None,
+        expire: bool = False,
+    ) -> bool:
+        key = (claim.repo, claim.env, claim.sha)
+        with self._lock:
+            found = self._auto.get(key)
+            if found is None or found.status is not AutoDeployStatus.PENDING:
+                return False
+            if thread is None and note is None and not expire:
+                return False
+            if note is not None and not expire and found.note == note:
+                return False
+            if thread is not None:
+                found = replace(found, channel=thread[0], message_ts=thread[1])
+            if note is not None:
+                found = replace(found, note=note)
+            if expire:
+                found = replace(found, status=AutoDeployStatus.EXPIRED)
+            self._auto[key] = found
+            return True
+
+    def queue_auto_deploy(self, request: DeployRequest) -> tuple[Deploy, bool] | None:
+        key = (request.repo, request.env, request.sha)
+        with self._lock:
+            found = self._auto.get(key)
+            if found is None or found.status is not AutoDeployStatus.PENDING:
+                return None
+            if self.fail_queue_auto:
+                raise RuntimeError("the store failed between claim and queue")  # rolled back: nothing
+            deploy, created = self.create_deploy(request)
+            self._auto[key] = replace(found, status=AutoDeployStatus.QUEUED, deploy_id=deploy.id, note=None)
+            return deploy, created
+
+    def lead_poller(self, process_id: int, lease: float) -> bool:
+        with self._lock:
+            now = self.clock()
+            holder = self._poller_lease
+            if holder is None or holder[0] == process_id or holder[1] < now:
+                self._poller_lease = (process_id, now + timedelta(seconds=lease))
+            return self._poller_lease is not None and self._poller_lease[0] == process_id
+
+    def resign_poller(self, process_id: int) -> None:
+        with self._lock:
+            if self._poller_lease is not None and self._poller_lease[0] == process_id:
+                self._poller_lease = None
 
     # helpers
 

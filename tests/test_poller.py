@@ -351,7 +351,7 @@ def test_locked_environment_holds_the_auto_deploy_and_says_so(robot_for: Any, ch
     assert robot.poll().repos[API].deploy_id is None
     assert len(robot.announcer.problems) == 1, "the hold is said once"
     # Unlocked: the held merge is still the newest, so the next poll queues it.
-    robot.core.service.unlock(API, "production")
+    robot.core.service.unlock(API, "production", slack_user("U7"))
     deploy_id = robot.poll().repos[API].deploy_id
     assert deploy_id is not None
     (deploy,) = robot.core.store.list_deploys()

@@ -61,6 +61,11 @@ class Answerer:
             ack(text=WORKING_TEXT, response_type="ephemeral")
             future.add_done_callback(lambda done: _respond_later(done, respond))
             return
+        except Exception:
+            # Not a BotError: a robot bug, logged in full. The user still gets an ack (else Slack
+            # shows its own error), saying honestly that something went wrong.
+            log.exception("command failed")
+            reply = Reply.error(FAULT_TEXT)
         ack(**reply.as_kwargs())
 
     def click(self, work: Work, ack: AckFn, respond: Respond) -> None:

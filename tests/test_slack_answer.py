@@ -126,3 +126,12 @@ def test_without_a_response_url_the_answer_is_dropped(
         time.sleep(0.02)  # log records wake nobody: poll, bounded
     assert "no response_url" in caplog.text
     assert respond.record.calls == []
+
+
+def test_a_bug_inside_the_ack_budget_is_still_acked(answerer: Answerer) -> None:
+    def broken() -> Reply:
+        raise ZeroDivisionError
+
+    ack = Recorder()
+    answerer.command(broken, ack, RecordingRespond())
+    assert ack.calls == [{"text": f"⚠️ {FAULT_TEXT}", "response_type": "ephemeral"}]

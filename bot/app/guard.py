@@ -7,8 +7,9 @@ response_url allows; none reaches a listener or the error hook as a robot fault.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slack_bolt import BoltRequest, BoltResponse, Respond
@@ -62,16 +63,45 @@ class GuardedSocketModeHandler(SocketModeHandler):
     """Bolt's Socket Mode handler, but an envelope Bolt cannot even parse is still acked and answered.
 
     Bolt reads `user`, `channel`, `team`… while building its request, before any middleware:
-    `"user": false` raises there, and the stock handler would leave the envelope unacked.
+    `"user": false` raises there, and the stock handler would leave the envelope unacked. So the
+    dispatch (public `App.dispatch`) is guarded alone, and the ack is sent outside the guard: a
+    socket that drops while acking a handled click must not tell the user nothing was done.
     """
 
     # Typed like Bolt's own SocketModeHandler.handle, which narrows the client the same way.
     def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
-        # The public handle of the base class runs Bolt and acks; only its failure is ours to answer.
         try:
-            super().handle(client, req)
+            response = self.app.dispatch(
+                BoltRequest(mode="socket_mode", body=req.payload, headers=_retry(req))
+            )
         except Exception as exc:  # Bolt itself failed on the payload: no listener ran, none can answer
             log.warning("unreadable %s envelope: %s", req.type, exc)
             url = req.payload.get("response_url") if isinstance(req.payload, dict) else None
-            ack = tell_unhandled(req.payload, Respond(response_url=url if isinstance(url, str) else None))
-            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id, payload=ack))
+            response = unhandled(req.payload, Respond(response_url=url if isinstance(url, str) else None))
+        _ack(client, req, response)
+
+
+def _retry(req: SocketModeRequest) -> dict[str, str | Sequence[str]] | None:
+    """Slack's retry headers, as Bolt's HTTP adapters pass them (Events API retries)."""
+    headers: dict[str, str | Sequence[str]] = {}
+    if req.retry_attempt is not None:
+        headers["x-slack-retry-num"] = str(req.retry_attempt)
+    if req.retry_reason is not None:
+        headers["x-slack-retry-reason"] = req.retry_reason
+    return headers or None
+
+
+def _ack(client: SocketModeClient, req: SocketModeRequest, response: BoltResponse) -> None:
+    """The envelope's ack, carrying the response body (an ephemeral reply to a command)."""
+    if response.status != 200:
+        log.info("Bolt answered %s on a %s envelope; not acked", response.status, req.type)
+        return
+    payload: dict[str, Any] | None = None
+    if response.body:
+        content_type = response.headers.get("content-type", [""])[0]
+        payload = (
+            json.loads(response.body)
+            if content_type.startswith("application/json")
+            else {"text": response.body}
+        )
+    client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id, payload=payload))

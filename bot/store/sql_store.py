@@ -207,15 +207,21 @@ class SqlStore:
             with conn.begin():
                 yield conn
 
-    def _upsert(self, table: Table, keys: Sequence[str], values: dict[str, object]) -> Insert:
-        """INSERT … ON CONFLICT (keys) DO UPDATE, which both dialects have under one name."""
+    def _upsert(
+        self, table: Table, keys: Sequence[str], values: dict[str, object], *, keep_existing: bool = False
+    ) -> Insert:
+        """INSERT … ON CONFLICT (keys) DO UPDATE (or DO NOTHING), under one name in both dialects."""
         changed = {k: v for k, v in values.items() if k not in keys}
         if self._engine.dialect.name == "sqlite":
             lite = sqlite.insert(table).values(**values)
+            if keep_existing:
+                return lite.on_conflict_do_nothing(index_elements=list(keys))
             return lite.on_conflict_do_update(index_elements=list(keys), set_=changed)
         from sqlalchemy.dialects import postgresql  # only PostgreSQL stores pay for importing it
 
         pg = postgresql.insert(table).values(**values)
+        if keep_existing:
+            return pg.on_conflict_do_nothing(index_elements=list(keys))
         return pg.on_conflict_do_update(index_elements=list(keys), set_=changed)
 
     # deploys
@@ -423,7 +429,8 @@ class SqlStore:
                     "reason": lock_reason,
                     "locked_at": _now(),
                 }
-                conn.execute(self._upsert(locks, ("repo", "env"), values))
+                # A person's lock (an incident freeze) stays as it is: it already holds the env.
+                conn.execute(self._upsert(locks, ("repo", "env"), values, keep_existing=True))
         return None if row is None else _deploy(row)
 
     # processes

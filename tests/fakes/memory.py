@@ -192,7 +192,7 @@ class MemoryStore:
             if deploy is None or deploy.state is not DeployState.RUNNING or self._owner_alive(deploy, lease):
                 return None
             taken = self._put(replace(deploy, state=DeployState.INTERRUPTED, finished_at=_now(), error=error))
-            if lock_reason is not None:
+            if lock_reason is not None and (deploy.repo, deploy.env) not in self._locks:
                 self._locks[(deploy.repo, deploy.env)] = Lock(
                     deploy.repo, deploy.env, TAKEOVER_LOCKED_BY, lock_reason, _now()
                 )

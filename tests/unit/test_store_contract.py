@@ -144,3 +144,14 @@ def test_prune_deletes_old_logs_of_ended_deploys_and_keeps_their_rows(store: Any
     assert store.get_deploy(ended.id).state is DeployState.SUCCEEDED  # the history stays
     assert store.read_log(running.id) == "still going"  # a live deploy keeps its log
     assert store.prune_logs(finished + timedelta(days=1)) == 0  # nothing left to prune
+
+
+def test_a_takeover_lock_never_replaces_a_persons_lock(store: Any) -> None:
+    dead = store.register_process(ProcessInfo("host-b", 2, "boot-2", ProcessKind.RUN))
+    running = store.create_deploy(req())[0]
+    store.claim_next(owner=dead.id)
+    store.set_lock("acme/api", "production", "slack:U7", "incident freeze")
+    store.stop_process(dead.id)
+    assert store.take_over(running.id, 30, "robot stopped", lock_reason="check host-b") is not None
+    lock = store.get_lock("acme/api", "production")
+    assert (lock.locked_by, lock.reason) == ("slack:U7", "incident freeze")

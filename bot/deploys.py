@@ -27,7 +27,7 @@ from bot.models import (
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
-from bot.processes import Heartbeat, this_process
+from bot.processes import Heartbeat, pid_alive, this_process
 from bot.steps.procs import stop_groups
 from bot.validation import check_ref, check_repo_name
 
@@ -315,11 +315,21 @@ class DeployService:
     def _take_over(self, orphan: Orphan, lease: float) -> Deploy | None:
         deploy, owner = orphan.deploy, orphan.owner
         lock_reason = None
-        if owner is not None and owner.same_machine(self._me):
+        here = owner is not None and owner.same_machine(self._me)
+        # An owner that recorded its stop cancelled its own deploys first; one whose pid is gone died.
+        dead = owner is not None and (owner.stopped_at is not None or not pid_alive(owner.pid))
+        if here and dead:
             if deploy.step_pgid is not None:
                 # Before the write that frees the environment: its next deploy must not run
                 # beside the orphaned step.
                 self._stop_groups([deploy.step_pgid], self._settings.deploys.kill_grace)
+        elif owner is not None and here:
+            # A silent owner that still exists (paused, or stuck on the database) is not dead:
+            # its step may be live, so it is not killed; the environment waits for a person.
+            lock_reason = (
+                f"step of deploy #{deploy.id} may still be running: robot pid {owner.pid} on this host "
+                "is alive but sent no heartbeat; unlock when checked"
+            )
         else:
             where = owner.host if owner is not None else "an unknown host"
             lock_reason = f"step of deploy #{deploy.id} may still be running on {where}; unlock when checked"

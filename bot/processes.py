@@ -29,6 +29,19 @@ def boot_id() -> str:
         return f"unknown-{socket.gethostname()}-{os.getpid()}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with that id exists on this machine (a reused id reads as alive: the safe side)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    except (OverflowError, ValueError):
+        return False  # no such id can exist
+    return True
+
+
 def this_process(kind: ProcessKind) -> ProcessInfo:
     """What this process registers as."""
     return ProcessInfo(host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id(), kind=kind)

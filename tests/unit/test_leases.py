@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from tests.support.wait import wait_for
 from tests.unit.conftest import API, World, WorldFactory
 
 LEASE = 30.0
+# Above Linux's largest pid (pid_max is at most 2**22): no process has it, so its owner is dead.
+DEAD_PID = 2**22 + 1
 
 
 class Clock:
@@ -134,7 +137,7 @@ def test_a_live_owners_running_deploy_is_never_taken(world_for: WorldFactory) ->
 def test_an_expired_lease_on_this_machine_kills_the_step_group_then_releases(
     fast: World, clock: Clock
 ) -> None:
-    deploy = owned_by(fast, this_process(ProcessKind.RUN), pgid=4321)
+    deploy = owned_by(fast, replace(this_process(ProcessKind.RUN), pid=DEAD_PID), pgid=4321)
     queued = another(fast)
     killer = Killer(fast.store, deploy.id)
     second, observer = other_process(fast, killer)
@@ -154,6 +157,25 @@ def test_an_expired_lease_on_this_machine_kills_the_step_group_then_releases(
     assert gh_states(fast)[-1] == "error"
     assert observer.states(deploy.id) == [DeployState.INTERRUPTED]
     assert fast.store.claim_next().id == queued.id  # type: ignore[union-attr]
+
+
+def test_a_silent_owner_still_alive_on_this_machine_is_not_killed_but_its_env_is_locked(
+    fast: World, clock: Clock
+) -> None:
+    # This test's own process stands for a robot that is paused or stuck on the database.
+    deploy = owned_by(fast, this_process(ProcessKind.RUN), pgid=4321)
+    killer = Killer(fast.store, deploy.id)
+    second, _ = other_process(fast, killer)
+    try:
+        second.register(ProcessKind.RUN)
+        clock.advance(2)
+        wait_for(lambda: fast.service.get(deploy.id).state.is_final, 5, "the takeover")
+    finally:
+        second.close()
+    assert fast.service.get(deploy.id).state is DeployState.INTERRUPTED
+    assert killer.calls == []
+    lock = fast.store.get_lock(API, "production")
+    assert lock is not None and "is alive but sent no heartbeat" in lock.reason
 
 
 def test_an_owner_on_another_host_gets_its_environment_locked_not_killed(fast: World, clock: Clock) -> None:

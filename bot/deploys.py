@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
+from bot.logs import deploy_fields
 from bot.models import Deploy, DeployRequest, DeployState, EnvironmentView, Lock, Source
 from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
@@ -256,7 +257,7 @@ class DeployService:
             except Exception:
                 # The worker outlives any one deploy: a deploy the store could not finish is
                 # found running on the next start and reported interrupted.
-                log.exception("deploy #%s: worker fault", deploy.id)
+                log.exception("deploy #%s: worker fault", deploy.id, extra=deploy_fields(deploy))
             self._notify_workers()
 
     def _run(self, deploy: Deploy, cancel: threading.Event) -> Deploy:

@@ -93,6 +93,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "requests": ("bot.github",),
     "urllib3": ("bot.github",),
     "alembic": ("bot.store",),
+    "prometheus_client": ("bot.metrics",),
     # Slack's payloads and client stop at the Slack adapter and the app factory.
     "slack_sdk": ("bot.slack", "bot.app"),
 }

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -142,11 +143,25 @@ def _web_root(api_url: str) -> str:
     return f"{parts.scheme}://{host}{path}"
 
 
+ResponseHook = Callable[[str, str, int | None], None]
+"""Told of each GitHub call: what it was, its status, the rate-limit units left (if known)."""
+
+
+@dataclass
+class Answer:
+    """What a guarded call saw, when it reads the answer itself (status and headers)."""
+
+    status: str = "2xx"
+    headers: Mapping[str, Any] | None = None
+
+
 class GitHubClient:
     """The two PyGithub clients, the repo cache and the guard that turns failures into BotError.
 
     The gateway's call groups (deployments, merge reads, access checks) build on this.
     """
+
+    on_response: ResponseHook | None = None  # set by the composition root when metrics are on
 
     def __init__(
         self,
@@ -256,18 +271,35 @@ class GitHubClient:
         action: str,
         repo: str,
         on_status: Mapping[int, Callable[[GithubException], BotError]] | None = None,
-    ) -> Iterator[None]:
-        """Turn every PyGithub / transport failure inside into a one-line BotError."""
+    ) -> Iterator[Answer]:
+        """Turn every PyGithub / transport failure inside into a one-line BotError.
+
+        Each call is reported to ``on_response``; a call that reads the status itself (a
+        conditional GET) sets it on the yielded Answer.
+        """
+        answer = Answer()
         try:
-            yield
+            yield answer
         except GithubException as exc:
+            self._report(action, str(exc.status), exc.headers)
             handler = (on_status or {}).get(exc.status)
             if handler is not None:
                 raise handler(exc) from exc
             raise GitHubError(self._describe(exc, action, repo)) from exc
         except (requests.RequestException, Urllib3Error) as exc:
+            self._report(action, "unreachable", None)
             # `from None`: requests errors carry the prepared request and its Authorization header.
             raise GitHubError(self._describe_transport(exc, action, repo)) from None
+        self._report(action, answer.status, answer.headers)
+
+    def _report(self, action: str, status: str, headers: Mapping[str, Any] | None) -> None:
+        if self.on_response is None:
+            return
+        remaining = _whole(_header(headers, "X-RateLimit-Remaining")) if headers else None
+        if remaining is None:
+            # PyGithub keeps the last answer's X-RateLimit-Remaining (-1 before any).
+            remaining = self._gh.requester.rate_limiting[0]
+        self.on_response(action, status, remaining if remaining >= 0 else None)
 
     def _describe(self, exc: GithubException, action: str, repo: str) -> str:
         where = f"on {action} for {repo}"

@@ -52,33 +52,38 @@ class PrometheusMetrics:
     """The Metrics port on a per-robot registry, plus the times /healthz judges."""
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = CollectorRegistry(auto_describe=False)  # collected at every scrape
+        # The series per repo + environment (thousands of samples with 50 repos) change only when
+        # a deploy or a step ends: their text is rendered again after that, not at every scrape.
+        self._deploy_series = _RenderedOnChange()
+        self._step_series = _RenderedOnChange()
         self._clock = clock
         self.started_at = clock()
         self.heartbeat_at: float | None = None  # the store last answered this process's heartbeat
         self.last_poll_at: float | None = None  # a poll cycle last ended
         self.leading_since: float | None = None  # this process runs the poller (None: it does not)
-        r = self.registry
+        d = self._deploy_series.registry
         self.deploys = Counter(
             f"{PREFIX}_deploys",
             "Deploys that ended, by final state",
             ["repo", "environment", "state"],
-            registry=r,
+            registry=d,
         )
         self.deploy_seconds = Histogram(
             f"{PREFIX}_deploy_duration_seconds",
             "Start of the first step (or gate) to the final state, per deploy",
             ["repo", "environment"],
             buckets=DEPLOY_BUCKETS,
-            registry=r,
+            registry=d,
         )
         self.step_seconds = Histogram(
             f"{PREFIX}_step_duration_seconds",
             "Wall time of one deploy step",
             ["repo", "environment"],
             buckets=STEP_BUCKETS,
-            registry=r,
+            registry=self._step_series.registry,
         )
+        r = self.registry
         self.ack_seconds = Histogram(
             f"{PREFIX}_slack_ack_seconds",
             "Listener receiving a command or click to its ack sent over Socket Mode",
@@ -146,9 +151,15 @@ class PrometheusMetrics:
         seconds = deploy.duration_seconds
         if seconds is not None:
             self.deploy_seconds.labels(deploy.repo, deploy.env).observe(seconds)
+        self._deploy_series.changed()
 
     def step_ended(self, deploy: Deploy, seconds: float) -> None:
         self.step_seconds.labels(deploy.repo, deploy.env).observe(seconds)
+        self._step_series.changed()
+
+    def exposition(self) -> bytes:
+        """The text /metrics serves: the live registry, then the per-deploy series."""
+        return generate_latest(self.registry) + self._deploy_series.text() + self._step_series.text()
 
     def beat(self) -> None:
         """The store answered this process's heartbeat."""
@@ -169,6 +180,29 @@ class PrometheusMetrics:
             return None
         last = self.last_poll_at
         return self._clock() - (last if last is not None and last >= since else since)
+
+
+class _RenderedOnChange:
+    """A registry whose exposition text is rendered again only after ``changed()``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._version = 0
+        self._rendered_version = -1
+        self._text = b""
+        self._lock = threading.Lock()
+
+    def changed(self) -> None:
+        self._version += 1  # a lost race still leaves it unequal to the rendered version
+
+    def text(self) -> bytes:
+        with self._lock:
+            version = self._version
+            if version != self._rendered_version:
+                # A change during the render bumps the version again: the next scrape renders.
+                self._text = generate_latest(self.registry)
+                self._rendered_version = version
+            return self._text
 
 
 class MetricsObserver:
@@ -360,13 +394,11 @@ class MetricsServer:
         self,
         host: str,
         port: int,
-        registry: CollectorRegistry,
-        health: Health,
         metrics: PrometheusMetrics,
+        health: Health,
         store_probe: Callable[[], object],
     ) -> None:
         self._address = (host, port)
-        self._registry = registry
         self._health = health
         self._metrics = metrics
         self._store_probe = store_probe
@@ -384,7 +416,7 @@ class MetricsServer:
     def start(self) -> None:
         host, port = self._address
         try:
-            server = ThreadingHTTPServer(self._address, _handler(self._registry, self._health))
+            server = ThreadingHTTPServer(self._address, _handler(self._metrics.exposition, self._health))
         except OSError as exc:
             raise BotError(f"metrics: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         server.daemon_threads = True
@@ -421,12 +453,12 @@ class MetricsServer:
             self._stopping.wait(HEARTBEAT_SECONDS)
 
 
-def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
+def _handler(exposition: Callable[[], bytes], health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                self._send(200, CONTENT_TYPE_LATEST, exposition())
             elif path == "/healthz":
                 report = health.check()
                 self._send(200 if report.ok else 503, "application/json", report.body())

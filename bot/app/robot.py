@@ -144,7 +144,7 @@ def _metrics_server(robot: Robot, telemetry: PrometheusMetrics, settings: Settin
     )
     where = settings.metrics
     assert where is not None
-    return MetricsServer(where.host, where.port, telemetry.registry, health, telemetry, probe)
+    return MetricsServer(where.host, where.port, telemetry, health, probe)
 
 
 def _install(app: App, chatops: ChatOps, answerer: Answerer) -> None:

@@ -18,6 +18,7 @@ BENCHES = (
     ("pipeline", ["bench/pipeline_overhead.py", "--profile", "never"]),
     ("slack", ["bench/ack_latency.py"]),
     ("poller", ["bench/poll_cost.py"]),
+    ("metrics", ["bench/metrics_cost.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

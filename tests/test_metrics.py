@@ -406,6 +406,21 @@ def test_metrics_and_logging_settings_are_validated(tmp_path: Path) -> None:
         load(logging={"format": "xml"})
 
 
+def test_the_example_documents_metrics_and_logging(tmp_path: Path) -> None:
+    from bot.config import load_settings
+    from tests.support.rig import robot_environ as environ
+
+    text = (ROOT / "robot.yaml.example").read_text()
+    assert load_settings(ROOT / "robot.yaml.example", environ()).metrics is None  # off unless asked
+    on = re.sub(r"^# (metrics:| {2}host:| {2}port:)", r"\1", text, flags=re.MULTILINE)
+    path = tmp_path / "robot.yaml"
+    path.write_text(on)
+    settings = load_settings(path, environ())
+    assert settings.metrics is not None
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 9464)
+    assert settings.logging == LoggingSettings(format="text", level="INFO")
+
+
 def _unit() -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]

@@ -12,7 +12,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.error import BoltUnhandledRequestError
 
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
-from bot.config import Settings
+from bot.config import MetricsSettings, Settings
 from bot.errors import BotError
 from bot.metrics import (
     ACTIVE_LIMIT,
@@ -119,7 +119,7 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     poller = Poller(settings, core.github, core.store, core.service, announcer, metrics=metrics)
     robot = Robot(core, app, handler, outbox, notifier, answerer, poller, telemetry)
     if telemetry is not None and settings.metrics is not None:
-        robot.metrics_server = _metrics_server(robot, telemetry, settings)
+        robot.metrics_server = _metrics_server(robot, telemetry, settings, settings.metrics)
     return robot
 
 
@@ -127,7 +127,10 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
 _PROBE_REPO = "health/probe"
 
 
-def _metrics_server(robot: Robot, telemetry: PrometheusMetrics, settings: Settings) -> MetricsServer:
+def _metrics_server(
+    robot: Robot, telemetry: PrometheusMetrics, settings: Settings, where: MetricsSettings
+) -> MetricsServer:
+    """/metrics and /healthz for ``robot``: its store, Socket Mode connection, outbox and poller."""
     store = robot.core.store
 
     def probe() -> object:
@@ -142,8 +145,6 @@ def _metrics_server(robot: Robot, telemetry: PrometheusMetrics, settings: Settin
     telemetry.registry.register(
         StateCollector(telemetry, health, environments, active, lambda: robot.outbox.backlog, interval)
     )
-    where = settings.metrics
-    assert where is not None
     return MetricsServer(where.host, where.port, telemetry, health, probe)
 
 

@@ -279,6 +279,92 @@ def test_metric_names_in_promql() -> None:
     assert _metric_names(expr) == {"x_total", "y", "z", "w"}
 
 
+# ---- the pieces, without a robot ---------------------------------------------------------
+
+
+class Clock:
+    """A hand-moved monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _deploy(state: DeployState, deploy_id: int = 1) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.models import Deploy, Source
+
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    return Deploy(
+        deploy_id, "acme/api", "production", "main", "a" * 40, "U1", Source.COMMAND, state,
+        started_at=end - timedelta(seconds=40), finished_at=end,
+    )  # fmt: skip
+
+
+def _exposed(metrics: Any) -> dict[str, list[tuple[dict[str, str], float]]]:
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return samples
+
+
+def test_a_final_state_is_counted_once_and_steps_are_timed() -> None:
+    from bot.metrics import MetricsObserver, PrometheusMetrics
+    from bot.models import StepResult, StepStatus
+
+    clock = Clock()
+    metrics = PrometheusMetrics(clock)
+    observer = MetricsObserver(metrics, clock)
+    running = _deploy(DeployState.RUNNING)
+    observer.deploy_changed(running)
+    observer.step_started(running, 1, 1, "make")
+    clock.now += 12.5
+    observer.step_finished(running, 1, StepResult(StepStatus.OK))
+    done = _deploy(DeployState.SUCCEEDED)
+    observer.deploy_changed(done)
+    observer.deploy_changed(done)  # a final state shown again (a late GitHub status) is one deploy
+    samples = _exposed(metrics)
+    labels = {"repo": "acme/api", "environment": "production"}
+    assert value(samples, "deploy_robot_deploys_total", state="succeeded", **labels) == 1
+    assert value(samples, "deploy_robot_deploy_duration_seconds_sum", **labels) == 40
+    assert value(samples, "deploy_robot_step_duration_seconds_sum", **labels) == 12.5
+    assert value(samples, "deploy_robot_step_duration_seconds_bucket", le="15.0", **labels) == 1
+    assert value(samples, "deploy_robot_step_duration_seconds_bucket", le="5.0", **labels) == 0
+    observer.deploy_changed(_deploy(DeployState.FAILED, deploy_id=2))
+    assert value(_exposed(metrics), "deploy_robot_deploys_total", **labels) == 2  # rendered again
+
+
+def test_health_says_why_heartbeat_and_polls_are_late() -> None:
+    from bot.metrics import Health, PrometheusMetrics
+
+    clock = Clock()
+    metrics = PrometheusMetrics(clock)
+    health = Health(metrics, lambda: True, lambda: None, poll_interval=10)
+    metrics.beat()
+    metrics.lead_poller(True)
+    assert health.check().ok
+    clock.now += 29
+    metrics.poll_cycle(0.1, 4, 3)
+    metrics.beat()
+    assert health.check().ok
+    clock.now += 31
+    report = health.check()
+    assert not report.ok
+    assert report.checks == {"slack_socket": True, "store": True, "heartbeat": False, "poller": False}
+    assert report.reasons == [
+        "the store last answered a heartbeat 31 s ago (> 15)",
+        "the last poll cycle ended 31 s ago (> 30)",
+    ]
+    metrics.lead_poller(False)
+    metrics.beat()
+    assert health.check().ok and "poller" not in health.check().checks
+    assert value(_exposed(metrics), "deploy_robot_poll_not_modified_ratio") == 0.75
+
+
 # ---- logs ---------------------------------------------------------------------------------
 
 

@@ -7,7 +7,9 @@
    HTTP round trip alone).
 2. Acks: bench/lib/acks.py's scenario (COMMANDS slash commands, BATCH at a time, while deploys
    stream) with two robots side by side, batches alternating: one serving metrics (scraped
-   every 0.5 s while the batches run), one without; ROUNDS runs, their samples pooled.
+   every 0.5 s while the batches run), one without; ROUNDS runs, their samples pooled. Then
+   the same with metrics off in both (the control: how far two identical robots differ here),
+   and the CPU of one call of each instrument on the hot paths.
 Runs on 127.0.0.1 only, every wait under a timeout, temp dirs removed; always exits 0.
 Usage (repo root): python bench/metrics_cost.py [--repos 50] [--scrapes 50] [--commands 200] [--rounds 3]
 """
@@ -24,6 +26,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +43,7 @@ HISTORY = 4  # finished deploys per environment in the seeded store
 LOCKED = 10  # environments locked, each with QUEUED deploys waiting behind the lock
 QUEUED = 3
 CHANGED_SCRAPES = 10
+CALLS = 100_000
 Row = tuple[str, str, str, str, str, str]
 
 
@@ -65,12 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     use_repo_venv("slack_bolt", "sqlalchemy", "prometheus_client")
     began = time.monotonic()
     scrape: ScrapeResult | None = None
+    costs: dict[str, float] = {}
     acks: AckResult | None = None
+    control: AckResult | None = None
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         root = Path(tmp)
         try:
             scrape = _scenario_scrape(root / "scrape", args)
-            acks = _scenario_acks(root / "acks", args)
+            costs = _call_costs()
+            print(
+                f"Scenario 2: {args.rounds} rounds of {args.commands} commands per robot, {args.batch} at a "
+                f"time, 4 deploys streaming ~{args.stream_burst * 100} lines/s in each robot: metrics on vs "
+                "off, then off vs off (the control) …",
+                flush=True,
+            )
+            acks = _scenario_acks(root / "acks", args, metrics=True)
+            control = _scenario_acks(root / "control", args, metrics=False)
         except Exception:
             traceback.print_exc()
             print("bench: stopped by the error above; numbers are incomplete.")
@@ -78,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.lib.app_process import kill_leftovers
 
             kill_leftovers(root)
-    _report(scrape, acks)
+    _report(scrape, costs, acks, control)
     print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
     return 0
 
@@ -92,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--commands", type=int, default=200, help="measured commands per robot (%(default)s)")
     p.add_argument("--batch", type=int, default=50, help="commands in flight at once (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="runs of scenario 2, pooled (default: %(default)s)")
+    p.add_argument(
+        "--scrape-every",
+        type=float,
+        default=0.5,
+        help="seconds between scrapes in scenario 2, 0: none (%(default)s)",
+    )
     p.add_argument(
         "--stream-burst", type=int, default=10, help="lines each stream prints every 10 ms (%(default)s)"
     )
@@ -237,17 +257,15 @@ def _get(url: str) -> float:
 # ---- 2. acks with metrics on and off -------------------------------------------------------
 
 
-def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:
-    """``rounds`` runs of the scenario, their samples pooled: one run's p99 is its 2nd-slowest ack."""
+def _scenario_acks(root: Path, args: argparse.Namespace, *, metrics: bool) -> AckResult:
+    """``rounds`` runs of the scenario, their samples pooled: one run's p99 is its 2nd-slowest ack.
+
+    ``metrics`` False is the control: both robots without metrics, to show the noise floor.
+    """
     from bench.lib.acks import measure_acks
     from tests.fakes.github import FakeGitHub
     from tests.support.harness import TOKEN
 
-    print(
-        f"Scenario 2: {args.rounds} × {args.commands} commands per robot, {args.batch} at a time, metrics on "
-        f"vs off, 4 deploys streaming ~{args.stream_burst * 100} lines/s in each robot …",
-        flush=True,
-    )
     pooled: AckResult | None = None
     for round_ in range(args.rounds):
         with socket.socket() as free:
@@ -256,12 +274,14 @@ def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:
         github = FakeGitHub(tokens={TOKEN: "deploy-robot"}).start()
         try:
             result = measure_acks(
-                root / f"round-{round_}",
+                root / f"{'ab' if metrics else 'aa'}-{round_}",
                 github,
                 args.commands,
                 max(1, args.batch),
                 args.stream_burst,
-                metrics_port=port,
+                against_robot=True,
+                metrics_port=port if metrics else None,
+                scrape_seconds=args.scrape_every,
             )
         finally:
             github.stop()
@@ -275,15 +295,44 @@ def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:
     return pooled
 
 
+def _call_costs() -> dict[str, float]:
+    """CPU µs of one call of each instrument on the hot paths (ack, Slack call, GitHub call, step)."""
+    from bot.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    calls: dict[str, Callable[[], None]] = {
+        "ack_sent": lambda: metrics.ack_sent(0.05),
+        "slack_call": lambda: metrics.slack_call("chat.update", "ok"),
+        "github_response": lambda: metrics.github_response("set deployment status", "2xx", 4000),
+        "poll_cycle": lambda: metrics.poll_cycle(0.1, 100, 100),
+    }
+    costs = {}
+    for name, call in calls.items():
+        for _ in range(1000):
+            call()
+        began = time.process_time()
+        for _ in range(CALLS):
+            call()
+        costs[name] = (time.process_time() - began) / CALLS * 1e6
+    return costs
+
+
 # ---- report --------------------------------------------------------------------------------
 
 
-def _report(scrape: ScrapeResult | None, acks: AckResult | None) -> None:
+def _report(
+    scrape: ScrapeResult | None, costs: dict[str, float], acks: AckResult | None, control: AckResult | None
+) -> None:
     rows: list[Row] = []
     if scrape is not None:
         rows.extend(_scrape_rows(scrape))
+    if costs:
+        shown = ", ".join(f"{name} {us:.1f}" for name, us in costs.items())
+        rows.append(("metrics call, CPU each (µs)", shown, "", "", "(info)", ""))
     if acks is not None:
-        rows.extend(_ack_rows(acks))
+        rows.extend(_ack_rows(acks, "metrics on / off", ACK_P99_TARGET))
+    if control is not None:
+        rows.extend(_ack_rows(control, "control: off / off", None))
     if not rows:
         return
     header = ("what", "robot", "baseline", "ratio", "target", "met?")
@@ -297,11 +346,13 @@ def _report(scrape: ScrapeResult | None, acks: AckResult | None) -> None:
             f"Scrape scenario: {scrape.environments} environments, {scrape.deploys:,} deploys in the store "
             f"({LOCKED * QUEUED} queued); slowest scrape {max(scrape.metrics) * 1000:.1f} ms."
         )
-    if acks is not None:
-        from bench.lib.acks import describe
+    from bench.lib.acks import describe
 
-        print(f"Ack scenario: metrics on {describe(acks.robot)}; off {describe(acks.bare)}.")
-        for note in acks.notes:
+    for name, result in (("metrics on / off", acks), ("control", control)):
+        if result is None:
+            continue
+        print(f"Ack scenario, {name}: {describe(result.robot)}; baseline {describe(result.bare)}.")
+        for note in sorted(set(result.notes)):
             print(f"  {note}")
 
 
@@ -329,30 +380,22 @@ def _scrape_rows(s: ScrapeResult) -> list[Row]:
     ]
 
 
-def _ack_rows(acks: AckResult) -> list[Row]:
+def _ack_rows(acks: AckResult, what: str, target: float | None) -> list[Row]:
     from bench.lib.acks import latencies, percentile
 
     on, off = latencies(acks.robot), latencies(acks.bare)
     if not on or not off:
-        return [("ack latency, metrics on vs off", "no acks", "", "", "", "NO")]
+        return [(f"ack latency, {what}", "no acks", "", "", "", "NO")]
     rows: list[Row] = []
-    for label, q in (("ack p50, metrics on / off (ms)", 50.0), ("ack p99, metrics on / off (ms)", 99.0)):
+    for label, q in ((f"ack p50, {what} (ms)", 50.0), (f"ack p99, {what} (ms)", 99.0)):
         a, b = percentile(on, q) * 1000, percentile(off, q) * 1000
-        target, met = "", ""
-        if q == 99.0:
-            target, met = f"≤ {ACK_P99_TARGET:g}×", "yes" if a <= ACK_P99_TARGET * b else "NO"
-        rows.append((label, f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}×", target, met))
+        goal, met = "", ""
+        if q == 99.0 and target is not None:
+            goal, met = f"≤ {target:g}×", "yes" if a <= target * b else "NO"
+        rows.append((label, f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}×", goal, met))
     every = len(on) == len(acks.robot) and len(off) == len(acks.bare)
-    rows.append(
-        (
-            "  acks received on / off",
-            f"{len(on)}/{len(acks.robot)}",
-            f"{len(off)}/{len(acks.bare)}",
-            "",
-            "all",
-            "yes" if every else "NO",
-        )
-    )
+    received = (f"{len(on)}/{len(acks.robot)}", f"{len(off)}/{len(acks.bare)}")
+    rows.append((f"  acks received, {what}", *received, "", "all", "yes" if every else "NO"))
     return rows
 
 

@@ -184,12 +184,15 @@ def measure_acks(
     batch: int,
     lines_per_burst: int,
     *,
+    against_robot: bool = False,
     metrics_port: int | None = None,
+    scrape_seconds: float = SCRAPE_SECONDS,
 ) -> AckResult:
     """Robot and bare app up side by side; their batches alternate so drift and load hit both.
 
-    With ``metrics_port`` the robot serves /metrics there (scraped every SCRAPE_SECONDS while
-    batches run) and the baseline is the same robot without metrics, streaming the same deploys.
+    ``against_robot``: the baseline is the same robot (without metrics), streaming the same
+    deploys. ``metrics_port``: the measured robot serves /metrics there, scraped every
+    ``scrape_seconds`` while the batches run.
     """
     shas = [github.add_repo(REPO)] + [github.push(REPO, "main") for _ in range(SHAS - 1)]
     checkout = make_git_repo(root / "checkout")
@@ -213,7 +216,7 @@ def measure_acks(
             ping_interval=PING_INTERVAL,
             metrics_port=metrics_port,
         )
-        if metrics_port is None:
+        if not against_robot:
             bare_argv_ = bare_argv(bare_slack, PING_INTERVAL)
         else:
             plain = robot_config(
@@ -224,7 +227,7 @@ def measure_acks(
         bare = AppProcess("bare", bare_slack, bare_argv_, env, root / "bare.log")
         with robot.start(CONNECT_SECONDS), bare.start(CONNECT_SECONDS):
             streams = [Command("deploy", "/deploy", f"{REPO} to {e}") for e in STREAM_ENVS]
-            streaming = [robot] if metrics_port is None else [robot, bare]
+            streaming = [robot, bare] if against_robot else [robot]
             for app in streaming:
                 started = send_batch(app.slack, streams, BATCH_ACK_SECONDS)
                 if any(s.latency is None for s in started):
@@ -240,7 +243,8 @@ def measure_acks(
                 [robot.pid, bare.pid], IDLE_SAMPLE_SECONDS
             )
             cpu = {robot.pid: 0.0, bare.pid: 0.0}
-            with Scraper(metrics_port) as scraper:
+            scraped = metrics_port if scrape_seconds > 0 else None
+            with Scraper(scraped, scrape_seconds) as scraper:
                 for first in range(0, count, batch):
                     chunk = measured[first : first + batch]
                     # Which app goes first alternates too, so neither always follows the other's burst.
@@ -249,7 +253,7 @@ def measure_acks(
                         before = cpu_seconds(app.pid)
                         samples.extend(send_batch(app.slack, chunk, BATCH_ACK_SECONDS))
                         cpu[app.pid] += cpu_seconds(app.pid) - before
-            if metrics_port is not None:
+            if scraped is not None:
                 result.notes.append(
                     f"{scraper.scrapes} scrapes of the robot's /metrics ({scraper.failures} failed)"
                 )
@@ -265,10 +269,11 @@ def measure_acks(
 
 
 class Scraper:
-    """GETs a robot's /metrics every SCRAPE_SECONDS on a thread, as a (busy) Prometheus would."""
+    """GETs a robot's /metrics every ``every`` seconds on a thread, as a (busy) Prometheus would."""
 
-    def __init__(self, port: int | None) -> None:
+    def __init__(self, port: int | None, every: float = SCRAPE_SECONDS) -> None:
         self._port = port
+        self._every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
         self.scrapes = 0
@@ -292,7 +297,7 @@ class Scraper:
                 self.scrapes += 1
             except OSError:
                 self.failures += 1
-            if self._stop.wait(SCRAPE_SECONDS):
+            if self._stop.wait(self._every):
                 return
 
 

@@ -7,11 +7,12 @@
    HTTP round trip alone).
 2. Acks: bench/lib/acks.py's scenario (COMMANDS slash commands, BATCH at a time, while deploys
    stream) with two robots side by side, batches alternating: one serving metrics (scraped
-   every 0.5 s while the batches run), one without; ROUNDS runs, their samples pooled. Then
+   every 0.5 s while the batches run), one without; ROUNDS runs, the two trading places
+   (process slot, fake Slack, order) every other round, their samples pooled. Then
    the same with metrics off in both (the control: how far two identical robots differ here),
    and the CPU of one call of each instrument on the hot paths.
 Runs on 127.0.0.1 only, every wait under a timeout, temp dirs removed; always exits 0.
-Usage (repo root): python bench/metrics_cost.py [--repos 50] [--scrapes 50] [--commands 200] [--rounds 3]
+Usage (repo root): python bench/metrics_cost.py [--repos 50] [--scrapes 50] [--commands 200] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scrapes", type=int, default=50, help="timed scrapes (default: %(default)s)")
     p.add_argument("--commands", type=int, default=200, help="measured commands per robot (%(default)s)")
     p.add_argument("--batch", type=int, default=50, help="commands in flight at once (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3, help="runs of scenario 2, pooled (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=4, help="runs of scenario 2, pooled (default: %(default)s)")
     p.add_argument(
         "--scrape-every",
         type=float,
@@ -282,6 +283,7 @@ def _scenario_acks(root: Path, args: argparse.Namespace, *, metrics: bool) -> Ac
                 against_robot=True,
                 metrics_port=port if metrics else None,
                 scrape_seconds=args.scrape_every,
+                swap_slots=round_ % 2 == 1,
             )
         finally:
             github.stop()

@@ -187,12 +187,15 @@ def measure_acks(
     against_robot: bool = False,
     metrics_port: int | None = None,
     scrape_seconds: float = SCRAPE_SECONDS,
+    swap_slots: bool = False,
 ) -> AckResult:
     """Robot and bare app up side by side; their batches alternate so drift and load hit both.
 
     ``against_robot``: the baseline is the same robot (without metrics), streaming the same
     deploys. ``metrics_port``: the measured robot serves /metrics there, scraped every
-    ``scrape_seconds`` while the batches run.
+    ``scrape_seconds`` while the batches run. ``swap_slots`` (with ``against_robot``): the
+    measured robot takes the baseline's place (process, fake Slack) and the baseline its own,
+    so that rounds alternating it cancel whatever favours one place; samples keep their role.
     """
     shas = [github.add_repo(REPO)] + [github.push(REPO, "main") for _ in range(SHAS - 1)]
     checkout = make_git_repo(root / "checkout")
@@ -214,13 +217,19 @@ def measure_acks(
             repos,
             workers=workers,
             ping_interval=PING_INTERVAL,
-            metrics_port=metrics_port,
+            metrics_port=None if swap_slots else metrics_port,
         )
         if not against_robot:
             bare_argv_ = bare_argv(bare_slack, PING_INTERVAL)
         else:
             plain = robot_config(
-                root / "plain", github.url, bare_slack, repos, workers=workers, ping_interval=PING_INTERVAL
+                root / "plain",
+                github.url,
+                bare_slack,
+                repos,
+                workers=workers,
+                ping_interval=PING_INTERVAL,
+                metrics_port=metrics_port if swap_slots else None,
             )
             bare_argv_ = robot_argv(plain)
         robot = AppProcess("robot", robot_slack, robot_argv(config), env, root / "robot.log")
@@ -265,6 +274,9 @@ def measure_acks(
         result.stream_lines = _stream_lines(config)
         for fake in (robot_slack, bare_slack):
             result.notes.extend(f"fake Slack error: {e[-300:]}" for e in fake.server_errors)
+    if swap_slots:
+        result.robot, result.bare = result.bare, result.robot
+        result.robot_cpu, result.bare_cpu = result.bare_cpu, result.robot_cpu
     return result
 
 

@@ -27,7 +27,6 @@ from bot.errors import BotError
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.models import Deploy
-    from bot.redact import Redactor
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -54,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot", description="Deploy robot: chat-ops deploys.")
+    parser.add_argument("--version", action=_PrintVersion, nargs=0, help="print the robot's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -94,6 +94,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PrintVersion(argparse.Action):
+    """`--version`, looked up only when asked: reading package metadata costs every start otherwise."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"robot {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed package's version, else the source tree's (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deploy-robot")
+    except PackageNotFoundError:
+        return _source_version()
+
+
+def _source_version() -> str:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     missing = [k for k in ("bot_token", "app_token") if not getattr(settings.slack, k)]
     if missing:
@@ -104,11 +138,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         )
     from bot.app import build_robot  # only `robot run` pays for importing Bolt
     from bot.hardening import harden
+    from bot.logs import configure_logging
     from bot.redact import Redactor
 
     harden(settings.tokens)
-
-    _log_redacted(Redactor.for_environment(settings.secrets, os.environ))
+    configure_logging(settings.logging, Redactor.for_environment(settings.secrets, os.environ))
     stop = threading.Event()
     previous = {
         s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)
@@ -125,26 +159,6 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return EXIT_OK
-
-
-def _log_redacted(redact: Redactor) -> None:
-    """`robot run` logs at INFO, and nothing it logs may carry a secret."""
-
-    class Redacting(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            text = record.getMessage()
-            if record.exc_info:
-                # The traceback is part of what gets written, so it is redacted too.
-                text += "\n" + logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-                record.exc_text = None
-            record.msg = redact(text)
-            record.args = None
-            return True
-
-    logging.getLogger().setLevel(logging.INFO)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(Redacting())
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:

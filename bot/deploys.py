@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
+from bot.logs import deploy_fields
 from bot.models import (
     Actor,
     ActorKind,
@@ -398,7 +399,7 @@ class DeployService:
             except Exception:
                 # The worker outlives any one deploy: a deploy the store could not finish stays
                 # running until this process stops, then another robot takes it over.
-                log.exception("deploy #%s: worker fault", deploy.id)
+                log.exception("deploy #%s: worker fault", deploy.id, extra=deploy_fields(deploy))
             self._notify_workers()
 
     def _run(self, deploy: Deploy, cancel: threading.Event) -> Deploy:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from bot.config import EnvironmentSettings, RepoSettings, Settings
 from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError, StoreError
+from bot.logs import deploy_fields
 from bot.logsink import LogSink
 from bot.models import (
     ContextResult,
@@ -80,7 +81,7 @@ class Pipeline:
         except BotError as exc:
             outcome = Outcome(DeployState.FAILED, "error", str(exc))
         except Exception:
-            log.exception("deploy #%s: robot fault", deploy.id)
+            log.exception("deploy #%s: robot fault", deploy.id, extra=deploy_fields(deploy))
             outcome = Outcome(DeployState.FAILED, "error", "robot fault (see the robot's log)")
         # The summary goes to the store, GitHub, Slack and the terminal: it may quote a step's
         # reason or a GitHub answer, so it is masked like output.
@@ -110,7 +111,12 @@ class Pipeline:
                 gate = self._github.ci_state(deploy.repo, deploy.sha, repo.gate)
             except GitHubError as exc:
                 # GitHub down is not CI failed: keep waiting, as for a pending context.
-                log.warning("deploy #%s: CI state unreadable, will re-check: %s", deploy.id, exc)
+                log.warning(
+                    "deploy #%s: CI state unreadable, will re-check: %s",
+                    deploy.id,
+                    exc,
+                    extra=deploy_fields(deploy),
+                )
                 pending = f"GitHub did not answer ({exc})"
             else:
                 if gate.failing:
@@ -281,7 +287,13 @@ class Pipeline:
                 observer.log_url(deploy) if observer is not None else None,
             )
         except GitHubError as exc:
-            log.warning("deploy #%s: GitHub status %s not recorded: %s", deploy.id, state, exc)
+            log.warning(
+                "deploy #%s: GitHub status %s not recorded: %s",
+                deploy.id,
+                state,
+                exc,
+                extra=deploy_fields(deploy),
+            )
             return str(exc)
         return None
 
@@ -297,6 +309,9 @@ class Pipeline:
         if problem:
             error = f"{error or outcome.summary}; GitHub status pending: {problem}"
         final = self._store.finish_deploy(deploy.id, outcome.state, error)
+        log.info(
+            "deploy #%s %s: %s", final.id, final.state.value, outcome.summary, extra=deploy_fields(final)
+        )
         observer.deploy_changed(final)
         if problem:
             # The queue must not wait on GitHub: the final status is retried off this thread
@@ -325,10 +340,20 @@ class Pipeline:
                 if observer is not None:
                     error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
                     observer.deploy_changed(self._store.update_deploy(deploy.id, error=error))
-                log.info("deploy #%s: GitHub status %s recorded late", deploy.id, outcome.github_state)
+                log.info(
+                    "deploy #%s: GitHub status %s recorded late",
+                    deploy.id,
+                    outcome.github_state,
+                    extra=deploy_fields(deploy),
+                )
                 return
             delay = min(delay * 2, 60.0)
-        log.error("deploy #%s: GitHub status %s never recorded", deploy.id, outcome.github_state)
+        log.error(
+            "deploy #%s: GitHub status %s never recorded",
+            deploy.id,
+            outcome.github_state,
+            extra=deploy_fields(deploy),
+        )
 
 
 def _step_outcome(index: int, total: int, label: str, result: StepResult) -> Outcome:

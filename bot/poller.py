@@ -45,7 +45,7 @@ from bot.models import (
     MergedPull,
     MergeNews,
 )
-from bot.ports import DeployRequester, MergeAnnouncer, PollGitHub, PollStore
+from bot.ports import NO_METRICS, DeployRequester, MergeAnnouncer, Metrics, PollGitHub, PollStore
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,12 @@ class Poller:
         service: DeployRequester,
         announcer: MergeAnnouncer,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
+        self._heads_asked = 0  # head polls answered in the current cycle
+        self._not_modified = 0  # … of which GitHub answered 304
         self._github = github
         self._store = store
         self._service = service
@@ -118,6 +122,13 @@ class Poller:
 
     def poll_once(self) -> PollReport:
         """One pass over every configured repo; never raises for one repo's trouble."""
+        began = time.monotonic()
+        self._heads_asked = self._not_modified = 0
+        report = self._poll_all()
+        self._metrics.poll_cycle(time.monotonic() - began, self._heads_asked, self._not_modified)
+        return report
+
+    def _poll_all(self) -> PollReport:
         now = self._clock()
         results: dict[str, RepoPoll] = {}
         repos = list(self._settings.repos.items())
@@ -165,7 +176,9 @@ class Poller:
         stored = self._store.get_head(repo)
         poll = self._github.poll_head(repo, settings.branch, stored.etag if stored else None)
         self._note_pacing(repo, poll, now)
+        self._heads_asked += 1
         if poll.sha is None:
+            self._not_modified += 1
             return RepoPoll(PollOutcome.UNCHANGED)
         head = BranchHead(repo, poll.sha, poll.etag)
         if stored is None:

@@ -321,3 +321,52 @@ class MergeAnnouncer(Protocol):
     def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
         """Post a warning about ``repo`` (in ``thread`` when given); ``text`` is plain and one line."""
         ...
+
+
+# ---- operations ------------------------------------------------------------------------
+
+
+class Metrics(Protocol):
+    """Where the adapters report what an operator scrapes (bot/metrics.py); NO_METRICS ignores it."""
+
+    def slack_call(self, method: str, outcome: str) -> None:
+        """One Web API call ended: ``ok``, ``ratelimited``, ``error``, ``server_error`` or ``unreachable``."""
+        ...
+
+    def slack_rate_limited(self, method: str) -> None:
+        """Slack answered one request with 429 (retried by the client or not)."""
+        ...
+
+    def ack_sent(self, seconds: float) -> None:
+        """A command or click was acked this long after its listener received it."""
+        ...
+
+    def github_response(self, kind: str, status: str, remaining: int | None) -> None:
+        """One GitHub call ended with ``status`` (a code, ``2xx`` or ``unreachable``) and rate limit left."""
+        ...
+
+    def poll_cycle(self, seconds: float, heads: int, not_modified: int) -> None:
+        """A poll cycle took ``seconds``, asked ``heads`` branch heads, ``not_modified`` of them 304."""
+        ...
+
+
+class _NoMetrics:
+    """Metrics that go nowhere: the CLI and tests that do not look at metrics pay nothing."""
+
+    def slack_call(self, method: str, outcome: str) -> None:
+        pass
+
+    def slack_rate_limited(self, method: str) -> None:
+        pass
+
+    def ack_sent(self, seconds: float) -> None:
+        pass
+
+    def github_response(self, kind: str, status: str, remaining: int | None) -> None:
+        pass
+
+    def poll_cycle(self, seconds: float, heads: int, not_modified: int) -> None:
+        pass
+
+
+NO_METRICS: Metrics = _NoMetrics()

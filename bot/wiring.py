@@ -11,7 +11,7 @@ from bot.deploys import DeployService
 from bot.github import GitHubGateway
 from bot.models import Deploy
 from bot.pipeline import Pipeline, step_labels
-from bot.ports import DeployObserver, PollStore, StorePort
+from bot.ports import NO_METRICS, DeployObserver, Metrics, PollStore, StorePort
 from bot.redact import Redactor
 from bot.steps.dispatch import StepDispatcher
 from bot.store import SqlStore
@@ -55,11 +55,15 @@ class Core:
 
 
 def lay_foundation(
-    settings: Settings, environ: Mapping[str, str], store: CoreStore | None = None
+    settings: Settings,
+    environ: Mapping[str, str],
+    store: CoreStore | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> Foundation:
     """Open the store from ``state.url`` unless ``store`` is given, and the GitHub gateway.
 
     A given store is the caller's to close; tests pass the real store wrapped to inject faults.
+    The gateway reports each GitHub call to ``metrics``.
     """
     gh = settings.github
     github = GitHubGateway(
@@ -71,6 +75,8 @@ def lay_foundation(
         timeout=gh.timeout,
         max_retries=gh.max_retries,
     )
+    if metrics is not NO_METRICS:
+        github.on_response = metrics.github_response
     opened: SqlStore | None = None
     if store is None:
         store = opened = SqlStore.from_url(settings.state.url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -11,6 +12,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from slack_bolt import Respond
 
 from bot.errors import BotError
+from bot.ports import NO_METRICS, Metrics
 from bot.slack.chatops import Reply
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ class Answerer:
     A BotError raised by the work (or given to ``refuse``) is the user's answer, not a fault.
     """
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, metrics: Metrics = NO_METRICS) -> None:
+        self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="answer")
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -41,7 +44,9 @@ class Answerer:
 
     def refuse(self, error: BotError, ack: AckFn) -> None:
         """Ack with the error at once (a command Slack's text could not even be parsed into)."""
+        received = time.monotonic()
         ack(**Reply.error(str(error)).as_kwargs())
+        self._metrics.ack_sent(time.monotonic() - received)
 
     def command(self, work: Work, ack: AckFn, respond: Respond, budget: float = ACK_BUDGET_SECONDS) -> None:
         """Ack with the reply if it is ready within ``budget``, else ack now and respond later.
@@ -50,6 +55,7 @@ class Answerer:
         answer would make every ack queue behind the others' work (one GIL), and an ack is what
         Slack times.
         """
+        received = time.monotonic()
         with self._in_flight_lock:
             busy = self._in_flight > 0
             self._in_flight += 1
@@ -59,6 +65,7 @@ class Answerer:
             reply = future.result(timeout=0 if busy else budget)
         except FutureTimeout:
             ack(text=WORKING_TEXT, response_type="ephemeral")
+            self._metrics.ack_sent(time.monotonic() - received)
             future.add_done_callback(lambda done: _respond_later(done, respond))
             return
         except Exception:
@@ -67,10 +74,13 @@ class Answerer:
             log.exception("command failed")
             reply = Reply.error(FAULT_TEXT)
         ack(**reply.as_kwargs())
+        self._metrics.ack_sent(time.monotonic() - received)
 
     def click(self, work: Work, ack: AckFn, respond: Respond) -> None:
         """Buttons are acked empty at once; the answer follows as an ephemeral message."""
+        received = time.monotonic()
         ack()
+        self._metrics.ack_sent(time.monotonic() - received)
         future = self._executor.submit(_safely, work)
         future.add_done_callback(lambda done: _respond_later(done, respond))
 

@@ -95,6 +95,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "alembic": ("bot.store",),
     # robot.yaml's GitHub App key is checked when the file is loaded; PyGithub signs with it.
     "cryptography": ("bot.config",),
+    "prometheus_client": ("bot.metrics",),
     # Slack's payloads and client stop at the Slack adapter and the app factory.
     "slack_sdk": ("bot.slack", "bot.app"),
 }

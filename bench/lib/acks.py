@@ -6,7 +6,9 @@ import os
 import random
 import statistics
 import sys
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ WARM_UP = 5
 IDLE_SAMPLE_SECONDS = 1.0
 ANSWER_SECONDS = 15.0
 # Of every 50 commands: mostly deploys, some status and help.
+SCRAPE_SECONDS = 0.5  # with metrics on: far more often than Prometheus's usual 15 s to 1 min
 STATUS_PER_50 = 5
 HELP_PER_50 = 5
 
@@ -174,8 +177,26 @@ def _streams_running(github: FakeGitHub) -> int:
     return running
 
 
-def measure_acks(root: Path, github: FakeGitHub, count: int, batch: int, lines_per_burst: int) -> AckResult:
-    """Robot and bare app up side by side; their batches alternate so drift and load hit both."""
+def measure_acks(
+    root: Path,
+    github: FakeGitHub,
+    count: int,
+    batch: int,
+    lines_per_burst: int,
+    *,
+    against_robot: bool = False,
+    metrics_port: int | None = None,
+    scrape_seconds: float = SCRAPE_SECONDS,
+    swap_slots: bool = False,
+) -> AckResult:
+    """Robot and bare app up side by side; their batches alternate so drift and load hit both.
+
+    ``against_robot``: the baseline is the same robot (without metrics), streaming the same
+    deploys. ``metrics_port``: the measured robot serves /metrics there, scraped every
+    ``scrape_seconds`` while the batches run. ``swap_slots`` (with ``against_robot``): the
+    measured robot takes the baseline's place (process, fake Slack) and the baseline its own,
+    so that rounds alternating it cancel whatever favours one place; samples keep their role.
+    """
     shas = [github.add_repo(REPO)] + [github.push(REPO, "main") for _ in range(SHAS - 1)]
     checkout = make_git_repo(root / "checkout")
     envs: dict[str, Any] = {
@@ -188,23 +209,41 @@ def measure_acks(root: Path, github: FakeGitHub, count: int, batch: int, lines_p
     env = process_env(root / "pycache")
     with FakeSlack() as robot_slack, FakeSlack() as bare_slack:
         # Two workers more than the streams: queued deploys run (real pipeline work), two at a time.
+        workers = len(STREAM_ENVS) + 2
         config = robot_config(
             root / "robot",
             github.url,
             robot_slack,
             repos,
-            workers=len(STREAM_ENVS) + 2,
+            workers=workers,
             ping_interval=PING_INTERVAL,
+            metrics_port=None if swap_slots else metrics_port,
         )
+        if not against_robot:
+            bare_argv_ = bare_argv(bare_slack, PING_INTERVAL)
+        else:
+            plain = robot_config(
+                root / "plain",
+                github.url,
+                bare_slack,
+                repos,
+                workers=workers,
+                ping_interval=PING_INTERVAL,
+                metrics_port=metrics_port if swap_slots else None,
+            )
+            bare_argv_ = robot_argv(plain)
         robot = AppProcess("robot", robot_slack, robot_argv(config), env, root / "robot.log")
-        bare = AppProcess("bare", bare_slack, bare_argv(bare_slack, PING_INTERVAL), env, root / "bare.log")
+        bare = AppProcess("bare", bare_slack, bare_argv_, env, root / "bare.log")
         with robot.start(CONNECT_SECONDS), bare.start(CONNECT_SECONDS):
             streams = [Command("deploy", "/deploy", f"{REPO} to {e}") for e in STREAM_ENVS]
-            started = send_batch(robot_slack, streams, BATCH_ACK_SECONDS)
-            if any(s.latency is None for s in started):
-                raise RuntimeError(f"the stream deploys were not acked: {robot.log_tail()}")
-            streams_up = lambda: _streams_running(github) == len(STREAM_ENVS)  # noqa: E731
-            wait_for(streams_up, STREAMS_RUNNING_SECONDS, "4 streams", interval=0.1)
+            streaming = [robot, bare] if against_robot else [robot]
+            for app in streaming:
+                started = send_batch(app.slack, streams, BATCH_ACK_SECONDS)
+                if any(s.latency is None for s in started):
+                    raise RuntimeError(f"the stream deploys were not acked: {app.log_tail()}")
+            expected = len(STREAM_ENVS) * len(streaming)
+            streams_up = lambda: _streams_running(github) == expected  # noqa: E731
+            wait_for(streams_up, STREAMS_RUNNING_SECONDS, f"{expected} streams", interval=0.1)
             commands = mix(count + WARM_UP, batch, shas)
             warm_up, measured = commands[:WARM_UP], commands[WARM_UP:]
             send_batch(robot_slack, warm_up, BATCH_ACK_SECONDS)
@@ -213,14 +252,20 @@ def measure_acks(root: Path, github: FakeGitHub, count: int, batch: int, lines_p
                 [robot.pid, bare.pid], IDLE_SAMPLE_SECONDS
             )
             cpu = {robot.pid: 0.0, bare.pid: 0.0}
-            for first in range(0, count, batch):
-                chunk = measured[first : first + batch]
-                # Which app goes first alternates too, so neither always follows the other's burst.
-                order = [(bare, result.bare), (robot, result.robot)]
-                for app, samples in order if (first // batch) % 2 == 0 else order[::-1]:
-                    before = cpu_seconds(app.pid)
-                    samples.extend(send_batch(app.slack, chunk, BATCH_ACK_SECONDS))
-                    cpu[app.pid] += cpu_seconds(app.pid) - before
+            scraped = metrics_port if scrape_seconds > 0 else None
+            with Scraper(scraped, scrape_seconds) as scraper:
+                for first in range(0, count, batch):
+                    chunk = measured[first : first + batch]
+                    # Which app goes first alternates too, so neither always follows the other's burst.
+                    order = [(bare, result.bare), (robot, result.robot)]
+                    for app, samples in order if (first // batch) % 2 == 0 else order[::-1]:
+                        before = cpu_seconds(app.pid)
+                        samples.extend(send_batch(app.slack, chunk, BATCH_ACK_SECONDS))
+                        cpu[app.pid] += cpu_seconds(app.pid) - before
+            if scraped is not None:
+                result.notes.append(
+                    f"{scraper.scrapes} scrapes of the robot's /metrics ({scraper.failures} failed)"
+                )
             result.robot_cpu, result.bare_cpu = cpu[robot.pid], cpu[bare.pid]
             collect_answers(robot_slack, result.robot, ANSWER_SECONDS)
             result.deploys_created = sum(1 for s in result.robot if s.answer.startswith("Deploy #"))
@@ -229,7 +274,43 @@ def measure_acks(root: Path, github: FakeGitHub, count: int, batch: int, lines_p
         result.stream_lines = _stream_lines(config)
         for fake in (robot_slack, bare_slack):
             result.notes.extend(f"fake Slack error: {e[-300:]}" for e in fake.server_errors)
+    if swap_slots:
+        result.robot, result.bare = result.bare, result.robot
+        result.robot_cpu, result.bare_cpu = result.bare_cpu, result.robot_cpu
     return result
+
+
+class Scraper:
+    """GETs a robot's /metrics every ``every`` seconds on a thread, as a (busy) Prometheus would."""
+
+    def __init__(self, port: int | None, every: float = SCRAPE_SECONDS) -> None:
+        self._port = port
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+        self.scrapes = 0
+        self.failures = 0
+
+    def __enter__(self) -> Scraper:
+        if self._port is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self._port}/metrics", timeout=5) as answer:
+                    answer.read()
+                self.scrapes += 1
+            except OSError:
+                self.failures += 1
+            if self._stop.wait(self._every):
+                return
 
 
 def _stream_lines(config: Path) -> int:

@@ -43,15 +43,23 @@ def robot_config(
     *,
     workers: int,
     ping_interval: float,
+    metrics_port: int | None = None,
 ) -> Path:
-    """A robot.yaml for `robot run` against both fakes, with Slack pacing left at its defaults."""
+    """A robot.yaml for `robot run` against both fakes, with Slack pacing left at its defaults.
+
+    ``metrics_port``: serve /metrics there (on 127.0.0.1); None leaves metrics off.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    sections: dict[str, Any] = {}
+    if metrics_port is not None:
+        sections["metrics"] = {"host": "127.0.0.1", "port": metrics_port}
     return write_config(
         folder,
         github_url,
         repos,
         slack=slack_section(slack, fast=False, ping_interval=ping_interval),
         deploys={"workers": workers, "ci_poll_interval": 0.2, "kill_grace": 1},
+        **sections,
     )
 
 

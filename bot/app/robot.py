@@ -11,17 +11,26 @@ from typing import Any
 from slack_bolt import App, BoltContext, BoltResponse, Respond
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.error import BoltUnhandledRequestError
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
-from bot.config import Settings
+from bot.config import MetricsSettings, Settings
 from bot.errors import BotError, StoreError
-from bot.models import ProcessKind
+from bot.metrics import (
+    ACTIVE_LIMIT,
+    Health,
+    MetricsObserver,
+    MetricsServer,
+    PrometheusMetrics,
+    StateCollector,
+)
+from bot.models import Deploy, DeployState, ProcessKind
+from bot.observers import FanOutObserver
 from bot.poller import Poller, PollLeader
+from bot.ports import NO_METRICS, DeployObserver, Metrics
 from bot.scheduling import Job, start_jobs
 from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
+from bot.slack.client import build_web_client
 from bot.slack.directory import UserGroups
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import SlackOutbox
@@ -50,8 +59,12 @@ class Robot:
     poller: Poller
     stop_jobs: Callable[[], None] | None = None
     poll_leader: PollLeader | None = None
+    metrics: PrometheusMetrics | None = None
+    metrics_server: MetricsServer | None = None
 
     def start(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.start()  # first: a port in use stops the robot before it connects
         self.outbox.start()
         self.notifier.start()
         self.core.service.start()
@@ -66,10 +79,16 @@ class Robot:
             settings.github.poll_interval,
         )
         tick = min(settings.state.heartbeat, settings.github.poll_interval)
-        jobs = [Job("merge-poller", self.poll_leader.tick, tick)]
+        jobs = [Job("merge-poller", self._poll_tick, tick)]
         if settings.state.keep_logs_days is not None:
             jobs.append(Job("prune-logs", self._prune_logs, PRUNE_EVERY_SECONDS))
         self.stop_jobs = start_jobs(*jobs)
+
+    def _poll_tick(self) -> None:
+        assert self.poll_leader is not None  # built by start() before the job runs
+        self.poll_leader.tick()
+        if self.metrics is not None:
+            self.metrics.lead_poller(self.poll_leader.leading)
 
     def _prune_logs(self) -> None:
         """`state.keep_logs_days`: older deploys lose their logs, keep their history."""
@@ -82,12 +101,16 @@ class Robot:
         log.info("pruned the logs of %d deploy(s) older than %g days", pruned, days)
 
     def stop(self) -> None:
-        # Stop taking commands and polling first, then let running deploys end as cancelled,
-        # then flush what Slack still has to show.
+        # Stop taking commands, scrapes and polling first, then let running deploys end as
+        # cancelled, then flush what Slack still has to show.
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         if self.stop_jobs is not None:
             self.stop_jobs()
         if self.poll_leader is not None:
             self.poll_leader.resign()
+        if self.metrics is not None:
+            self.metrics.lead_poller(False)
         self.handler.client.auto_reconnect_enabled = False
         self.handler.close()  # type: ignore[no-untyped-call]
         self.core.service.stop(STOP_DEPLOYS_SECONDS)
@@ -106,29 +129,55 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     slack = settings.slack
     if not slack.bot_token or not slack.app_token:
         raise BotError("slack.bot_token and slack.app_token are needed by `robot run`")
-    client = WebClient(
-        token=slack.bot_token,
-        base_url=slack.api_url,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=2),
-            ConnectionErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+    telemetry = PrometheusMetrics() if settings.metrics is not None else None
+    metrics: Metrics = telemetry if telemetry is not None else NO_METRICS
+    client = build_web_client(slack, metrics)
     outbox = SlackOutbox(
         client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
     )
-    base = lay_foundation(settings, environ, store)
+    base = lay_foundation(settings, environ, store, metrics)
     notifier = SlackNotifier(outbox, client, base.store, base.github.commit_url, base.step_labels)
-    core = assemble_core(base, environ, notifier, members_of=UserGroups(client).members)
+    observer: DeployObserver = notifier
+    if telemetry is not None:
+        observer = FanOutObserver([MetricsObserver(telemetry), notifier])
+    core = assemble_core(base, environ, observer, members_of=UserGroups(client).members)
     chatops = ChatOps(core.service, notifier.current_step)
-    answerer = Answerer()
+    answerer = Answerer(metrics=metrics)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     app = App(client=client, name="deploy-robot", raise_error_for_unhandled_request=True)
     _install(app, chatops, answerer)
     handler = GuardedSocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
     announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
-    poller = Poller(settings, core.github, core.store, core.service, announcer)
-    return Robot(core, app, handler, outbox, notifier, answerer, poller)
+    poller = Poller(settings, core.github, core.store, core.service, announcer, metrics=metrics)
+    robot = Robot(core, app, handler, outbox, notifier, answerer, poller, metrics=telemetry)
+    if telemetry is not None and settings.metrics is not None:
+        robot.metrics_server = _metrics_server(robot, telemetry, settings, settings.metrics)
+    return robot
+
+
+# A read of one primary key: the cheapest question that proves the store answers.
+_PROBE_REPO = "health/probe"
+
+
+def _metrics_server(
+    robot: Robot, telemetry: PrometheusMetrics, settings: Settings, where: MetricsSettings
+) -> MetricsServer:
+    """/metrics and /healthz for ``robot``: its store, Socket Mode connection, outbox and poller."""
+    store = robot.core.store
+
+    def probe() -> object:
+        return store.get_head(_PROBE_REPO)
+
+    def active() -> list[Deploy]:
+        return store.list_deploys(states=[DeployState.QUEUED, DeployState.RUNNING], limit=ACTIVE_LIMIT)
+
+    interval = settings.github.poll_interval
+    health = Health(telemetry, robot.handler.client.is_connected, probe, interval)
+    environments = [(repo, env) for repo, rs in settings.repos.items() for env in rs.environments]
+    telemetry.registry.register(
+        StateCollector(telemetry, health, environments, active, lambda: robot.outbox.backlog, interval)
+    )
+    return MetricsServer(where.host, where.port, telemetry, health, probe)
 
 
 def _install(app: App, chatops: ChatOps, answerer: Answerer) -> None:

@@ -166,6 +166,20 @@ class DeploySettings(_Model):
     max_log_lines: int = Field(20_000, ge=100)  # kept per deploy: the first and last halves
 
 
+class MetricsSettings(_Model):
+    """Where `robot run` serves Prometheus `/metrics` and `/healthz` (off when the section is absent)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)  # 0: any free port (tests)
+
+
+class LoggingSettings(_Model):
+    """How `robot run` writes its log: text lines or one JSON object per line."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class AnsibleSettings(_Model):
     """One playbook run by ansible-runner."""
 
@@ -278,6 +292,8 @@ class Settings(_Model):
     github: GitHubSettings
     state: StateSettings = StateSettings()
     deploys: DeploySettings = DeploySettings()
+    metrics: MetricsSettings | None = None
+    logging: LoggingSettings = LoggingSettings()
     repos: dict[str, RepoSettings]
     path: Path = Path("robot.yaml")
     secrets: frozenset[str] = frozenset()

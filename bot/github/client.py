@@ -145,6 +145,18 @@ def _web_root(api_url: str) -> str:
     return f"{parts.scheme}://{host}{path}"
 
 
+ResponseHook = Callable[[str, str, int | None], None]
+"""Told of each GitHub call: what it was, its status, the rate-limit units left (if known)."""
+
+
+@dataclass
+class Answer:
+    """What a guarded call saw, when it reads the answer itself (status and headers)."""
+
+    status: str = "2xx"
+    headers: Mapping[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class AppInstallation:
     """One installation of the App: the account it is on and the clients acting as it."""
@@ -164,6 +176,8 @@ class GitHubClient:
     AppInstallationAuth, which fetches a new installation token before the old one expires.
     The gateway's call groups (deployments, merge reads, access checks) build on this.
     """
+
+    on_response: ResponseHook | None = None  # set by the composition root when metrics are on
 
     def __init__(
         self,
@@ -379,18 +393,34 @@ class GitHubClient:
         action: str,
         repo: str,
         on_status: Mapping[int, Callable[[GithubException], BotError]] | None = None,
-    ) -> Iterator[None]:
-        """Turn every PyGithub / transport failure inside into a one-line BotError."""
+    ) -> Iterator[Answer]:
+        """Turn every PyGithub / transport failure inside into a one-line BotError.
+
+        Each call is reported to ``on_response``; a call that reads the status itself (a
+        conditional GET) sets it on the yielded Answer.
+        """
+        answer = Answer()
         try:
-            yield
+            yield answer
         except GithubException as exc:
+            self._report(action, str(exc.status), exc.headers)
             handler = (on_status or {}).get(exc.status)
             if handler is not None:
                 raise handler(exc) from exc
             raise GitHubError(self._describe(exc, action, repo)) from exc
         except (requests.RequestException, Urllib3Error) as exc:
+            self._report(action, "unreachable", None)
             # `from None`: requests errors carry the prepared request and its Authorization header.
             raise GitHubError(self._describe_transport(exc, action, repo)) from None
+        self._report(action, answer.status, answer.headers)
+
+    def _report(self, action: str, status: str, headers: Mapping[str, Any] | None) -> None:
+        if self.on_response is None:
+            return
+        # Calls that read their own answer (head polls, every cycle) carry the header; PyGithub's
+        # object calls do not expose it, so they leave the rate-limit gauge as the polls set it.
+        remaining = _whole(_header(headers, "X-RateLimit-Remaining")) if headers else None
+        self.on_response(action, status, remaining if remaining is not None and remaining >= 0 else None)
 
     def _describe(self, exc: GithubException, action: str, repo: str) -> str:
         where = f"on {action} for {repo}"

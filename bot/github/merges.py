@@ -29,8 +29,9 @@ class MergeReads(GitHubClient):
         headers = {"If-None-Match": etag} if etag else {}
         url = f"{path}/branches/{quote(branch, safe='')}"
         requester = self._poller(repo).requester
-        with self._guard("read branch head", repo):
+        with self._guard("read branch head", repo) as answer:
             status, answer_headers, body = requester.requestJson("GET", url, headers=headers)
+            answer.status, answer.headers = str(status), answer_headers
         new_etag = _header(answer_headers, "ETag") or etag
         poll = HeadPoll(
             sha=None,
@@ -108,8 +109,9 @@ class MergeReads(GitHubClient):
 
     def _branch_or_repo_gone(self, repo: str, branch: str, path: str) -> None:
         """After a 404 on a branch: one more read tells a deleted branch from a lost repo."""
-        with self._guard("read repo", repo):
-            status, _, _ = self._poller(repo).requester.requestJson("GET", path)
+        with self._guard("read repo", repo) as answer:
+            status, answer_headers, _ = self._poller(repo).requester.requestJson("GET", path)
+            answer.status, answer.headers = str(status), answer_headers
         if status in (403, 404):
             raise UnknownRepo(f"GitHub has no repo {repo}, or the token cannot read it.")
         raise InvalidRef(f"Branch `{branch}` of {repo} is gone (deleted or renamed on GitHub).")

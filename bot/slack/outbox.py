@@ -109,6 +109,11 @@ class SlackOutbox:
         """Attach a text file to a thread."""
         self._put(_Write("upload", thread, title, filename=filename, content=content))
 
+    @property
+    def backlog(self) -> int:
+        """Writes waiting to be sent (a parked 429 retry included); read at scrape time."""
+        return len(self._queue)  # one atomic read: a scrape never waits for the outbox's lock
+
     def flush(self, timeout: float) -> bool:
         """Wait until every queued write is done; False if ``timeout`` passed first."""
         deadline = time.monotonic() + timeout

@@ -166,7 +166,7 @@ class PrometheusMetrics:
         self.heartbeat_at = self._clock()
 
     def lead_poller(self, leading: bool) -> None:
-        """This process runs the merge poller (today: every `robot run`), or stopped running it."""
+        """This process holds the merge poller lease (it polls GitHub), or gave it up or lost it."""
         self.leading_since = self._clock() if leading else None
 
     def heartbeat_age(self) -> float:

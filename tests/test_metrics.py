@@ -100,7 +100,8 @@ def test_a_deploy_moves_the_deploy_slack_and_github_metrics(
         before = scrape(rig)
         assert value(before, "deploy_robot_deploys_total") == 0
         assert value(before, "deploy_robot_queued_deploys", repo="acme/api", environment="production") == 0
-        assert value(before, "deploy_robot_poll_leader") == 1
+        # The only robot wins the poller lease on its first tick, just after start.
+        wait_for(lambda: value(scrape(rig), "deploy_robot_poll_leader") == 1, WAIT, "the poller lease")
 
         assert "Deploy #1 queued" in rig.command("acme/api to production")
         rig.agree(1, DeployState.SUCCEEDED, "success")
@@ -144,7 +145,8 @@ def test_health_turns_503_while_the_slack_socket_is_down_and_200_after_reconnect
     tmp_path: Path, github: FakeGitHub, slack: FakeSlack, checkout: Path
 ) -> None:
     with RobotRig(tmp_path, github, slack, repos(checkout), metrics=LOOPBACK) as rig:
-        wait_for(lambda: health(rig)[0] == 200, WAIT, "healthy after start")
+        # Healthy, and leading the poller once its first tick took the lease.
+        wait_for(lambda: health(rig)[1]["checks"].get("poller") is True, WAIT, "healthy, polling")
         body = health(rig)[1]
         assert body["status"] == "ok"
         assert body["checks"] == {"slack_socket": True, "store": True, "heartbeat": True, "poller": True}

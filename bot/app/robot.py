@@ -86,8 +86,9 @@ class Robot:
 
     def _poll_tick(self) -> None:
         assert self.poll_leader is not None  # built by start() before the job runs
+        was_leading = self.poll_leader.leading
         self.poll_leader.tick()
-        if self.metrics is not None:
+        if self.metrics is not None and self.poll_leader.leading != was_leading:
             self.metrics.lead_poller(self.poll_leader.leading)
 
     def _prune_logs(self) -> None:

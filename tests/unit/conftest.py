@@ -69,7 +69,14 @@ class World:
         return thread
 
     def wait_final(self, deploy_id: int, timeout: float = 5.0) -> Deploy:
-        wait_for(lambda: self.service.get(deploy_id).state.is_final, timeout, f"deploy #{deploy_id}")
+        # GitHub hears the end after the store: wait until the service is done with the deploy.
+        wait_for(
+            lambda: (
+                self.service.get(deploy_id).state.is_final and deploy_id not in self.service.running_here()
+            ),
+            timeout,
+            f"deploy #{deploy_id}",
+        )
         return self.service.get(deploy_id)
 
 

@@ -20,6 +20,7 @@ BENCHES = (
     ("poller", ["bench/poll_cost.py"]),
     ("startup", ["bench/startup.py"]),
     ("big log", ["bench/big_log.py"]),
+    ("shutdown", ["bench/shutdown.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

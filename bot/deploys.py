@@ -313,7 +313,9 @@ class DeployService:
         end = start + timeout
         kill_at = min(start + self._settings.deploys.kill_grace, end - min(_STOP_RECORD_SECONDS, timeout / 3))
         self._stopping.set()
-        self._pipeline.stop_by(end)
+        # GitHub calls end halfway between the kill and the deadline: what follows them (the
+        # observer's final update) must still happen before the deadline.
+        self._pipeline.stop_by(kill_at + (end - kill_at) / 2)
         with self._cancels_lock:
             for event in self._cancels.values():
                 event.set()

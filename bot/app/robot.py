@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Of `deploys.stop_timeout`, at most this goes to closing the socket (Slack's SDK waits for
 # the envelope being handled) and this much is kept to flush Slack after the deploys ended.
-CLOSE_SOCKET_SECONDS = 1.0
+CLOSE_SOCKET_SECONDS = 0.5
 FLUSH_SLACK_SECONDS = 2.0
 LISTENER_THREADS = 5
 ENVELOPE_THREADS = 10

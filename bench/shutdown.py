@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,15 +35,24 @@ GITHUB_DELAY = 30.0
 KILL_AFTER = 40.0  # a robot that is not gone by then is killed and counted as such
 
 
-def _case(folder: Path, prepare: Callable[[FakeGitHub, FakeSlack, Path, Path], None] | None) -> float:
-    """Start `robot run`; ``prepare`` brings it to the state under test; SIGTERM → exit, in s."""
+@dataclass(frozen=True)
+class Result:
+    """One SIGTERM: how long until the exit, and what it left behind."""
+
+    seconds: float
+    state: str  # deploy #1 in the store once the robot is gone ("" when there is none)
+    step_left: bool  # its step still running after the robot exited
+
+
+def _case(folder: Path, prepare: Callable[[FakeGitHub, FakeSlack, Path, Path], None] | None) -> Result:
+    """Start `robot run`; ``prepare`` brings it to the state under test; SIGTERM, and the result."""
     from tests.fakes.github import FakeGitHub
     from tests.fakes.slack import FakeSlack
-    from tests.support.harness import make_git_repo, write_config
+    from tests.support.harness import TOKEN, make_git_repo, write_config
     from tests.support.rig import CHANNEL, PY, WAIT, robot_environ, slack_section, step_command
 
     folder.mkdir(parents=True)
-    with FakeGitHub() as github, FakeSlack() as slack:
+    with FakeGitHub(tokens={TOKEN: "deploy-robot"}) as github, FakeSlack() as slack:
         github.add_repo("acme/api")
         checkout = make_git_repo(folder / "checkout")
         (checkout / "hold").touch()
@@ -73,18 +83,38 @@ def _case(folder: Path, prepare: Callable[[FakeGitHub, FakeSlack, Path, Path], N
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                return KILL_AFTER
             took = time.monotonic() - began
-            if proc.returncode != 0:
-                raise SystemExit(
-                    f"robot run exited {proc.returncode}: {(folder / 'robot.log').read_text()[-800:]}"
-                )
-            return took
+            if proc.returncode not in (0, -signal.SIGKILL):
+                tail = (folder / "robot.log").read_text()[-800:]
+                raise SystemExit(f"robot run exited {proc.returncode}: {tail}")
+            return Result(took, _left_state(folder / "robot.db"), _step_alive(checkout))
         finally:
             with contextlib.suppress(OSError):
                 proc.kill()
             with contextlib.suppress(OSError, ValueError):
                 os.killpg(int((checkout / "step-1.pid").read_text()), signal.SIGKILL)
+
+
+def _left_state(database: Path) -> str:
+    from bot.store import SqlStore
+
+    store = SqlStore.from_url(f"sqlite:///{database}")
+    try:
+        deploy = store.get_deploy(1)
+    finally:
+        store.close()
+    return deploy.state.value if deploy else ""
+
+
+def _step_alive(checkout: Path) -> bool:
+    pid_file = checkout / "step-1.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        os.killpg(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _deploying(github: FakeGitHub, slack: FakeSlack, checkout: Path, database: Path) -> None:
@@ -94,7 +124,8 @@ def _deploying(github: FakeGitHub, slack: FakeSlack, checkout: Path, database: P
     from tests.support.rig import WAIT, slash
     from tests.support.wait import wait_for
 
-    assert "Deploy #1 queued" in slash(slack, "acme/api")
+    answer = slash(slack, "acme/api")
+    assert "Deploy #1 queued" in answer, answer
     wait_for(lambda: (checkout / "step-1.pid").exists(), WAIT, "the step")
     store = SqlStore.from_url(f"sqlite:///{database}")
     try:
@@ -132,19 +163,25 @@ def main() -> None:
         "step ignoring SIGTERM": _deploying,
         f"+ GitHub answering in {GITHUB_DELAY:g} s": _deploying_with_slow_github,
     }
-    worst: dict[str, float] = {}
+    results: dict[str, list[Result]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory(prefix="robot-shutdown-") as tmp:
         for run in range(max(1, args.runs)):
             for number, (name, prepare) in enumerate(cases.items()):
-                took = _case(Path(tmp) / f"{run}-{number}", prepare)
-                worst[name] = max(worst.get(name, 0.0), took)
-    base = worst.pop("idle")
+                results[name].append(_case(Path(tmp) / f"{run}-{number}", prepare))
+    base = max(r.seconds for r in results.pop("idle"))
     print(f"worst of {args.runs} runs each; kill_grace 10 s, stop_timeout {STOP_TIMEOUT:g} s (defaults)")
     print("what | robot | baseline | ratio | target | met?")
-    for name, took in worst.items():
+    for name, runs in results.items():
+        took = max(r.seconds for r in runs)
         met = "yes" if took <= TARGET else "NO"
         what = f"SIGTERM → exit, {name}"
         print(f"{what} | {took:.2f} s | {base:.2f} s idle | {took / base:.1f}× | ≤ {TARGET:g} s | {met}")
+        states = sorted({r.state for r in runs})
+        left = sum(r.step_left for r in runs)
+        ok = states == ["cancelled"] and left == 0
+        shown = f"{'/'.join(states)}, step left running in {left} of {len(runs)}"
+        verdict = "yes" if ok else "NO"
+        print(f"deploy #1 at exit ({name}) | {shown} | | | cancelled, no step left | {verdict}")
 
 
 if __name__ == "__main__":

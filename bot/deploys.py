@@ -336,8 +336,11 @@ class DeployService:
         return sorted(self.running_here())
 
     def _join_workers(self, until: float) -> None:
+        """Wait until the workers have left and no deploy runs here (a terminal's included)."""
         for thread in self._threads:
             thread.join(max(0.0, until - time.monotonic()))
+        while self._running() and time.monotonic() < until:
+            time.sleep(0.02)
 
     def _step_group(self, deploy_id: int) -> int | None:
         try:

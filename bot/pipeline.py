@@ -173,7 +173,12 @@ class Pipeline:
             )
         except DeploymentRefused as exc:
             return deploy, Outcome(DeployState.BLOCKED, "error", str(exc))
-        deploy = self._store.update_deploy(deploy.id, github_deployment_id=deployment_id)
+        # Unrecorded, the deployment would never get its final status: retried like a final state.
+        deploy = self._store_write(
+            deploy,
+            "GitHub deployment id",
+            lambda: self._store.update_deploy(deploy.id, github_deployment_id=deployment_id),
+        )
         self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps", observer)
         return deploy, self._steps(deploy, env, observer, cancel, sink)
 

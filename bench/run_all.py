@@ -21,6 +21,7 @@ BENCHES = (
     ("startup", ["bench/startup.py"]),
     ("big log", ["bench/big_log.py"]),
     ("metrics", ["bench/metrics_cost.py"]),
+    ("shutdown", ["bench/shutdown.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

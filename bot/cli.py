@@ -7,6 +7,7 @@ start in a fraction of the time the whole robot (Bolt, PyGithub, rich, Alembic) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import getpass
 import logging
@@ -15,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -27,11 +29,14 @@ from bot.errors import BotError
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.models import Deploy
+    from bot.processes import Heartbeat
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# `robot run` is gone this long after deploys.stop_timeout at the latest, whatever still holds it.
+EXIT_MARGIN_SECONDS = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,10 +149,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     harden(settings.tokens)
     configure_logging(settings.logging, Redactor.for_environment(settings.secrets, os.environ))
     stop = threading.Event()
+    gone: list[str] = []
     previous = {
         s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)
     }
     robot = build_robot(settings, os.environ)
+    watch = _watch_database(settings, gone, stop)
     gc.enable()  # built: from here on the robot runs for days
     try:
         robot.start()
@@ -155,10 +162,45 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         while not stop.wait(1.0):
             pass
     finally:
+        _exit_by(time.monotonic() + settings.deploys.stop_timeout + EXIT_MARGIN_SECONDS, gone)
+        if watch is not None:
+            watch.stop()
         robot.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return EXIT_OK
+    return EXIT_FAILED if gone else EXIT_OK
+
+
+def _watch_database(settings: Settings, gone: list[str], stop: threading.Event) -> Heartbeat | None:
+    """Check the SQLite file each heartbeat; when it was deleted or replaced, say so in one line,
+    note it in ``gone`` and set ``stop`` (the command then stops as on a signal, and fails)."""
+    from bot.processes import DatabaseFileWatch
+    from bot.store.engine import sqlite_path
+
+    path = sqlite_path(settings.state.url)
+    if path is None:
+        return None
+
+    def told(problem: str) -> None:
+        print(f"robot: {problem}", file=sys.stderr, flush=True)
+        gone.append(problem)
+        stop.set()
+
+    return DatabaseFileWatch(path).watch(settings.state.heartbeat, told)
+
+
+def _exit_by(deadline: float, gone: list[str]) -> None:
+    """The last resort of `robot run`'s shutdown: leave at ``deadline`` even if a thread holds on."""
+
+    def leave() -> None:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        print("robot: stopping took longer than deploys.stop_timeout; exiting now", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(EXIT_FAILED if gone else EXIT_OK)
+
+    threading.Thread(target=leave, name="exit-deadline", daemon=True).start()
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,6 +228,9 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     repo, _, ref = args.target.partition("@")
     observer = ConsoleObserver()
     core = build_core(settings, os.environ, observer)
+    cancel = threading.Event()
+    gone: list[str] = []
+    watch = _watch_database(settings, gone, cancel)
     try:
         # Registered first: what a dead robot left in this environment is dealt with (taken
         # over, or the environment locked) before this deploy asks for it.
@@ -205,17 +250,22 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"Deploy #{deploy.id} queued: {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
             )
-        final = _run_in_foreground(core.service.run_one, deploy)
+        final = _run_in_foreground(core.service.run_one, deploy, cancel)
     finally:
+        if watch is not None:
+            watch.stop()
         core.close()
+    if gone:
+        return EXIT_FAILED
     if final.state is DeployState.SUCCEEDED:
         return EXIT_OK
     return EXIT_INTERRUPTED if final.state is DeployState.CANCELLED else EXIT_FAILED
 
 
-def _run_in_foreground(run_one: Callable[[int, threading.Event], Deploy], deploy: Deploy) -> Deploy:
-    """Run the deploy on a worker thread so Ctrl-C / SIGTERM here become a clean cancel."""
-    cancel = threading.Event()
+def _run_in_foreground(
+    run_one: Callable[[int, threading.Event], Deploy], deploy: Deploy, cancel: threading.Event
+) -> Deploy:
+    """Run the deploy on a worker thread so Ctrl-C / SIGTERM here (or ``cancel``) become a clean cancel."""
     result: list[Deploy] = []
     worker = threading.Thread(target=lambda: result.append(run_one(deploy.id, cancel)), daemon=True)
 

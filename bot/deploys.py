@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from bot.pipeline import Pipeline
 from bot.ports import DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
 from bot.processes import Heartbeat, pid_alive, this_process
-from bot.steps.procs import stop_groups
+from bot.steps.procs import group_alive, stop_groups
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 # Idle workers look at the store this often: it is how deploys queued by another robot
 # process sharing the database get served. Local requests wake workers at once.
 _IDLE_POLL_SECONDS = 1.0
+# At shutdown this much of the deadline (at most a third of it) is kept for recording how the
+# cancelled deploys ended: their steps are SIGKILLed before it, if the grace has not run out.
+_STOP_RECORD_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -353,15 +357,71 @@ class DeployService:
             self._threads.append(thread)
 
     def stop(self, timeout: float) -> None:
-        """Cancel running deploys and wait up to ``timeout`` s for the workers to finish them."""
+        """Stop claiming, cancel every deploy this process runs, and have each recorded as ended
+        (store, GitHub, observer) within ``timeout`` s.
+
+        Steps get SIGTERM at once and SIGKILL when the grace runs out: ``kill_grace``, or less
+        when the deadline leaves less. A deploy whose worker is still stuck then (in a GitHub
+        call) is recorded cancelled here, unless its step is alive: a live step is never
+        released to another process.
+        """
+        start = time.monotonic()
+        end = start + timeout
+        kill_at = min(start + self._settings.deploys.kill_grace, end - min(_STOP_RECORD_SECONDS, timeout / 3))
         self._stopping.set()
+        # GitHub calls end halfway between the kill and the deadline: what follows them (the
+        # observer's final update) must still happen before the deadline.
+        self._pipeline.stop_by(kill_at + (end - kill_at) / 2)
         with self._cancels_lock:
             for event in self._cancels.values():
                 event.set()
         self._notify_workers()
-        per_thread = timeout / max(len(self._threads), 1)
+        self._join_workers(kill_at)
+        if self._running():
+            self._kill_steps(self._running())
+            self._join_workers(end)
+        for deploy_id in self._running():
+            self._abandon(deploy_id)
+
+    def running_here(self) -> frozenset[int]:
+        """The deploys this process runs now, their end included (store, then GitHub, then observer)."""
+        with self._cancels_lock:
+            return frozenset(self._cancels)
+
+    def _running(self) -> list[int]:
+        return sorted(self.running_here())
+
+    def _join_workers(self, until: float) -> None:
+        """Wait until the workers have left and no deploy runs here (a terminal's included)."""
         for thread in self._threads:
-            thread.join(per_thread)
+            thread.join(max(0.0, until - time.monotonic()))
+        while self._running() and time.monotonic() < until:
+            time.sleep(0.02)
+
+    def _step_group(self, deploy_id: int) -> int | None:
+        try:
+            deploy = self._store.get_deploy(deploy_id)
+        except StoreError as exc:
+            log.warning("deploy #%s: step process group unreadable at shutdown: %s", deploy_id, exc)
+            return None
+        return deploy.step_pgid if deploy is not None else None
+
+    def _kill_steps(self, deploy_ids: Sequence[int]) -> None:
+        """The shutdown grace ran out: SIGKILL the steps still running."""
+        groups = [pgid for pgid in map(self._step_group, deploy_ids) if pgid is not None]
+        if groups:
+            log.warning("stopping: SIGKILL to the steps of %d deploy(s) still running", len(groups))
+            self._stop_groups(groups, 0)
+
+    def _abandon(self, deploy_id: int) -> None:
+        pgid = self._step_group(deploy_id)
+        if pgid is not None and group_alive(pgid):
+            log.error("deploy #%s: its step (group %s) survived SIGKILL; left running", deploy_id, pgid)
+            return
+        try:
+            self._pipeline.abandon(deploy_id, self._observer)
+        except StoreError as exc:
+            log.error("deploy #%s: not recorded as cancelled at shutdown: %s", deploy_id, exc)
 
     def run_one(self, deploy_id: int, cancel: threading.Event, poll: float = _IDLE_POLL_SECONDS) -> Deploy:
         """Wait for ``deploy_id`` to reach the front of its queue, then run it here (the CLI)."""

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from bot.config import EnvironmentSettings, RepoSettings, Settings
 from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError, StoreError
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 # this long, starting this soon and backing off, so an outage of minutes still ends agreeing.
 STATUS_RETRY_SECONDS = 900.0
 STATUS_RETRY_FIRST_SECONDS = 2.0
+# A final store transition the store refused is tried again for this long, backing off from
+# this soon: a locked or briefly unreachable database must not leave the deploy running.
+STORE_RETRY_SECONDS = 300.0
+STORE_RETRY_FIRST_SECONDS = 0.2
+STORE_RETRY_MAX_SECONDS = 10.0
+STOPPED_SUMMARY = "cancelled: the robot stopped"
+
+T = TypeVar("T")
 
 
 def step_labels(settings: Settings, redact: Callable[[str], str], deploy: Deploy) -> list[str]:
@@ -67,6 +76,21 @@ class Pipeline:
         self._runner = runner
         self._redact = redactor
         self._environ = environ
+        self._stop_by: float | None = None
+        self._stopping = threading.Event()
+
+    def stop_by(self, deadline: float) -> None:
+        """The robot stops: GitHub calls and store retries end by ``deadline`` (time.monotonic)."""
+        self._stop_by = deadline
+        self._stopping.set()
+
+    def abandon(self, deploy_id: int, observer: DeployObserver) -> Deploy | None:
+        """At shutdown, record as cancelled a deploy whose worker is stuck (say in a GitHub call)
+        and runs no step; None when it is already final or unknown."""
+        deploy = self._store.get_deploy(deploy_id)
+        if deploy is None or deploy.state.is_final:
+            return None
+        return self._finish(deploy, Outcome(DeployState.CANCELLED, "error", STOPPED_SUMMARY), observer)
 
     def run(self, deploy: Deploy, observer: DeployObserver, cancel: threading.Event) -> Deploy:
         """Gate, record, run and report ``deploy``; returns it in its final state."""
@@ -155,7 +179,12 @@ class Pipeline:
             )
         except DeploymentRefused as exc:
             return deploy, Outcome(DeployState.BLOCKED, "error", str(exc))
-        deploy = self._store.update_deploy(deploy.id, github_deployment_id=deployment_id)
+        # Unrecorded, the deployment would never get its final status: retried like a final state.
+        deploy = self._store_write(
+            deploy,
+            "GitHub deployment id",
+            lambda: self._store.update_deploy(deploy.id, github_deployment_id=deployment_id),
+        )
         self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps", observer)
         return deploy, self._steps(deploy, env, observer, cancel, sink)
 
@@ -193,6 +222,9 @@ class Pipeline:
 
         labels = step_labels(self._settings, self._redact, deploy)
         for index, step in enumerate(steps, start=1):
+            if cancel.is_set():
+                # The robot may be stopping: a step started now could outlive it.
+                return Outcome(DeployState.CANCELLED, "error", f"cancelled before step {index}/{len(steps)}")
             remaining = env.deploy_timeout - (time.monotonic() - started)
             if remaining <= 0:
                 return Outcome(
@@ -276,15 +308,15 @@ class Pipeline:
     ) -> str | None:
         """Post a deployment status, linking to where ``observer`` shows the deploy; a GitHub
         failure is returned as text, not raised."""
-        if deploy.github_deployment_id is None:
+        deployment_id = deploy.github_deployment_id
+        if deployment_id is None:
             return None
+        url = observer.log_url(deploy) if observer is not None else None
         try:
-            self._github.set_deployment_status(
-                deploy.repo,
-                deploy.github_deployment_id,
-                state,
-                cut_description(description),
-                observer.log_url(deploy) if observer is not None else None,
+            self._within_shutdown(
+                lambda: self._github.set_deployment_status(
+                    deploy.repo, deployment_id, state, cut_description(description), url
+                )
             )
         except GitHubError as exc:
             log.warning(
@@ -297,18 +329,79 @@ class Pipeline:
             return str(exc)
         return None
 
+    def _within_shutdown(self, call: Callable[[], None]) -> None:
+        """Make ``call`` (to GitHub); once the robot stops, wait for it only until the deadline."""
+        stop_by = self._stop_by
+        if stop_by is None:
+            call()
+            return
+        failed: list[GitHubError] = []
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                call()
+            except GitHubError as exc:
+                failed.append(exc)
+            finally:
+                done.set()
+
+        # A daemon thread: a call still waiting when the deadline comes is abandoned with the process.
+        threading.Thread(target=attempt, name="github-at-shutdown", daemon=True).start()
+        if not done.wait(max(0.0, stop_by - time.monotonic())):
+            raise GitHubError("GitHub did not answer before the robot stopped")
+        if failed:
+            raise failed[0]
+
+    def _store_write(self, deploy: Deploy, what: str, write: Callable[[], T]) -> T:
+        """``write`` to the store, retried with backoff while it raises StoreError (bounded, and
+        by the shutdown deadline once the robot stops); the last StoreError is raised."""
+        delay = STORE_RETRY_FIRST_SECONDS
+        give_up = time.monotonic() + STORE_RETRY_SECONDS
+        while True:
+            try:
+                return write()
+            except StoreError as exc:
+                end = give_up if self._stop_by is None else min(give_up, self._stop_by)
+                if time.monotonic() >= end:
+                    log.error("deploy #%s: %s not recorded, giving up: %s", deploy.id, what, exc)
+                    raise
+                log.warning(
+                    "deploy #%s: %s not recorded, retrying in %.1f s: %s", deploy.id, what, delay, exc
+                )
+                pause = min(delay, end - time.monotonic())
+            if self._stop_by is None:
+                self._stopping.wait(pause)  # wakes when the robot starts stopping: a nearer deadline
+            else:
+                time.sleep(max(0.0, pause))
+            delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
+
     def _finish(self, deploy: Deploy, outcome: Outcome, observer: DeployObserver) -> Deploy:
-        current = self._store.get_deploy(deploy.id) or deploy
+        read = self._store_write(deploy, "final state", lambda: self._store.get_deploy(deploy.id))
+        current = read or deploy
         if current.state.is_final:
             # Another robot took it over (this one's lease ran out): it has told GitHub already.
             log.warning("deploy #%s was taken over by another robot: %s", deploy.id, current.error)
             observer.deploy_changed(current)
             return current
-        problem = self._status(current, outcome.github_state, outcome.summary, observer)
         error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
+        final = self._store_write(
+            deploy,
+            f"final state {outcome.state.value}",
+            lambda: self._store.finish_deploy(deploy.id, outcome.state, error),
+        )
+        if final.state is not outcome.state:
+            log.warning("deploy #%s was finished elsewhere: %s", deploy.id, final.state.value)
+            observer.deploy_changed(final)
+            return final
+        # GitHub hears the outcome only once the store holds it, so the two never disagree.
+        problem = self._status(final, outcome.github_state, outcome.summary, observer)
         if problem:
-            error = f"{error or outcome.summary}; GitHub status pending: {problem}"
-        final = self._store.finish_deploy(deploy.id, outcome.state, error)
+            pending = f"{error or outcome.summary}; GitHub status pending: {problem}"
+            try:
+                final = self._store.update_deploy(deploy.id, error=pending)
+            except StoreError as exc:
+                log.warning("deploy #%s: pending GitHub status not noted: %s", deploy.id, exc)
         log.info(
             "deploy #%s %s: %s", final.id, final.state.value, outcome.summary, extra=deploy_fields(final)
         )

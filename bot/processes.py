@@ -76,3 +76,42 @@ class Heartbeat:
                 log.warning("%s: store unavailable, trying again next beat: %s", self._thread.name, exc)
             except Exception:
                 log.exception("%s failed; trying again next beat", self._thread.name)
+
+
+class DatabaseFileWatch:
+    """Notices the SQLite file being deleted or replaced while the robot holds it open.
+
+    SQLite goes on writing into an open file that was deleted (or renamed over): every deploy
+    recorded from then on lands where no other process and no restart will ever see it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity = self._stat()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def problem(self) -> str | None:
+        """One line saying the file is gone or another one, or None while it is the same file."""
+        if self._identity is None or self._stat() == self._identity:
+            return None
+        return f"the database file {self.path} was deleted or replaced while the robot ran; stopping"
+
+    def watch(self, interval: float, on_gone: Callable[[str], None]) -> Heartbeat:
+        """A started Heartbeat that checks every ``interval`` s and calls ``on_gone`` once."""
+        told = threading.Event()
+
+        def check() -> None:
+            problem = self.problem()
+            if problem is not None and not told.is_set():
+                told.set()
+                on_gone(problem)
+
+        beat = Heartbeat(check, interval, "database-file-watch")
+        beat.start()
+        return beat

@@ -6,11 +6,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from slack_bolt import Respond
 
+from bot.daemon_pool import DaemonThreadPool
 from bot.errors import BotError
 from bot.ports import NO_METRICS, Metrics
 from bot.slack.chatops import Reply
@@ -35,7 +36,8 @@ class Answerer:
 
     def __init__(self, workers: int = 2, metrics: Metrics = NO_METRICS) -> None:
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="answer")
+        # Daemon threads: work still waiting on GitHub at shutdown must not hold the exit.
+        self._executor = DaemonThreadPool(workers, "answer")
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
 

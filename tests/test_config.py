@@ -62,6 +62,7 @@ def test_example_file_is_valid_and_documents_every_form() -> None:
 def test_defaults_and_lookup(tmp_path: Path) -> None:
     settings = load(tmp_path, MINIMAL)
     assert settings.github.poll_interval == 30
+    assert settings.deploys.stop_timeout == 10
     assert settings.state.url == "sqlite:///robot.db"
     assert settings.repo("api")[0] == "acme/api"
     assert settings.environment("acme/api", None)[0] == "staging"
@@ -147,6 +148,7 @@ def test_bad_variable_name(tmp_path: Path) -> None:
             "`ansible_hosts` needs `ansible_playbook`",
         ),
         ("github: {token: t}\nrepos: {}\n", "configure at least one repo"),
+        (MINIMAL + "deploys: {stop_timeout: 1}\n", "deploys.stop_timeout"),
         ("github: {token: t}\npath: /etc\nrepos: {}\n", "`path` is not a configuration key"),
     ],
 )

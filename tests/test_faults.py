@@ -338,10 +338,12 @@ def test_github_502_on_the_final_status_is_retried_until_github_agrees(
         github.fail_for(outage, 502, path_contains=f"/deployments/{deployment_id}/statuses")
         ends = time.monotonic() + outage
         (checkout / "hold").unlink()
-        finished = rig.wait_state(1, DeployState.SUCCEEDED)
-        # The store has the real outcome at once and says GitHub has not taken it yet.
+        rig.wait_state(1, DeployState.SUCCEEDED)
+        # The store has the real outcome first, then notes that GitHub has not taken it yet.
+        wait_for(lambda: "GitHub status pending" in (rig.deploy(1).error or ""), WAIT, "the pending note")
+        finished = rig.deploy(1)
         assert time.monotonic() < ends - 1
-        assert finished.error and "GitHub status pending" in finished.error
+        assert finished.state is DeployState.SUCCEEDED
         assert github_state(github, finished) == "in_progress"
         deploy = rig.agree(1, DeployState.SUCCEEDED, "success", timeout=outage + 45)
     assert deploy.error is None
@@ -627,3 +629,157 @@ def test_unreachable_ansible_host_fails_everywhere_and_the_thread_says_so(
     assert "host ghost unreachable" in thread
     assert deploy.error and "host ghost unreachable" in deploy.error
     assert statuses(github, deploy) == ["queued", "in_progress", "failure"]
+
+
+# --- 10., 11. shutdown, and a database file that vanishes --------------------------------------
+
+STOP_TIMEOUT = 4.0
+# The grace is longer than the whole shutdown deadline: only the deadline can end the step.
+SHUTDOWN_DEPLOYS = {"workers": 4, "ci_poll_interval": 0.2, "kill_grace": 30, "stop_timeout": STOP_TIMEOUT}
+
+
+def gone_line(database: Path) -> str:
+    return f"robot: the database file {database} was deleted or replaced while the robot ran; stopping"
+
+
+def sigterm_and_time(proc: subprocess.Popen[bytes]) -> float:
+    """Send SIGTERM; the seconds until the process exited (it is killed past 30 s)."""
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    return time.monotonic() - began
+
+
+@pytest.fixture
+def running_robot(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack, checkout: Path
+) -> Iterator[tuple[Robots, subprocess.Popen[bytes], SqlStore]]:
+    """`robot run` (stop_timeout 4 s, kill_grace 30 s) running deploy #1, whose step ignores SIGTERM."""
+    config = write_config(
+        tmp_path,
+        github.url,
+        api(checkout, step_command(checkout, ignore_term=1)),
+        slack=slack_section(slack),
+        state={"url": db_url(tmp_path), **LEASE},
+        deploys=SHUTDOWN_DEPLOYS,
+    )
+    robots = Robots(config, tmp_path / "robot.log")
+    try:
+        proc = robots.start()
+        slack.wait_connected(timeout=WAIT)  # the robot has made its database by now
+        store = SqlStore.from_url(db_url(tmp_path))
+        try:
+            assert "Deploy #1 queued" in slash(slack, "acme/api")
+            started(checkout, 1)
+            wait_for(lambda: _deploy(store, 1).message_ts, WAIT, "the root message")
+            in_progress = lambda: github_state(github, _deploy(store, 1)) == "in_progress"  # noqa: E731
+            wait_for(in_progress, WAIT, "GitHub in_progress")
+            yield robots, proc, store
+        finally:
+            store.close()
+    finally:
+        robots.stop_all()
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            os.killpg(int((checkout / "step-1.pid").read_text()), signal.SIGKILL)
+
+
+def test_sigterm_with_a_step_ignoring_sigterm_exits_on_time_and_records_cancelled_everywhere(
+    github: FakeGitHub, slack: FakeSlack, checkout: Path, running_robot: tuple[Robots, Any, SqlStore]
+) -> None:
+    robots, proc, store = running_robot
+    step_pid = int((checkout / "step-1.pid").read_text())
+    took = sigterm_and_time(proc)
+    assert proc.returncode == 0, robots.log.read_text()[-3000:]
+    assert took <= STOP_TIMEOUT + 1, f"SIGTERM → exit took {took:.1f} s"
+    assert (checkout / "term.log").read_text().split("\n")[0] == "TERM 1", "SIGTERM came first"
+    assert not _alive(step_pid), "SIGKILL ended the step within the shutdown deadline"
+    # Recorded before the robot exited: nothing is left for anyone to catch up on.
+    deploy = _deploy(store, 1)
+    assert deploy.state is DeployState.CANCELLED, deploy
+    assert deploy.error and "cancelled during step 1/1" in deploy.error
+    assert statuses(github, deploy) == ["queued", "in_progress", "error"]
+    root = root_text(slack, deploy)
+    assert f"{DeployState.CANCELLED.icon} cancelled" in root and CANCEL_ACTION not in root
+    assert runs(checkout) == ["start 1"]
+
+
+def test_sigterm_while_github_answers_slowly_exits_on_time(
+    github: FakeGitHub, slack: FakeSlack, checkout: Path, running_robot: tuple[Robots, Any, SqlStore]
+) -> None:
+    robots, proc, store = running_robot
+    # Every GitHub call now takes 20 s: the final status of #1 and the ref a new command resolves.
+    github.delay(20)
+    github.push("acme/api", "main")
+    envelope = slack.send_slash_command(command="/deploy", text="acme/api", user_id="U0ALICE01")
+    ack = slack.wait_ack(envelope, timeout=WAIT)
+    assert str((ack.payload or {}).get("text", "")).startswith("⏳"), "the command waits on GitHub"
+    took = sigterm_and_time(proc)
+    assert proc.returncode == 0, robots.log.read_text()[-3000:]
+    assert took <= STOP_TIMEOUT + 1, f"SIGTERM → exit took {took:.1f} s"
+    deploy = _deploy(store, 1)
+    assert deploy.state is DeployState.CANCELLED, deploy
+    root = root_text(slack, deploy)
+    assert f"{DeployState.CANCELLED.icon} cancelled" in root and CANCEL_ACTION not in root
+    assert [d.id for d in store.list_deploys()] == [1], "the slow command queued nothing"
+
+
+def test_database_file_deleted_under_robot_run_stops_it_with_one_line(
+    tmp_path: Path,
+    github: FakeGitHub,
+    slack: FakeSlack,
+    checkout: Path,
+    running_robot: tuple[Robots, Any, SqlStore],
+) -> None:
+    robots, proc, _ = running_robot
+    step_pid = int((checkout / "step-1.pid").read_text())
+    began = time.monotonic()
+    (tmp_path / "robot.db").unlink()
+    proc.wait(timeout=LEASE["heartbeat"] + STOP_TIMEOUT + 5)
+    took = time.monotonic() - began
+    output = robots.log.read_text()
+    assert proc.returncode == 1, output[-3000:]
+    line = gone_line(tmp_path / "robot.db")
+    assert output.count(line) == 1, output[-3000:]
+    assert took <= LEASE["heartbeat"] + STOP_TIMEOUT + 1.5, took
+    assert not _alive(step_pid), "its deploy was cancelled, its step killed"
+    deploy = next(d for d in github.deployments("acme/api") if d.payload.get("robot_deploy_id") == 1)
+    assert deploy.statuses[-1]["body"]["state"] == "error"
+
+
+def test_database_file_replaced_under_robot_deploy_stops_it_with_one_line(
+    tmp_path: Path, github: FakeGitHub, checkout: Path
+) -> None:
+    config = write_config(
+        tmp_path,
+        github.url,
+        api(checkout, step_command(checkout)),
+        state={"url": db_url(tmp_path), **LEASE},
+    )
+    proc = subprocess.Popen(
+        [PY, "-m", "bot.cli", "deploy", "acme/api", "--config", str(config)],
+        cwd=ROOT,
+        env=robot_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started(checkout, 1)
+        database = tmp_path / "robot.db"
+        database.rename(tmp_path / "robot.db.old")
+        shutil.copyfile(tmp_path / "robot.db.old", database)  # "restored from a backup" mid-run
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            os.killpg(int((checkout / "step-1.pid").read_text()), signal.SIGKILL)
+    assert proc.returncode == 1, err
+    line = gone_line(tmp_path / "robot.db")
+    assert err.strip().splitlines().count(line) == 1, err
+    assert runs(checkout) == ["start 1"], "the step was cancelled"
+    statuses = github.deployments("acme/api")[0].statuses
+    assert statuses[-1]["body"]["state"] == "error"

@@ -517,7 +517,7 @@ def _unit() -> configparser.ConfigParser:
 
 
 def test_systemd_unit_runs_the_robot_hardened() -> None:
-    from bot.app.robot import FLUSH_SLACK_SECONDS, STOP_DEPLOYS_SECONDS
+    from bot.config.schema import DeploySettings
 
     unit = _unit()
     service = unit["Service"]
@@ -525,8 +525,8 @@ def test_systemd_unit_runs_the_robot_hardened() -> None:
     assert service["ExecStart"].split()[1:2] == ["run"] and service["ExecStart"].split()[0].endswith("/robot")
     assert service["Restart"] == "on-failure"
     assert service["KillSignal"] == "SIGTERM"
-    # The robot exits within 10 s of SIGTERM; systemd must not SIGKILL it before that.
-    assert STOP_DEPLOYS_SECONDS + FLUSH_SLACK_SECONDS < 10 < int(service["TimeoutStopSec"])
+    # The robot exits within deploys.stop_timeout (+ 1 s) of SIGTERM; systemd must not SIGKILL it first.
+    assert DeploySettings().stop_timeout + 1 < int(service["TimeoutStopSec"])
     assert service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict"
     assert service["ProtectHome"] == "yes"

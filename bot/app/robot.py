@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from slack_bolt.error import BoltUnhandledRequestError
 
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from bot.config import MetricsSettings, Settings
+from bot.daemon_pool import DaemonThreadPool
 from bot.errors import BotError, StoreError
 from bot.metrics import (
     ACTIVE_LIMIT,
@@ -40,15 +43,18 @@ from handlers.routes import register
 
 log = logging.getLogger(__name__)
 
-# On SIGTERM the robot must be gone within 10 s: this much goes to stopping deploys cleanly.
-STOP_DEPLOYS_SECONDS = 6.0
+# Of `deploys.stop_timeout`, at most this goes to closing the socket (Slack's SDK waits for
+# the envelope being handled) and this much is kept to flush Slack after the deploys ended.
+CLOSE_SOCKET_SECONDS = 0.5
 FLUSH_SLACK_SECONDS = 2.0
+LISTENER_THREADS = 5
+ENVELOPE_THREADS = 10
 PRUNE_EVERY_SECONDS = 24 * 3600.0
 
 
 @dataclass
 class Robot:
-    """Everything `robot run` runs; start() connects, stop() winds down within about 9 s."""
+    """Everything `robot run` runs; start() connects, stop() winds down within `deploys.stop_timeout`."""
 
     core: Core
     app: App
@@ -102,8 +108,10 @@ class Robot:
         log.info("pruned the logs of %d deploy(s) older than %g days", pruned, days)
 
     def stop(self) -> None:
-        # Stop taking commands, scrapes and polling first, then let running deploys end as
-        # cancelled, then flush what Slack still has to show.
+        """Stop taking commands and polling, cancel running deploys and record them cancelled
+        (store, GitHub, Slack root), flush Slack: all within ``deploys.stop_timeout`` s."""
+        timeout = self.core.settings.deploys.stop_timeout
+        deadline = time.monotonic() + timeout
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.stop_jobs is not None:
@@ -113,10 +121,11 @@ class Robot:
         if self.metrics is not None:
             self.metrics.lead_poller(False)
         self.handler.client.auto_reconnect_enabled = False
-        self.handler.close()  # type: ignore[no-untyped-call]
-        self.core.service.stop(STOP_DEPLOYS_SECONDS)
+        _within(self.handler.close, CLOSE_SOCKET_SECONDS, "slack-socket-close")
+        flush = min(FLUSH_SLACK_SECONDS, timeout / 4)
+        self.core.service.stop(max(0.0, deadline - flush - time.monotonic()))
         self.notifier.stop()
-        self.outbox.stop(FLUSH_SLACK_SECONDS)
+        self.outbox.stop(max(0.0, deadline - time.monotonic()))
         self.answerer.close()
         self.core.close()
 
@@ -145,9 +154,17 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     chatops = ChatOps(core.service, notifier.current_step)
     answerer = Answerer(metrics=metrics)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
-    app = App(client=client, name="deploy-robot", raise_error_for_unhandled_request=True)
+    # Daemon listener threads: one still waiting on GitHub must not hold the exit at shutdown.
+    app = App(
+        client=client,
+        name="deploy-robot",
+        raise_error_for_unhandled_request=True,
+        listener_executor=DaemonThreadPool(LISTENER_THREADS, "listener"),
+    )
     _install(app, chatops, answerer)
     handler = GuardedSocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
+    # The SDK's own pool (its default size) is joined at exit; envelopes run Bolt, and so listeners.
+    handler.client.message_workers = DaemonThreadPool(ENVELOPE_THREADS, "slack-envelope")  # type: ignore[assignment]
     announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
     poller = Poller(settings, core.github, core.store, core.service, announcer, metrics=metrics)
     robot = Robot(core, app, handler, outbox, notifier, answerer, poller, metrics=telemetry)
@@ -201,3 +218,12 @@ def _install(app: App, chatops: ChatOps, answerer: Answerer) -> None:
     app.use(inject)
     app.error(on_error)
     register(app)
+
+
+def _within(call: Callable[[], object], seconds: float, name: str) -> None:
+    """Run ``call`` on a daemon thread and wait at most ``seconds`` for it: shutdown goes on."""
+    thread = threading.Thread(target=call, name=name, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        log.warning("%s took over %g s; going on without it", name, seconds)

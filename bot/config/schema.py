@@ -158,11 +158,13 @@ class StateSettings(_Model):
 
 
 class DeploySettings(_Model):
-    """How the deploy service runs: parallelism, CI re-check pace, kill grace."""
+    """How the deploy service runs: parallelism, CI re-check pace, kill grace, shutdown deadline."""
 
     workers: int = Field(4, ge=1, le=64)
     ci_poll_interval: float = Field(15, gt=0)
     kill_grace: float = Field(10, ge=0)
+    # SIGTERM → exit of `robot run`, everything included: cancelling, killing, recording, Slack.
+    stop_timeout: float = Field(10, ge=3, le=600)
     max_log_lines: int = Field(20_000, ge=100)  # kept per deploy: the first and last halves
 
 

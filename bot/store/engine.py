@@ -28,6 +28,18 @@ def shown_url(url: str) -> str:
     return parsed.set(query={}).render_as_string(hide_password=True)
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite ``url`` opens (as make_engine resolves it); None for other databases."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
 def make_engine(url: str) -> Engine:
     """An Engine for ``url``; SQLite paths are made absolute and their folder created."""
     try:

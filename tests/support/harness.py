@@ -92,6 +92,10 @@ def start_core(config: Path, observer: RecordingObserver, env: Mapping[str, str]
 
 
 def wait_final(core: Core, deploy_id: int, timeout: float = 60) -> Deploy:
-    """The deploy once it reaches a final state."""
-    wait_for(lambda: core.service.get(deploy_id).state.is_final, timeout, f"deploy #{deploy_id}")
+    """The deploy once it is final and its end recorded everywhere (GitHub follows the store)."""
+    wait_for(
+        lambda: core.service.get(deploy_id).state.is_final and deploy_id not in core.service.running_here(),
+        timeout,
+        f"deploy #{deploy_id}",
+    )
     return core.service.get(deploy_id)

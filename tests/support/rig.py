@@ -290,13 +290,15 @@ class RobotRig:
         return self.deploy(deploy_id)
 
     def final(self, deploy_id: int, timeout: float = WAIT) -> Deploy:
-        """The deploy once the store holds it in a final state."""
+        """The deploy once the store holds it in a final state and the robot recorded its end."""
         wait_for(lambda: self._is_final(deploy_id), timeout, f"deploy #{deploy_id}")
         return self.deploy(deploy_id)
 
     def _is_final(self, deploy_id: int) -> bool:
         found = self.store.get_deploy(deploy_id)
-        return found is not None and found.state.is_final
+        # GitHub and Slack hear the end after the store: the robot must be done with the deploy.
+        running = self.robot.core.service.running_here()
+        return found is not None and found.state.is_final and deploy_id not in running
 
     def root(self, deploy_id: int) -> Message:
         """The deploy's root message as the fake Slack holds it now."""

@@ -71,12 +71,25 @@ class World:
         return thread
 
     def wait_final(self, deploy_id: int, timeout: float = 5.0) -> Deploy:
-        wait_for(lambda: self.service.get(deploy_id).state.is_final, timeout, f"deploy #{deploy_id}")
+        # GitHub hears the end after the store: wait until the service is done with the deploy.
+        wait_for(
+            lambda: (
+                self.service.get(deploy_id).state.is_final and deploy_id not in self.service.running_here()
+            ),
+            timeout,
+            f"deploy #{deploy_id}",
+        )
         return self.service.get(deploy_id)
 
 
 class WorldFactory(Protocol):
-    def __call__(self, repos: dict[str, Any] | None = None, **sections: Any) -> World: ...
+    def __call__(
+        self,
+        repos: dict[str, Any] | None = None,
+        store: MemoryStore | None = None,
+        github: MemoryGitHub | None = None,
+        **sections: Any,
+    ) -> World: ...
 
 
 def commands_env(folder: Path, *commands: list[str], **extra: Any) -> dict[str, Any]:
@@ -91,12 +104,18 @@ def world_for(tmp_path: Path) -> Iterator[WorldFactory]:
     folder.mkdir()
     made: list[World] = []
 
-    def make(repos: dict[str, Any] | None = None, **sections: Any) -> World:
+    def make(
+        repos: dict[str, Any] | None = None,
+        store: MemoryStore | None = None,
+        github: MemoryGitHub | None = None,
+        **sections: Any,
+    ) -> World:
+        """``store`` and ``github``: fakes of the test's own (say one that refuses a write)."""
         repos = repos or {API: {"environments": {"production": commands_env(folder)}}}
         sections.setdefault("deploys", {"workers": 2, "ci_poll_interval": 0.01, "kill_grace": 0})
         env = environ()
         settings = load_settings(write_config(tmp_path, "http://github.invalid", repos, **sections), env)
-        store, github = MemoryStore(), MemoryGitHub()
+        store, github = store or MemoryStore(), github or MemoryGitHub()
         for repo in settings.repos:
             github.add_repo(repo, settings.repos[repo].branch)
         runner, observer = ScriptedRunner(), RecordingObserver()

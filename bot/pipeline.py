@@ -175,7 +175,7 @@ class Pipeline:
                 deploy.env,
                 [] if deploy.force else repo.context_names,
                 self._payload(deploy),
-                cut_description(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requested_by}"),
+                cut_description(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requester.name}"),
             )
         except DeploymentRefused as exc:
             return deploy, Outcome(DeployState.BLOCKED, "error", str(exc))
@@ -284,7 +284,10 @@ class Pipeline:
             "DEPLOY_REF": deploy.ref,
             "DEPLOY_SHA": deploy.sha,
             "DEPLOY_ENV": deploy.env,
-            "DEPLOY_USER": deploy.requested_by,
+            # The name as its kind spells it (a Slack id, a GitHub login, a terminal's user):
+            # what a step compares against; the kind says which.
+            "DEPLOY_USER": deploy.requester.name,
+            "DEPLOY_USER_KIND": deploy.requester.kind.value,
             "DEPLOY_PREVIOUS_SHA": previous.sha if previous else "",
         }
 

@@ -53,6 +53,7 @@ def check_ref(ref: str) -> str:
 
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
+_MAX_DURATION = timedelta(days=100 * 366)  # beyond a century nothing the robot keeps is older
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION_HELP = "a whole number of minutes, hours, days or weeks, e.g. `30m`, `2h`, `90d`, `1w`"
 
@@ -62,4 +63,7 @@ def parse_duration(text: str) -> timedelta:
     found = _DURATION.fullmatch(text.strip().lower())
     if found is None:
         raise InvalidDuration(f"`{shown(text)}` is not a duration; use {DURATION_HELP}.")
-    return timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    duration = timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    if duration > _MAX_DURATION:
+        raise InvalidDuration(f"`{shown(text)}` is longer than a century; use {DURATION_HELP}.")
+    return duration

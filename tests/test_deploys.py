@@ -123,7 +123,8 @@ def test_happy_path_with_commands(robot_for: Any, checkout: Path) -> None:
                         *py(
                             "import os,sys; open(sys.argv[1],'w').write("
                             "os.environ['DEPLOY_SHA']+' '+os.environ['DEPLOY_ENV']+' '+sys.argv[2]+' '"
-                            "+os.environ['APP_ENV']+' '+os.environ.get('GITHUB_TOKEN','absent'))"
+                            "+os.environ['APP_ENV']+' '+os.environ.get('GITHUB_TOKEN','absent')"
+                            "+' '+os.environ['DEPLOY_USER']+' '+os.environ['DEPLOY_USER_KIND'])"
                         ),
                         str(out),
                         "{repo}@{sha}",
@@ -138,7 +139,7 @@ def test_happy_path_with_commands(robot_for: Any, checkout: Path) -> None:
     assert deploy.sha == sha and deploy.state is DeployState.QUEUED
     final = wait_final(robot.core, deploy.id)
     assert final.state is DeployState.SUCCEEDED, final.error
-    assert out.read_text() == f"{sha} production acme/api@{sha} prod absent"
+    assert out.read_text() == f"{sha} production acme/api@{sha} prod absent U1 slack"
     assert robot.observer.lines[deploy.id] == ["true"]
     assert robot.observer.states(deploy.id)[-1] is DeployState.SUCCEEDED
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 from collections.abc import Iterator
@@ -406,3 +407,10 @@ def test_check_online_reports_the_app_installations_and_unreachable_repos(
     assert refused.returncode == 1
     assert "✗ github app: GitHub refused the App's credentials (401" in refused.stdout
     assert "✓ github acme/api" not in refused.stdout
+
+
+def test_a_key_in_another_form_is_refused_without_being_echoed(tmp_path: Path, pem: str) -> None:
+    encoded = base64.b64encode(pem.encode()).decode()  # as a Kubernetes secret holds it
+    message = config_error(tmp_path, "{app_id: 7, private_key: \"${KEY}\"}", {"KEY": encoded})
+    assert "github.private_key: is neither PEM text" in message
+    assert encoded[:40] not in message

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -601,3 +601,17 @@ def test_relative_sqlite_path_is_under_the_working_directory(
 def test_unusable_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError, match=r"state\.url"):
         SqlStore.from_url(url)
+
+
+def test_prune_works_through_many_deploys_a_batch_at_a_time(open_store: Callable[[], SqlStore]) -> None:
+    store = open_store()
+    ids = []
+    for n in range(7):
+        deploy = store.create_deploy(req(f"{n:040x}"))[0]
+        store.append_log(deploy.id, [f"log of #{deploy.id}"])
+        store.finish_deploy(deploy.id, DeployState.CANCELLED, None)
+        ids.append(deploy.id)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert store.prune_logs(later, batch_size=3) == 7  # three transactions: 3 + 3 + 1
+    assert all(store.read_log(i) == "" for i in ids)
+    assert store.prune_logs(later, batch_size=3) == 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from bot.errors import InvalidRef, InvalidRepoName
+from bot.errors import InvalidDuration, InvalidRef, InvalidRepoName
 from bot.redact import MASK, Redactor
-from bot.validation import check_ref, check_repo_name
+from bot.validation import check_ref, check_repo_name, parse_duration
 
 
 @pytest.mark.parametrize("ref", ["main", "release/1.2", "v1.0.0", "a" * 40, "feature/x_y-z+1"])
@@ -59,3 +61,16 @@ def test_redactor_masks_longest_first_and_env_secrets() -> None:
 
 def test_redactor_without_secrets_is_identity() -> None:
     assert Redactor([])("nothing <!channel> here") == "nothing <!channel> here"
+
+
+def test_durations() -> None:
+    assert parse_duration("30m") == timedelta(minutes=30)
+    assert parse_duration("2H") == timedelta(hours=2)
+    assert parse_duration("90d") == timedelta(days=90)
+    assert parse_duration("1w") == timedelta(weeks=1)
+    for bad in ("", "0d", "90", "d", "1.5h", "-1d", "1y", "1 d x"):
+        with pytest.raises(InvalidDuration, match="is not a duration"):
+            parse_duration(bad)
+    # A date that far back cannot be computed: refused as input, not a crash later.
+    with pytest.raises(InvalidDuration, match="longer than a century"):
+        parse_duration("999999w")

@@ -33,8 +33,18 @@ PEM_START = "-----BEGIN"
 _MIN_PEM_LINE = 16
 
 
+# Longer than any sensible path, or several lines: a key in some other form, never echoed back.
+_MAX_KEY_PATH = 255
+
+
 def _read_key_file(value: str, info: ValidationInfo) -> tuple[str, Path]:
     """The text of the key file ``value`` names (relative to robot.yaml's folder)."""
+    if len(value) > _MAX_KEY_PATH or "\n" in value.strip():
+        # e.g. a base64-encoded PEM from a Kubernetes secret: it is secret, so it is not quoted.
+        raise ValueError(
+            "is neither PEM text (starting with -----BEGIN) nor a path to a .pem file; "
+            "a base64-encoded key must be decoded first"
+        )
     path = Path(value).expanduser()
     base = (info.context or {}).get("base")
     if not path.is_absolute() and isinstance(base, Path):
@@ -142,7 +152,8 @@ class StateSettings(_Model):
     """Where the store lives, and how robot processes sharing it tell each other they are alive."""
 
     url: str = "sqlite:///robot.db"
-    keep_logs_days: float | None = Field(None, gt=0)  # `robot run` prunes older logs daily; None keeps all
+    # `robot run` prunes older deploys' logs daily; None keeps them all.
+    keep_logs_days: float | None = Field(None, gt=0, le=36_600)
     heartbeat: float = Field(5, gt=0)
     lease: float = Field(30, gt=0)
 

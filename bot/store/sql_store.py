@@ -62,6 +62,7 @@ MAX_CREATE_ATTEMPTS = 5
 MAX_CLAIM_ROUNDS = 3
 CLAIM_CANDIDATES = 20
 MAX_APPEND_ATTEMPTS = 5
+PRUNE_BATCH = 500  # deploys whose logs one prune transaction deletes
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 _QUEUED = DeployState.QUEUED.value
@@ -528,24 +529,32 @@ class SqlStore:
         with self._read() as conn:
             return "\n".join(conn.scalars(query))
 
-    def prune_logs(self, finished_before: datetime) -> int:
+    def prune_logs(self, finished_before: datetime, batch_size: int = PRUNE_BATCH) -> int:
         """Delete the logs of deploys that ended before ``finished_before``; their rows stay.
 
-        Returns how many deploys lost their log. SQLite reuses the freed pages for new logs
-        (the file does not shrink).
+        Returns how many deploys lost their log. A batch of deploys per transaction, so a first
+        prune of years of logs never holds the write lock long (heartbeats and claims go on).
+        SQLite reuses the freed pages for new logs (the file does not shrink).
         """
-        ended = select(deploys.c.id).where(
-            deploys.c.state.in_([s.value for s in FINAL_STATES]), deploys.c.finished_at < finished_before
-        )
-        with self._write() as conn:
-            pruned = list(
-                conn.scalars(
-                    select(deploy_logs.c.deploy_id).where(deploy_logs.c.deploy_id.in_(ended)).distinct()
-                )
+        batch = (
+            select(deploys.c.id)
+            .where(
+                deploys.c.state.in_([s.value for s in FINAL_STATES]),
+                deploys.c.finished_at < finished_before,
+                exists().where(deploy_logs.c.deploy_id == deploys.c.id),
             )
-            if pruned:
-                conn.execute(delete(deploy_logs).where(deploy_logs.c.deploy_id.in_(pruned)))
-        return len(pruned)
+            .order_by(deploys.c.id)
+            .limit(batch_size)
+        )
+        pruned = 0
+        while True:
+            with self._write() as conn:
+                ids = list(conn.scalars(batch))
+                if ids:
+                    conn.execute(delete(deploy_logs).where(deploy_logs.c.deploy_id.in_(ids)))
+            pruned += len(ids)
+            if len(ids) < batch_size:
+                return pruned
 
     # locks
 

@@ -77,6 +77,12 @@ def _check_github(settings: Settings) -> Iterator[CheckResult]:
             except BotError as exc:
                 yield CheckResult("github app", False, str(exc))
                 return  # no repo is reachable without the App: one line says why
+        else:
+            try:
+                yield CheckResult("github token", True, github.check_token())
+            except BotError as exc:
+                yield CheckResult("github token", False, str(exc))
+                return  # a refused token reaches no repo: one line says why
         reached = [_check_repo(github, repo) for repo in settings.repos]
         for ident, line in github.installations():
             yield CheckResult(f"github installation {ident}", True, line)

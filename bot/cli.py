@@ -12,7 +12,6 @@ import gc
 import getpass
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -329,16 +328,11 @@ def _status_row(d: Deploy) -> list[str]:
     return [_plain(cell) for cell in cells]
 
 
-# Bidirectional overrides can make a cell read as something else than it holds.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# A whole terminal escape sequence (CSI, OSC, or a two-character one), not just its ESC.
-_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-
-
 def _plain(text: str) -> str:
     """A cell as plain text: one line, no escape sequences or other control characters."""
-    flat = " ".join(_ESCAPE_SEQUENCE.sub("", text).split())
-    return "".join(char for char in flat if unicodedata.category(char) != "Cc" and char not in _BIDI_CONTROLS)
+    from bot.text import one_line, terminal_safe
+
+    return one_line(terminal_safe(text))
 
 
 def _print_rich_table(rows: list[list[str]]) -> None:

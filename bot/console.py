@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
 from bot.models import Deploy, DeployState, GateResult, StepResult, TaskEvent, TaskStatus
+from bot.text import terminal_safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 # Build output must not drive the terminal: no escape sequences, no carriage-return overwrites.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _FLUSH_SECONDS = 0.1
 
 
@@ -106,7 +105,7 @@ class ConsoleObserver:
         if not self._mine(deploy):
             return
         with self._lock:
-            self._pending.append("  │ " + _CONTROL.sub("", line))
+            self._pending.append("  │ " + terminal_safe(line))
             due = time.monotonic() - self._last_flush >= _FLUSH_SECONDS
             # A burst followed by silence must still show up promptly.
             if not due and self._timer is None:
@@ -135,7 +134,7 @@ class ConsoleObserver:
         """One line of our own, after any output still pending."""
         with self._lock:
             self.flush()
-            self._write([_CONTROL.sub("", text)])
+            self._write([terminal_safe(text)])
 
     def flush(self) -> None:
         # Written under the lock so the timer thread and the worker never interleave.

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.config import Settings
+from bot.config import RepoSettings, Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
 from bot.logs import deploy_fields
 from bot.models import (
@@ -170,7 +170,7 @@ class DeployService:
         if not operator and user != deploy.requester:
             repo = self._settings.repos.get(deploy.repo)
             if repo is None or repo.deployers:
-                allowed = [*repo.deployers, *repo.force] if repo else []
+                allowed = _deployers_and_force(repo) if repo else []
                 self._check_access(user, allowed, deploy.repo, f"cancel deploy #{deploy_id} of", False)
         if deploy.state.is_final:
             raise UnknownDeploy(f"Deploy #{deploy_id} already {deploy.state.value}; nothing to cancel.")
@@ -219,9 +219,12 @@ class DeployService:
     def _check_lock_right(self, user: Actor, target: Target, action: str) -> None:
         if user.kind is ActorKind.CLI:
             return  # a terminal is the operator's
-        settings = self._settings.repos[target.repo]
-        allowed = [*settings.deployers, *settings.force] if settings.deployers else []
-        self._check_access(user, allowed, target.repo, f"{action} {target.env} of")
+        self._check_access(
+            user,
+            _deployers_and_force(self._settings.repos[target.repo]),
+            target.repo,
+            f"{action} {target.env} of",
+        )
 
     def where(self, repo: str) -> list[EnvironmentView]:
         """Each environment of a repo with its lock and its last deploy."""
@@ -552,3 +555,8 @@ def _takeover_error(orphan: Orphan, lease: float) -> str:
         return f"robot stopped during the deploy ({_describe_owner(orphan)} owned it)"
     how = "stopped" if owner.stopped_at is not None else f"sent no heartbeat for over {lease:g} s"
     return f"robot stopped during the deploy ({_describe_owner(orphan)} {how})"
+
+
+def _deployers_and_force(repo: RepoSettings) -> list[str]:
+    """Who may cancel others' deploys, lock and unlock: deployers and the force list (empty: anyone)."""
+    return [*repo.deployers, *repo.force] if repo.deployers else []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 DESCRIPTION_LIMIT = 140
 """GitHub refuses deployment (status) descriptions longer than this."""
 
@@ -26,3 +28,17 @@ def shown(text: str, limit: int = 80) -> str:
 def cut_description(text: str) -> str:
     """A deployment or status description GitHub accepts: one line, at most 140 characters."""
     return one_line(text, DESCRIPTION_LIMIT)
+
+
+# A whole terminal escape sequence (CSI, 8-bit CSI, OSC, or a two-character one), not just its ESC.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]"
+)
+# Control characters but tab and newline (C0, DEL, C1), and bidirectional overrides, which can
+# make a line read as something else than it holds.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text that cannot drive a terminal: escape sequences, control and bidi characters removed."""
+    return _UNSAFE.sub("", _ESCAPE_SEQUENCE.sub("", text))

@@ -195,10 +195,13 @@ def test_check_online_tries_each_repo(setup: Any, github: FakeGitHub) -> None:
     config = setup([["true"]])
     done = run_cli(config, "check", "--online")
     assert done.returncode == 0, done.stdout
+    assert "✓ github token: token accepted: acting as deploy-robot;" in done.stdout
     assert "✓ github acme/api:" in done.stdout
     wrong = run_cli(config, "check", "--online", env=environ(GITHUB_TOKEN="ghp_wrong_token_123"))
     assert wrong.returncode == 1
-    assert "✗ github acme/api:" in wrong.stdout
+    # A refused token is said once, not once per repo it cannot reach.
+    assert "✗ github token: GitHub refused the token (401" in wrong.stdout
+    assert "github acme/api" not in wrong.stdout
     assert "ghp_wrong_token_123" not in wrong.stdout + wrong.stderr
 
 

@@ -205,7 +205,7 @@ def test_red_ci_rerun_green_deploys_once_even_after_the_leader_dies(fleet_for: A
     assert final is not None and (final.state, final.sha, final.requested_by) == (
         DeployState.SUCCEEDED,
         sha,
-        "bob",
+        "github:bob",
     )
     assert len(fleet.deploys()) == 1 and len(fleet.github.deployments(API)) == 1
     assert fleet.announcements("Red then green") == 1 and fleet.said("CI failed") == 1

@@ -201,7 +201,7 @@ class DeployService:
         """Unlock repo+env (the same right as lock); who unlocked is logged with the lock it lifted."""
         target = self.target(repo, env)
         self._check_lock_right(user, target, "unlock")
-        removed = self._store.remove_lock(target.repo, target.env)
+        removed = self._store.remove_lock(target.repo, target.env, str(user))
         if removed is None:
             raise UnknownDeploy(f"{target.repo} {target.env} is not locked.")
         log.info(

@@ -205,6 +205,18 @@ class Lock:
 
 
 @dataclass(frozen=True)
+class LockEvent:
+    """A lock or an unlock as the history keeps it: who (``kind:name``), when, and the lock's reason."""
+
+    repo: str
+    env: str
+    action: str  # "locked" | "unlocked"
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class BranchHead:
     """The last branch head the poller saw, with the ETag that makes the next poll cheap."""
 

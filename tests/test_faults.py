@@ -511,8 +511,8 @@ class DiskFullLogStore:
     def list_locks(self, repo: str | None = None) -> list[Lock]:
         return self.inner.list_locks(repo)
 
-    def remove_lock(self, repo: str, env: str) -> Lock | None:
-        return self.inner.remove_lock(repo, env)
+    def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
+        return self.inner.remove_lock(repo, env, unlocked_by)
 
     def get_head(self, repo: str) -> BranchHead | None:
         return self.inner.get_head(repo)

@@ -300,7 +300,7 @@ def test_a_deploy_running_on_revision_1_has_no_owner_and_is_taken_over(url: str,
         taken = store.take_over(3, 30, "robot stopped during the deploy", lock_reason="check it")
         assert taken is not None and taken.state is DeployState.INTERRUPTED
         assert store.orphaned_deploys(30) == []
-        store.remove_lock("acme/api", "staging")
+        store.remove_lock("acme/api", "staging", "slack:U7")
         claimed = store.claim_next(owner=me.id)
         assert claimed is not None and (claimed.id, claimed.owner_id) == (4, me.id)
     finally:

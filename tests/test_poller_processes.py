@@ -219,7 +219,7 @@ def test_a_merge_held_by_a_lock_deploys_once_when_unlocked(fleet_for: Any) -> No
     wait_for(lambda: fleet.said("is held") == 1, WAIT, "the hold to be said")
     time.sleep(3 * POLL_INTERVAL)
     assert fleet.deploys() == [] and fleet.said("is held") == 1
-    fleet.store.remove_lock(API, "production")
+    fleet.store.remove_lock(API, "production", "slack:U7")
     wait_for(lambda: len(fleet.deploys()) == 1, WAIT, "the held auto-deploy")
     (deploy,) = fleet.deploys()
     assert deploy.sha == sha

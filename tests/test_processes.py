@@ -286,7 +286,7 @@ def test_an_owner_on_another_machine_gets_its_environment_locked_until_someone_c
         bystander.kill()
         bystander.wait()
 
-    lock = setup.store.remove_lock(REPO, ENV)
+    lock = setup.store.remove_lock(REPO, ENV, "slack:U7")
     assert lock is not None and lock.locked_by == "robot"
     served = run_cli(setup.robots.config, "deploy", f"{REPO}@{queued_sha}")
     assert served.returncode == 0, served.stdout + served.stderr

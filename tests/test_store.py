@@ -159,7 +159,7 @@ def test_a_locked_env_holds_its_queued_deploys(store: StorePort) -> None:
     assert claimed is not None and claimed.id == production.id
     assert store.claim_next() is None
     assert store.claim_next(only_id=staging.id) is None
-    store.remove_lock("acme/api", "staging")
+    store.remove_lock("acme/api", "staging", "slack:U7")
     claimed = store.claim_next()
     assert claimed is not None and claimed.id == staging.id
 
@@ -298,7 +298,7 @@ def test_take_over_only_deploys_whose_owner_lease_ran_out(store: StorePort) -> N
     assert lock is not None and lock.locked_by == "robot"
     assert lock.reason == "step of deploy #1 may still be running"
     assert store.claim_next() is None, "the lock made in the same write holds the queue"
-    store.remove_lock("acme/api", "staging")
+    store.remove_lock("acme/api", "staging", "slack:U7")
     assert store.claim_next().id == waiting.id  # type: ignore[union-attr]
 
 
@@ -438,9 +438,9 @@ def test_locks_set_get_list_replace_remove(store: StorePort) -> None:
     replaced = store.set_lock("acme/api", "production", "U4", "incident")
     assert (replaced.locked_by, replaced.reason) == ("U4", "incident")
     assert store.get_lock("acme/api", "production") == replaced
-    removed = store.remove_lock("acme/api", "production")
+    removed = store.remove_lock("acme/api", "production", "slack:U7")
     assert removed == replaced
-    assert store.remove_lock("acme/api", "production") is None
+    assert store.remove_lock("acme/api", "production", "slack:U7") is None
     assert store.get_lock("acme/api", "production") is None
     assert len(store.list_locks()) == 2
 

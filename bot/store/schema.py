@@ -138,6 +138,21 @@ locks = Table(
     Column("locked_at", UTCDateTime, nullable=False),
 )
 
+# Every lock and unlock, kept after the lock itself is gone: who lifted a freeze, and when.
+lock_events = Table(
+    "lock_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repo", String(255), nullable=False),
+    Column("env", String(255), nullable=False),
+    Column("action", String(20), nullable=False),  # locked | unlocked
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_lock_events_repo_env_id", lock_events.c.repo, lock_events.c.env, lock_events.c.id)
+
 heads = Table(
     "heads",
     metadata,

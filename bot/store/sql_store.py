@@ -38,6 +38,7 @@ from bot.models import (
     DeployState,
     HeadClaim,
     Lock,
+    LockEvent,
     Orphan,
     ProcessInfo,
     ProcessKind,
@@ -47,7 +48,16 @@ from bot.models import (
 from bot.store import migrate
 from bot.store.engine import IMMEDIATE
 from bot.store.migrate import SchemaState
-from bot.store.schema import auto_deploys, deploy_logs, deploys, heads, locks, poller_lease, processes
+from bot.store.schema import (
+    auto_deploys,
+    deploy_logs,
+    deploys,
+    heads,
+    lock_events,
+    locks,
+    poller_lease,
+    processes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +162,13 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         cancel_requested=bool(m["cancel_requested"]),
         owner_id=m["owner_id"],
         step_pgid=m["step_pgid"],
+    )
+
+
+def _lock_event(lock: Row[tuple[object, ...]], action: str, actor: str) -> Insert:
+    m = lock._mapping
+    return insert(lock_events).values(
+        repo=m["repo"], env=m["env"], action=action, actor=actor, reason=m["reason"], at=_now()
     )
 
 
@@ -569,6 +586,7 @@ class SqlStore:
         }
         with self._write() as conn:
             row = conn.execute(self._upsert(locks, ("repo", "env"), values).returning(locks)).one()
+            conn.execute(_lock_event(row, "locked", locked_by))
         return _lock(row)
 
     def get_lock(self, repo: str, env: str) -> Lock | None:
@@ -586,13 +604,26 @@ class SqlStore:
         with self._read() as conn:
             return [_lock(r) for r in conn.execute(query)]
 
-    def remove_lock(self, repo: str, env: str) -> Lock | None:
-        """Unlock repo+env; the lock that was removed, or None if there was none."""
+    def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
+        """Unlock repo+env, recording who did; the lock that was removed, or None if there was none."""
         with self._write() as conn:
             row = conn.execute(
                 delete(locks).where(locks.c.repo == repo, locks.c.env == env).returning(locks)
             ).first()
+            if row is not None:
+                conn.execute(_lock_event(row, "unlocked", unlocked_by))
         return None if row is None else _lock(row)
+
+    def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:
+        """The newest locks and unlocks of repo+env first."""
+        query = (
+            select(lock_events)
+            .where(lock_events.c.repo == repo, lock_events.c.env == env)
+            .order_by(lock_events.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [LockEvent(r.repo, r.env, r.action, r.actor, r.reason, r.at) for r in conn.execute(query)]
 
     # heads
 

@@ -33,6 +33,7 @@ from bot.models import (
     HeadClaim,
     HeadPoll,
     Lock,
+    LockEvent,
     MergeNews,
     Orphan,
     ProcessInfo,
@@ -69,6 +70,7 @@ class MemoryStore:
         self._ids = itertools.count(1)
         self._deploys: dict[int, Deploy] = {}
         self._logs: dict[int, list[str]] = {}
+        self.lock_events: list[LockEvent] = []
         self._locks: dict[tuple[str, str], Lock] = {}
         self._heads: dict[str, BranchHead] = {}
         self._auto: dict[tuple[str, str, str], AutoDeploy] = {}
@@ -282,6 +284,7 @@ class MemoryStore:
         with self._lock:
             lock = Lock(repo, env, locked_by, reason, _now())
             self._locks[(repo, env)] = lock
+            self.lock_events.append(LockEvent(repo, env, "locked", locked_by, reason, lock.locked_at))
             return lock
 
     def get_lock(self, repo: str, env: str) -> Lock | None:
@@ -292,9 +295,16 @@ class MemoryStore:
         with self._lock:
             return [lock for key, lock in sorted(self._locks.items()) if repo is None or key[0] == repo]
 
-    def remove_lock(self, repo: str, env: str) -> Lock | None:
+    def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
         with self._lock:
-            return self._locks.pop((repo, env), None)
+            removed = self._locks.pop((repo, env), None)
+            if removed is not None:
+                self.lock_events.append(LockEvent(repo, env, "unlocked", unlocked_by, removed.reason, _now()))
+            return removed
+
+    def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:
+        with self._lock:
+            return [e for e in reversed(self.lock_events) if (e.repo, e.env) == (repo, env)][:limit]
 
     # heads, auto-deploys and the poller lease (the poller's)
 

@@ -213,3 +213,11 @@ def test_a_github_login_shaped_like_a_slack_id_gets_no_slack_rights(
     with pytest.raises(AccessDenied, match=r"may not cancel deploy #1"):
         world.service.cancel(merge.id, slack_user("U0MALLORY"))
     assert world.service.cancel(merge.id, slack_user("U0ALICE01")).state is DeployState.CANCELLED
+
+
+def test_who_unlocked_is_recorded(world_for: WorldFactory) -> None:
+    world = world_for()
+    world.service.lock(API, None, slack_user("U7"), "freeze")
+    world.service.unlock(API, None, slack_user("U8"))
+    (unlocked, locked) = world.store.lock_history(API, "production")
+    assert (unlocked.action, unlocked.actor, locked.actor) == ("unlocked", "slack:U8", "slack:U7")

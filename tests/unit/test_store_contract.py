@@ -49,7 +49,7 @@ def test_claim_is_fifo_one_running_per_env_and_not_when_locked(store: Any) -> No
     store.finish_deploy(one.id, DeployState.SUCCEEDED, None)
     store.set_lock("acme/api", "production", "U7", "freeze")
     assert store.claim_next() is None
-    store.remove_lock("acme/api", "production")
+    store.remove_lock("acme/api", "production", "slack:U7")
     claimed = store.claim_next()
     assert claimed.id == two.id and claimed.state is DeployState.RUNNING and claimed.started_at
 
@@ -155,3 +155,15 @@ def test_a_takeover_lock_never_replaces_a_persons_lock(store: Any) -> None:
     assert store.take_over(running.id, 30, "robot stopped", lock_reason="check host-b") is not None
     lock = store.get_lock("acme/api", "production")
     assert (lock.locked_by, lock.reason) == ("slack:U7", "incident freeze")
+
+
+def test_locks_and_unlocks_are_kept_in_a_history(store: Any) -> None:
+    store.set_lock("acme/api", "production", "slack:U7", "release freeze")
+    assert store.remove_lock("acme/api", "production", "slack:U8") is not None
+    assert store.remove_lock("acme/api", "production", "slack:U9") is None  # nothing to lift: no event
+    events = store.lock_history("acme/api", "production")
+    assert [(e.action, e.actor, e.reason) for e in events] == [
+        ("unlocked", "slack:U8", "release freeze"),
+        ("locked", "slack:U7", "release freeze"),
+    ]
+    assert store.lock_history("acme/api", "staging") == []

@@ -116,9 +116,17 @@ def _claimable() -> ColumnElement[bool]:
     )
 
 
-def _owner_alive(lease: float) -> ColumnElement[bool]:
-    """The deploy's owner is registered, not stopped, and beat within the last ``lease`` seconds."""
-    cutoff = _now() - timedelta(seconds=lease)
+def _owner_alive(lease: float, database_clock: bool) -> ColumnElement[bool]:
+    """The deploy's owner is registered, not stopped, and beat within the last ``lease`` seconds.
+
+    ``database_clock``: heartbeats were stamped by the database (PostgreSQL), so the cutoff is the
+    database's time too; robots on hosts whose clocks drift never judge each other by them.
+    """
+    cutoff: object = (
+        func.now() - func.make_interval(0, 0, 0, 0, 0, 0, lease)
+        if database_clock
+        else _now() - timedelta(seconds=lease)
+    )
     return exists().where(
         processes.c.id == deploys.c.owner_id,
         processes.c.stopped_at.is_(None),
@@ -404,7 +412,7 @@ class SqlStore:
 
         ``exclude``: a process that knows it is alive (the caller) is never its own orphan.
         """
-        query = select(deploys).where(deploys.c.state == _RUNNING, ~_owner_alive(lease))
+        query = select(deploys).where(deploys.c.state == _RUNNING, ~_owner_alive(lease, self._database_clock))
         query = query.order_by(deploys.c.id)
         if exclude is not None:
             query = query.where((deploys.c.owner_id.is_(None)) | (deploys.c.owner_id != exclude))
@@ -435,7 +443,11 @@ class SqlStore:
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _RUNNING, ~_owner_alive(lease))
+                .where(
+                    deploys.c.id == deploy_id,
+                    deploys.c.state == _RUNNING,
+                    ~_owner_alive(lease, self._database_clock),
+                )
                 .values(state=DeployState.INTERRUPTED.value, finished_at=_now(), error=error)
                 .returning(deploys)
             ).first()
@@ -453,9 +465,17 @@ class SqlStore:
 
     # processes
 
+    @property
+    def _database_clock(self) -> bool:
+        """PostgreSQL stamps heartbeats with its own clock: several hosts, one time."""
+        return self._engine.dialect.name == "postgresql"
+
+    def _heartbeat_now(self) -> object:
+        return func.now() if self._database_clock else _now()
+
     def register_process(self, info: ProcessInfo) -> RobotProcess:
         """Record a starting robot process; its first heartbeat is now."""
-        now = _now()
+        now = self._heartbeat_now()  # one value: the first heartbeat is the start
         values: dict[str, object] = {
             "host": info.host,
             "pid": info.pid,
@@ -471,7 +491,11 @@ class SqlStore:
     def heartbeat(self, process_id: int) -> None:
         """Renew the process's lease."""
         with self._write() as conn:
-            conn.execute(update(processes).where(processes.c.id == process_id).values(heartbeat_at=_now()))
+            conn.execute(
+                update(processes)
+                .where(processes.c.id == process_id)
+                .values(heartbeat_at=self._heartbeat_now())
+            )
 
     def stop_process(self, process_id: int) -> None:
         """Record a clean stop: the process's deploys are anybody's at once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from bot.errors import BotError
@@ -10,6 +11,8 @@ from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.outbox import MessageRef, SlackOutbox
 from bot.slack.text import escape
 
+log = logging.getLogger(__name__)
+
 # How long the poller waits for Slack to accept an announcement before trying next poll.
 POST_WAIT_SECONDS = 30.0
 
@@ -17,9 +20,12 @@ POST_WAIT_SECONDS = 30.0
 class SlackAnnouncer:
     """The poller's MergeAnnouncer, writing through the shared outbox."""
 
-    def __init__(self, outbox: SlackOutbox, channels: Mapping[str, str]) -> None:
+    def __init__(
+        self, outbox: SlackOutbox, channels: Mapping[str, str], post_wait: float = POST_WAIT_SECONDS
+    ) -> None:
         self._outbox = outbox
         self._channels = channels  # repo → its channel, for warnings outside a thread
+        self._post_wait = post_wait
 
     def announce(self, news: MergeNews) -> AnnouncementRef | None:
         text, blocks = merge_announcement(
@@ -33,10 +39,16 @@ class SlackAnnouncer:
             notes=_notes(news),
         )
         ref = self._outbox.post(news.channel, text, blocks)
-        ts = ref.wait(POST_WAIT_SECONDS)
-        if ts is None:
-            # Raising gives the head's claim back, so the next poll announces it again.
+        ts = ref.wait(self._post_wait)
+        if ref.failed:
+            # Slack refused it for good: raising gives the head's claim back, so the next poll
+            # announces it again.
             raise BotError(f"Slack did not accept the announcement for {news.repo} in {news.channel}")
+        if ts is None:
+            # Still queued behind Slack's pacing: it will go out, so the claim stays (a retry
+            # would announce the merge twice); only its thread is not known yet.
+            log.warning("announcement for %s still queued after %g s", news.repo, self._post_wait)
+            return None
         return AnnouncementRef(ref.channel, ts)
 
     def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:

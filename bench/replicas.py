@@ -427,6 +427,9 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=9, help="environments and replicas picked (default: %(default)s)"
     )
+    parser.add_argument(
+        "--default-pacing", action="store_true", help="pace Slack writes as shipped (1 s per channel)"
+    )
     parser.add_argument("--keep", type=Path, help="copy the run's folder (logs, runs file) here at the end")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -450,7 +453,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="robot-replicas-") as tmp, github, slack:
             folder = Path(tmp)
             url = server.new_database()
-            config, runs = write_world(folder, github, slack, url)
+            config, runs = write_world(folder, github, slack, url, default_pacing=args.default_pacing)
             store = SqlStore.from_url(url)
             fleet = Fleet(config, folder, slack)
             drive = Drive(fleet, github, store, runs, args.seed, began)

@@ -204,8 +204,13 @@ def announcements(slack: FakeSlack, titles: list[str]) -> dict[str, int]:
     return {title: sum(1 for t in texts if title in t) for title in titles}
 
 
-def write_world(folder: Path, github: StampedGitHub, slack: FakeSlack, store_url: str) -> tuple[Path, Path]:
-    """The repos on the fake GitHub, a checkout, the step, robot.yaml; returns (config, runs file)."""
+def write_world(
+    folder: Path, github: StampedGitHub, slack: FakeSlack, store_url: str, *, default_pacing: bool = False
+) -> tuple[Path, Path]:
+    """The repos on the fake GitHub, a checkout, the step, robot.yaml; returns (config, runs file).
+
+    ``default_pacing``: Slack writes paced as shipped (2 s per message, 1 s per channel).
+    """
     checkout = make_git_repo(folder / "checkout")
     script = folder / "step.py"
     script.write_text(STEP_SCRIPT)
@@ -221,7 +226,7 @@ def write_world(folder: Path, github: StampedGitHub, slack: FakeSlack, store_url
         folder,
         github.url,
         repos,
-        slack=slack_section(slack, fast=False, **SLACK_PACING),
+        slack=slack_section(slack, fast=False, **({} if default_pacing else SLACK_PACING)),
         state={"url": store_url, "heartbeat": HEARTBEAT, "lease": LEASE},
     )
     return config, runs

@@ -1,6 +1,6 @@
 """Three `robot run` replicas on one PostgreSQL under load, with an owner and the poller leader SIGKILLed.
 
-One run, bounded (about 2 minutes): 5 repos x 2 environments, 60 `/deploy` commands sent through
+One run, bounded (about 70 s): 5 repos x 2 environments, 60 `/deploy` commands sent through
 randomly picked replicas' Socket Mode connections, 30 merges (2 repos auto-deploy to staging),
 a deploy's owner SIGKILLed mid-step and later the poller's leader, each replaced so 3 stay up.
 Steps append `start|end <id> <repo:env> <time> <robot pid>` to a file and sleep 0.3-1 s. Then
@@ -37,7 +37,7 @@ REQUESTS = 60
 MERGES = 30
 REQUEST_EVERY = 0.75  # seconds between `/deploy` commands
 MERGE_EVERY = 1.6  # seconds between merges
-OWNER_KILL_AT = 15  # before this request, SIGKILL a replica running a step
+OWNER_KILL_AT = 15  # from this request on: SIGKILL the first non-leader seen mid-step
 LEADER_KILL_AT = 38  # before this request, SIGKILL the poller's leader
 DRIVE_BUDGET = 110.0  # seconds from the start: stop sending commands after this
 SETTLE_TIMEOUT = 40.0  # for the queue to drain and every merge to be announced
@@ -72,15 +72,15 @@ class Kill:
 
 @dataclass
 class Outcome:
+    """What one run measured."""
+
     requests: list[Request] = field(default_factory=list)
     owner_kill: Kill | None = None
     leader_kill: Kill | None = None
-    new_leader: int | None = None
     settled: bool = False
     cpu_ms_per_s: dict[str, float] = field(default_factory=dict)
     bare_ms_per_s: float | None = None
     xacts_per_s: float | None = None
-    idle_replicas: int = 0
 
 
 def _answer(slack: RoutingSlack, envelope: str) -> str:
@@ -143,7 +143,6 @@ class Drive:
             for watcher in self._watchers:
                 watcher.join(timeout=30)
         self.outcome.settled = _until(self._settled, SETTLE_TIMEOUT, 0.2)
-        self.outcome.new_leader = self._leader_index()
         return self.outcome
 
     def _requests(self, order: list[tuple[str, str]]) -> None:
@@ -242,10 +241,6 @@ class Drive:
         heard = announcements(self.slack, self.merges.titles)
         return not active and all(heard.values())
 
-    def _leader_index(self) -> int | None:
-        leader = self.fleet.leader()
-        return leader.index if leader else None
-
     def idle(self, bare_argv: list[str], pg_counter: Callable[[], int]) -> None:
         """CPU of each live replica and of a bare Bolt app, and store transactions, over idleness."""
         from bench.lib.replica_fleet import cpu_seconds
@@ -279,7 +274,6 @@ class Drive:
                 bare.wait(timeout=5)
         self.outcome.bare_ms_per_s = used.pop("bare")
         self.outcome.cpu_ms_per_s = used
-        self.outcome.idle_replicas = len(used)
         self.outcome.xacts_per_s = xacts / took / max(1, len(used))
 
 

@@ -89,7 +89,6 @@ class Replica:
     log_path: Path
     log: BinaryIO
     connection: int = 0
-    killed_at: float | None = None
 
     @property
     def pid(self) -> int:
@@ -161,7 +160,6 @@ class Fleet:
         killed_at = time.monotonic()
         replica.proc.send_signal(signal.SIGKILL)
         replica.proc.wait(timeout=10)
-        replica.killed_at = killed_at
         return killed_at, time.monotonic()
 
     def stop_all(self) -> None:

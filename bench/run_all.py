@@ -22,6 +22,7 @@ BENCHES = (
     ("big log", ["bench/big_log.py"]),
     ("metrics", ["bench/metrics_cost.py"]),
     ("shutdown", ["bench/shutdown.py"]),
+    ("replicas", ["bench/replicas.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

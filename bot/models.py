@@ -99,6 +99,11 @@ class Deploy:
     """The process group of the step running now, as its owner recorded it."""
     recheck_at: datetime | None = None
     """While ``waiting``: when its CI gate is next due for a re-check."""
+    root_ts: str | None = None
+    """The Slack message showing the deploy (its root), once posted; ``message_ts`` is the
+    thread it lives in: the root itself, or the merge announcement a merge deploy replies to."""
+    root_claim: str | None = None
+    """Set while some process has claimed posting the root and not recorded its ts yet."""
 
     @property
     def short_sha(self) -> str:

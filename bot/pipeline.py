@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 # this long, starting this soon and backing off, so an outage of minutes still ends agreeing.
 STATUS_RETRY_SECONDS = 900.0
 STATUS_RETRY_FIRST_SECONDS = 2.0
+# Before its GitHub deployment is created, a deploy waits this long at most for the Slack root
+# some process claimed to be posted (the payload names the thread), looking this often.
+ROOT_WAIT_SECONDS = 3.0
+ROOT_POLL_SECONDS = 0.05
 
 
 def step_labels(settings: Settings, redact: Callable[[str], str], deploy: Deploy) -> list[str]:
@@ -203,6 +207,7 @@ class Pipeline:
         cancel: threading.Event,
         sink: LogSink,
     ) -> tuple[Deploy, Outcome]:
+        deploy = self._with_thread(deploy)
         try:
             deployment_id = self._github.create_deployment(
                 deploy.repo,
@@ -217,6 +222,24 @@ class Pipeline:
         deploy = self._store.update_deploy(deploy.id, github_deployment_id=deployment_id)
         self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps", observer)
         return deploy, self._steps(deploy, env, observer, cancel, sink)
+
+    def _with_thread(self, deploy: Deploy) -> Deploy:
+        """The deploy as the store has it once its Slack thread is known, so the GitHub
+        deployment's payload names it: a root claimed (by this process or another) but not
+        posted yet is waited for, at most ROOT_WAIT_SECONDS (a slow Slack never stalls deploys)."""
+        deadline = time.monotonic() + ROOT_WAIT_SECONDS
+        current = deploy
+        while True:
+            try:
+                current = self._store.get_deploy(deploy.id) or current
+            except StoreError:
+                return current
+            if current.message_ts is not None or current.root_claim is None:
+                return current
+            if time.monotonic() >= deadline:
+                log.info("deploy #%s: its Slack root is not posted yet; deploying without it", deploy.id)
+                return current
+            time.sleep(ROOT_POLL_SECONDS)
 
     def _steps(
         self,

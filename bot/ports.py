@@ -116,6 +116,16 @@ class StorePort(Protocol):
         """Flag a running deploy for cancellation; None if it was not running."""
         ...
 
+    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
+        """Claim posting the deploy's root message (one conditional write): a token for
+        ``record_root``, or None when it is posted or another claim younger than
+        ``stale_after`` s stands."""
+        ...
+
+    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
+        """Record the root posted under claim ``token``; False if that claim was taken over."""
+        ...
+
     def park(self, deploy_id: int, owner: int | None, note: str, recheck_in: float) -> Deploy | None:
         """Running → waiting (CI pending, ``note`` says for what), its owner released, due again
         in ``recheck_in`` s; None if not ``owner``'s running deploy any more or a cancel was asked."""

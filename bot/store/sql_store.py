@@ -127,9 +127,38 @@ def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
     )
 
 
+def _split_root(raw: str | None, source: Source) -> tuple[str | None, str | None, str | None]:
+    """(thread ts, root ts, claim token) as the ``message_ts`` column holds them.
+
+    The column is the deploy's thread, then, for a root posted as a reply (a merge deploy in its
+    announcement's thread), ``>`` and the root's ts; a root being posted shows ``?<claimed at>``
+    in the root's place. A top-level root is its own thread: one ts.
+    """
+    if raw is None:
+        return None, None, None
+    thread, sep, rest = raw.partition(">")
+    if not sep:
+        if raw.startswith("?"):
+            return None, None, raw
+        return (raw, None, None) if source is Source.MERGE else (raw, raw, None)
+    return (thread, None, rest) if rest.startswith("?") else (thread, rest, None)
+
+
+def _join_root(thread: str | None, root: str) -> str:
+    return root if thread is None or thread == root else f"{thread}>{root}"
+
+
+def _claim_age(token: str, now: datetime) -> float:
+    try:
+        return now.timestamp() - float(token[1:])
+    except ValueError:
+        return float("inf")
+
+
 def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
     m = row._mapping
     waiting = m["state"] == _WAITING
+    thread, root, claim = _split_root(m["message_ts"], Source(m["source"]))
     return Deploy(
         id=m["id"],
         repo=m["repo"],
@@ -142,7 +171,7 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         force=bool(m["force"]),
         github_deployment_id=m["github_deployment_id"],
         channel=m["channel"],
-        message_ts=m["message_ts"],
+        message_ts=thread,
         created_at=m["created_at"],
         started_at=m["started_at"],
         finished_at=None if waiting else m["finished_at"],
@@ -151,6 +180,8 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         owner_id=m["owner_id"],
         step_pgid=m["step_pgid"],
         recheck_at=m["finished_at"] if waiting else None,
+        root_ts=root,
+        root_claim=claim,
     )
 
 
@@ -377,6 +408,53 @@ class SqlStore:
             if row is not None:
                 self._wake(conn)
         return None if row is None else _deploy(row)
+
+    # the Slack root
+
+    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
+        """Claim posting the deploy's root message: a token for ``record_root``, or None when
+        it is posted or another process's claim younger than ``stale_after`` s stands."""
+        now = _now()
+        with self._write() as conn:
+            row = conn.execute(
+                select(deploys.c.message_ts, deploys.c.source).where(deploys.c.id == deploy_id)
+            ).first()
+            if row is None:
+                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+            thread, root, claim = _split_root(row.message_ts, Source(row.source))
+            if root is not None or (claim is not None and _claim_age(claim, now) < stale_after):
+                return None
+            token = f"?{now.timestamp():.6f}"
+            was = (
+                deploys.c.message_ts.is_(None)
+                if row.message_ts is None
+                else deploys.c.message_ts == row.message_ts
+            )
+            done = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, was)
+                .values(message_ts=f"{thread}>{token}" if thread else token)
+                .returning(deploys.c.id)
+            ).first()
+        return token if done is not None else None
+
+    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
+        """Record the root posted under claim ``token``; False if that claim was taken over."""
+        with self._write() as conn:
+            row = conn.execute(
+                select(deploys.c.message_ts, deploys.c.source).where(deploys.c.id == deploy_id)
+            ).first()
+            if row is None:
+                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+            thread, _, claim = _split_root(row.message_ts, Source(row.source))
+            if claim != token:
+                return False
+            conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.message_ts == row.message_ts)
+                .values(message_ts=_join_root(thread, ts), channel=channel)
+            )
+        return True
 
     # waiting for CI
 

@@ -36,6 +36,7 @@ from bot.models import (
     PullInfo,
     RequiredContext,
     RobotProcess,
+    Source,
     Step,
     StepResult,
     StepStatus,
@@ -143,7 +144,11 @@ class MemoryStore:
         if unknown:
             raise ValueError(f"update_deploy cannot set {', '.join(unknown)}")
         with self._lock:
-            return self._put(replace(self._existing(deploy_id), **fields))  # type: ignore[arg-type]
+            deploy = replace(self._existing(deploy_id), **fields)  # type: ignore[arg-type]
+            if "message_ts" in fields and deploy.source is not Source.MERGE:
+                # As SqlStore reads its column: a top-level root is its own thread.
+                deploy = replace(deploy, root_ts=deploy.message_ts, root_claim=None)
+            return self._put(deploy)
 
     def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
         if not state.is_final:
@@ -170,6 +175,29 @@ class MemoryStore:
                 return None
             self._touch()
             return self._put(replace(deploy, state=DeployState.CANCELLED, finished_at=_now()))
+
+    # the Slack root
+
+    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
+        with self._lock:
+            deploy = self._existing(deploy_id)
+            now = _now()
+            if deploy.root_ts is not None:
+                return None
+            if deploy.root_claim is not None and now.timestamp() - float(deploy.root_claim[1:]) < stale_after:
+                return None
+            token = f"?{now.timestamp():.6f}"
+            self._put(replace(deploy, root_claim=token))
+            return token
+
+    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
+        with self._lock:
+            deploy = self._existing(deploy_id)
+            if deploy.root_claim != token:
+                return False
+            thread = deploy.message_ts if deploy.source is Source.MERGE else ts
+            self._put(replace(deploy, root_claim=None, root_ts=ts, channel=channel, message_ts=thread))
+            return True
 
     # waiting for CI
 
@@ -246,9 +274,7 @@ class MemoryStore:
             if deploy is None or deploy.state is not DeployState.WAITING:
                 return None
             self._touch()
-            return self._put(
-                replace(deploy, state=state, finished_at=_now(), error=error, recheck_at=None)
-            )
+            return self._put(replace(deploy, state=state, finished_at=_now(), error=error, recheck_at=None))
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         with self._lock:

@@ -26,7 +26,7 @@ from bot.wiring import build_core
 from tests.fakes.github import FakeGitHub
 from tests.fakes.memory import RecordingObserver
 from tests.fakes.slack import FakeSlack
-from tests.support.harness import ROOT, make_git_repo, write_config
+from tests.support.harness import ROOT, TOKEN, make_git_repo, write_config
 from tests.support.postgres import start_postgres
 from tests.support.rig import CHANNEL, robot_environ, slack_section
 
@@ -40,7 +40,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 def measure(url: str, folder: Path, tree: Path, requests: int, idle: float) -> tuple[float, list[float]]:
     """(idle CPU ms/s of the robot, request → start seconds of each deploy)."""
-    with FakeSlack() as slack, FakeGitHub() as github:
+    with FakeSlack() as slack, FakeGitHub(tokens={TOKEN: "deploy-robot"}) as github:
         github.add_repo(REPO)
         checkout = make_git_repo(folder / "checkout")
         env = {"production": {"folder": str(checkout), "commands": [["true"]]}}

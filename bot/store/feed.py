@@ -90,9 +90,10 @@ class PostgresFeed:
 
     def _connect(self) -> None:
         raw = self._engine.raw_connection()
-        raw.detach()  # ours for good: it sits in LISTEN, never back in the pool
         conn = raw.driver_connection
-        assert conn is not None
+        raw.detach()  # ours for good: it sits in LISTEN, never back in the pool
+        if conn is None:
+            raise RuntimeError("the engine gave no driver connection")
         conn.rollback()
         conn.autocommit = True
         conn.execute(f"LISTEN {WAKE_CHANNEL}")
@@ -111,7 +112,7 @@ class PostgresFeed:
             return False
         except Exception as exc:  # psycopg's errors, a dropped socket: listen again shortly
             if not self._closed.is_set():
-                log.warning("store feed: %s; listening again in %g s", exc, RECONNECT_SECONDS)
+                log.warning("store feed: %r; listening again in %g s", exc, RECONNECT_SECONDS)
             self._drop()
             self._closed.wait(min(timeout, RECONNECT_SECONDS))
             return True

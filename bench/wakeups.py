@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import psutil
+import yaml
 
 from bot.config import load_settings
 from bot.models import DeployState, Source
@@ -31,6 +32,7 @@ from tests.support.postgres import start_postgres
 from tests.support.rig import CHANNEL, robot_environ, slack_section
 
 REPO = "acme/web"
+POLL_INTERVAL = 30
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -48,6 +50,9 @@ def measure(url: str, folder: Path, tree: Path, requests: int, idle: float) -> t
         config = write_config(
             folder, github.url, repos, slack=slack_section(slack, fast=False), state={"url": url}
         )
+        settings = yaml.safe_load(config.read_text())
+        settings["github"]["poll_interval"] = POLL_INTERVAL  # the default: an idle robot, not a busy poller
+        config.write_text(yaml.safe_dump(settings, sort_keys=False))
         log = (folder / "robot.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
@@ -86,8 +91,17 @@ def measure(url: str, folder: Path, tree: Path, requests: int, idle: float) -> t
             if core is not None:
                 core.close()
             proc.terminate()
-            proc.wait(timeout=20)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+                print(f"`robot run` ignored SIGTERM for 20 s; killed. Its log ends:\n{_tail(folder)}")
             log.close()
+
+
+def _tail(folder: Path) -> str:
+    return "\n".join((folder / "robot.log").read_text(errors="replace").splitlines()[-15:])
 
 
 def main() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+from bot.cli import _status_row
 from bot.deploys import DeployService
 from bot.models import ContextState, DeployState, Source
+from bot.slack.chatops import Caller, ChatOps
+from bot.slack.commands import parse_status
 from tests.fakes.memory import RecordingObserver
 from tests.support.wait import wait_for
 from tests.unit.conftest import API, World, WorldFactory, commands_env
@@ -93,3 +97,21 @@ def test_a_request_made_through_another_service_starts_at_once(world_for: WorldF
     wait_for(lambda: world.service.get(deploy.id).state is not DeployState.QUEUED, 5.0, "claimed")
     assert time.monotonic() - started < 1.0
     assert world.wait_final(deploy.id).state is DeployState.SUCCEEDED
+
+
+def test_deploy_status_and_robot_status_say_what_a_waiting_deploy_waits_for(
+    world_for: WorldFactory, tmp_path: Path
+) -> None:
+    world = world_for(gated_and_open(tmp_path / "checkout"), deploys=ONE_WORKER)
+    world.github.script_ci(API, world.github.refs[API]["main"], PENDING)
+    world.service.start()
+    deploy = world.request(API)
+    wait_state(world, deploy.id, DeployState.WAITING)
+    queued_behind = world.request(API, ref=world.github.push(API))
+    reply = ChatOps(world.service).command(parse_status(""), Caller("U1", "C1"))
+    shown = json.dumps(reply.blocks, ensure_ascii=False)
+    assert "⏸️" in shown and "waiting for CI: ci/test pending" in shown
+    assert "2nd in line" in shown  # the waiting head keeps its place: #2 waits behind it
+    row = _status_row(world.service.get(deploy.id))
+    assert row[4] == "⏸️ waiting" and row[-1] == "waiting for CI: ci/test pending"
+    assert world.service.get(queued_behind.id).state is DeployState.QUEUED

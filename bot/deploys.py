@@ -8,10 +8,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot.config import RepoSettings, Settings
 from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
-from bot.logs import deploy_fields
 from bot.models import (
     Actor,
     ActorKind,
@@ -27,7 +27,7 @@ from bot.models import (
     Source,
 )
 from bot.pipeline import Pipeline
-from bot.ports import DeployObserver, GitHubPort, StorePort
+from bot.ports import ChangeFeed, DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
 from bot.processes import Heartbeat, pid_alive, this_process
 from bot.steps.procs import group_alive, stop_groups
@@ -35,12 +35,21 @@ from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
 
-# Idle workers look at the store this often: it is how deploys queued by another robot
-# process sharing the database get served. Local requests wake workers at once.
+# How often `run_one` (a terminal's deploy) looks at its deploy without a wake-up, and how
+# often the cancel watcher looks at this process's running deploys.
 _IDLE_POLL_SECONDS = 1.0
 # At shutdown this much of the deadline (at most a third of it) is kept for recording how the
 # cancelled deploys ended: their steps are SIGKILLed before it, if the grace has not run out.
 _STOP_RECORD_SECONDS = 2.0
+# Idle workers are woken by the store's change feed (another process queued, finished, parked
+# or unlocked something), by this process's own requests, and when a CI re-check falls due;
+# without any of those they still look this often (a lost wake-up costs at most this much).
+_IDLE_FALLBACK_SECONDS = 10.0
+# The feed listener checks for a stop this often.
+_LISTEN_SLICE_SECONDS = 2.0
+# `run_one` checks its cancel event this often while it waits for a wake-up.
+_CANCEL_SLICE_SECONDS = 0.2
+_CANCELLED_WAITING = "cancelled while waiting for CI"
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class DeployService:
         self._observer = observer
         self._members_of = members_of
         self._wake = threading.Condition()
+        self._wakeups = 0  # bumped under _wake by every wake-up, so none is lost between looks
         self._stopping = threading.Event()
         self._cancels: dict[int, threading.Event] = {}
         self._cancels_lock = threading.Lock()
@@ -177,6 +187,12 @@ class DeployService:
         cancelled = self._store.cancel_queued(deploy_id)
         if cancelled is not None:
             self._store.append_log(deploy_id, [f"==> cancelled by {user} while queued"])
+            self._observer.deploy_changed(cancelled)
+            return cancelled
+        # No worker holds a waiting deploy: cancelling it is one conditional write too.
+        cancelled = self._store.finish_waiting(deploy_id, DeployState.CANCELLED, _CANCELLED_WAITING)
+        if cancelled is not None:
+            self._store.append_log(deploy_id, [f"==> cancelled by {user} while waiting for CI"])
             self._observer.deploy_changed(cancelled)
             return cancelled
         running = self._store.request_cancel(deploy_id)
@@ -358,6 +374,7 @@ class DeployService:
             thread = threading.Thread(target=self._work, name=f"deploy-worker-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        threading.Thread(target=self._listen, name="store-feed", daemon=True).start()
 
     def stop(self, timeout: float) -> None:
         """Stop claiming, cancel every deploy this process runs, and have each recorded as ended
@@ -427,45 +444,112 @@ class DeployService:
             log.error("deploy #%s: not recorded as cancelled at shutdown: %s", deploy_id, exc)
 
     def run_one(self, deploy_id: int, cancel: threading.Event, poll: float = _IDLE_POLL_SECONDS) -> Deploy:
-        """Wait for ``deploy_id`` to reach the front of its queue, then run it here (the CLI)."""
+        """Wait for ``deploy_id`` to reach the front of its queue, then run it here (the CLI).
+
+        While its CI is pending it waits like any deploy (no thread on it); this process
+        re-checks it when due, unless another process got there first.
+        """
         owner = self.register(ProcessKind.DEPLOY)
-        cancel_asked = False
-        while True:
-            deploy = self._store.claim_next(only_id=deploy_id, owner=owner)
-            if deploy is not None:
-                return self._run(deploy, cancel)
-            current = self.get(deploy_id)
-            if current.state.is_final:
-                return current
-            if cancel.is_set() and not cancel_asked:
-                cancel_asked = True
-                with contextlib.suppress(UnknownDeploy):  # it may have just finished
-                    self.cancel(deploy_id, current.requester, operator=True)
-                continue
-            # Once cancel was asked, keep polling until the deploy is final, without re-asking.
-            (self._stopping if cancel_asked else cancel).wait(poll)
+        feed = self._store.watch()
+        try:
+            cancel_asked = False
+            while True:
+                handled = self._serve_once(owner, cancel, only_id=deploy_id)
+                if handled is not None and handled.state.is_final:
+                    return handled
+                current = self.get(deploy_id)
+                if current.state.is_final:
+                    return current
+                if cancel.is_set() and not cancel_asked:
+                    cancel_asked = True
+                    with contextlib.suppress(UnknownDeploy):  # it may have just finished
+                        self.cancel(deploy_id, current.requester, operator=True)
+                    continue
+                # Once cancel was asked, keep looking until the deploy is final, without re-asking.
+                wait = self._until_recheck(poll)
+                self._await_change(feed, wait, self._stopping if cancel_asked else cancel)
+        finally:
+            feed.close()
+
+    def _await_change(self, feed: ChangeFeed, timeout: float, interrupt: threading.Event) -> None:
+        """Until the feed reports a change, ``timeout`` passes, or ``interrupt`` is set."""
+        deadline = time.monotonic() + timeout
+        while not interrupt.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or feed.wait(min(remaining, _CANCEL_SLICE_SECONDS)):
+                return
+
+    def _until_recheck(self, longest: float) -> float:
+        """Seconds until the soonest CI re-check falls due, at most ``longest``."""
+        try:
+            due = self._store.next_recheck()
+        except StoreError:
+            return longest
+        if due is None:
+            return longest
+        return min(longest, max((due - datetime.now(UTC)).total_seconds(), 0.01))
+
+    def _serve_once(
+        self, owner: int, cancel: threading.Event | None = None, only_id: int | None = None
+    ) -> Deploy | None:
+        """Claim and run (or park) the next queued deploy, else claim one due CI re-check.
+
+        Returns the deploy it dealt with, as it is now; None when there was nothing to do.
+        """
+        deploy = self._store.claim_next(only_id=only_id, owner=owner)
+        if deploy is not None:
+            self._ring()  # more may be claimable: another idle worker looks
+            return self._run(deploy, cancel or threading.Event())
+        waiting = self._store.claim_recheck(self._settings.deploys.ci_poll_interval, only_id)
+        if waiting is None:
+            return None
+        self._ring()
+        running = self._pipeline.recheck(waiting, self._observer, owner)
+        if running is None:
+            return self._store.get_deploy(waiting.id) or waiting
+        return self._run(running, cancel or threading.Event(), gated=True)
 
     def _work(self) -> None:
         owner = self.register(ProcessKind.RUN)
         while not self._stopping.is_set():
+            with self._wake:
+                seen = self._wakeups
             try:
-                deploy = self._store.claim_next(owner=owner)
+                handled = self._serve_once(owner)
             except StoreError as exc:
                 log.warning("cannot claim deploys, retrying: %s", exc)
-                deploy = None
-            if deploy is None:
-                with self._wake:
-                    self._wake.wait(_IDLE_POLL_SECONDS)
+                self._stopping.wait(_IDLE_POLL_SECONDS)
                 continue
-            try:
-                self._run(deploy, threading.Event())
             except Exception:
                 # The worker outlives any one deploy: a deploy the store could not finish stays
                 # running until this process stops, then another robot takes it over.
-                log.exception("deploy #%s: worker fault", deploy.id, extra=deploy_fields(deploy))
-            self._notify_workers()
+                log.exception("deploy worker fault")
+                handled = None
+            if handled is None:
+                self._idle(seen)
 
-    def _run(self, deploy: Deploy, cancel: threading.Event) -> Deploy:
+    def _idle(self, seen: int) -> None:
+        """Sleep until a wake-up newer than ``seen``, the next CI re-check, or the fallback."""
+        timeout = self._until_recheck(_IDLE_FALLBACK_SECONDS)
+        with self._wake:
+            if self._wakeups == seen and not self._stopping.is_set():
+                self._wake.wait(timeout)
+
+    def _listen(self) -> None:
+        """Turn the store's change feed (other processes' writes) into wake-ups of one worker."""
+        try:
+            feed = self._store.watch()
+        except StoreError as exc:
+            log.warning("no store change feed (workers look every %g s): %s", _IDLE_FALLBACK_SECONDS, exc)
+            return
+        try:
+            while not self._stopping.is_set():
+                if feed.wait(_LISTEN_SLICE_SECONDS):
+                    self._ring()
+        finally:
+            feed.close()
+
+    def _run(self, deploy: Deploy, cancel: threading.Event, gated: bool = False) -> Deploy:
         with self._cancels_lock:
             self._cancels[deploy.id] = cancel
             if self._watcher is None:
@@ -476,7 +560,7 @@ class DeployService:
         if deploy.cancel_requested or self._stopping.is_set():
             cancel.set()
         try:
-            return self._pipeline.run(deploy, self._observer, cancel)
+            return self._pipeline.run(deploy, self._observer, cancel, gated)
         finally:
             with self._cancels_lock:
                 self._cancels.pop(deploy.id, None)
@@ -503,7 +587,14 @@ class DeployService:
 
     def _notify_workers(self) -> None:
         with self._wake:
+            self._wakeups += 1
             self._wake.notify_all()
+
+    def _ring(self) -> None:
+        """Wake one idle worker (it wakes the next if it finds work: no herd on every change)."""
+        with self._wake:
+            self._wakeups += 1
+            self._wake.notify()
 
     # --- checks ---------------------------------------------------------------------------
 

@@ -8,9 +8,14 @@ from enum import StrEnum
 
 
 class DeployState(StrEnum):
-    """Where a deploy is in its life; the last five are final."""
+    """Where a deploy is in its life; the last five are final.
+
+    ``waiting``: the head of its repo + environment queue, claimed, its CI gate pending; no
+    worker holds it (a scheduled re-check moves it on).
+    """
 
     QUEUED = "queued"
+    WAITING = "waiting"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -20,7 +25,7 @@ class DeployState(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self not in (DeployState.QUEUED, DeployState.RUNNING)
+        return self not in ACTIVE_STATES
 
     @property
     def icon(self) -> str:
@@ -30,6 +35,7 @@ class DeployState(StrEnum):
 
 _STATE_ICONS = {
     DeployState.QUEUED: "⏳",
+    DeployState.WAITING: "⏸️",
     DeployState.RUNNING: "🚀",
     DeployState.SUCCEEDED: "✅",
     DeployState.FAILED: "❌",
@@ -37,7 +43,8 @@ _STATE_ICONS = {
     DeployState.BLOCKED: "🚫",
     DeployState.INTERRUPTED: "⚠️",
 }
-ACTIVE_STATES = (DeployState.QUEUED, DeployState.RUNNING)
+ACTIVE_STATES = (DeployState.QUEUED, DeployState.WAITING, DeployState.RUNNING)
+"""Not final: dedupe and "one deploy at a time per repo + environment" count these."""
 FINAL_STATES = tuple(state for state in DeployState if state.is_final)
 
 
@@ -128,6 +135,13 @@ class Deploy:
     """The robot process running it (while running); None before processes were recorded."""
     step_pgid: int | None = None
     """The process group of the step running now, as its owner recorded it."""
+    recheck_at: datetime | None = None
+    """While ``waiting``: when its CI gate is next due for a re-check."""
+    root_ts: str | None = None
+    """The Slack message showing the deploy (its root), once posted; ``message_ts`` is the
+    thread it lives in: the root itself, or the merge announcement a merge deploy replies to."""
+    root_claim: str | None = None
+    """Set while some process has claimed posting the root and not recorded its ts yet."""
 
     @property
     def short_sha(self) -> str:
@@ -136,6 +150,11 @@ class Deploy:
     @property
     def requester(self) -> Actor:
         return Actor.parse(self.requested_by, self.source)
+
+    @property
+    def waiting_for(self) -> str | None:
+        """While ``waiting``: what it waits for (the pending contexts), one line."""
+        return self.error if self.state is DeployState.WAITING else None
 
     @property
     def duration_seconds(self) -> float | None:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from bot.config import EnvironmentSettings, RepoSettings, Settings
@@ -42,6 +43,11 @@ STOPPED_SUMMARY = "cancelled: the robot stopped"
 
 T = TypeVar("T")
 
+# Before its GitHub deployment is created, a deploy waits this long at most for the Slack root
+# some process claimed to be posted (the payload names the thread), looking this often.
+ROOT_WAIT_SECONDS = 3.0
+ROOT_POLL_SECONDS = 0.05
+
 
 def step_labels(settings: Settings, redact: Callable[[str], str], deploy: Deploy) -> list[str]:
     """The deploy's steps as they are shown (secrets masked), before any has run."""
@@ -58,8 +64,18 @@ class Outcome:
     summary: str
 
 
+@dataclass(frozen=True)
+class _Gate:
+    """One look at a deploy's CI gate: green (all None), stopped (``outcome``), or ``pending``."""
+
+    outcome: Outcome | None = None
+    pending: str | None = None  # the waiting note: what it waits for
+    result: GateResult | None = None  # what GitHub said, when it answered
+
+
 class Pipeline:
-    """Runs one claimed deploy to a final state; never raises for anything a deploy can hit."""
+    """Runs one claimed deploy to a final state (or parks it waiting for CI); never raises for
+    anything a deploy can hit."""
 
     def __init__(
         self,
@@ -92,15 +108,24 @@ class Pipeline:
             return None
         return self._finish(deploy, Outcome(DeployState.CANCELLED, "error", STOPPED_SUMMARY), observer)
 
-    def run(self, deploy: Deploy, observer: DeployObserver, cancel: threading.Event) -> Deploy:
-        """Gate, record, run and report ``deploy``; returns it in its final state."""
+    def run(
+        self, deploy: Deploy, observer: DeployObserver, cancel: threading.Event, gated: bool = False
+    ) -> Deploy:
+        """Gate (unless ``gated``: it just went green), record, run and report a claimed deploy.
+
+        Returns it in its final state, or ``waiting`` when its CI is pending: then it is parked
+        in the store and no thread waits on it (``recheck`` moves it on).
+        """
         repo = self._settings.repos[deploy.repo]
         env = repo.environments[deploy.env]
         sink = LogSink(self._store, deploy.id, self._settings.deploys.max_log_lines)
-        observer.deploy_changed(deploy)
         try:
-            outcome = self._gate(deploy, repo, observer, cancel)
+            outcome = None if gated else self._claim_gate(deploy, repo, observer, cancel, sink)
+            if isinstance(outcome, Deploy):
+                sink.close()
+                return outcome
             if outcome is None:
+                observer.deploy_changed(deploy)
                 deploy, outcome = self._deploy(deploy, repo, env, observer, cancel, sink)
         except BotError as exc:
             outcome = Outcome(DeployState.FAILED, "error", str(exc))
@@ -114,6 +139,35 @@ class Pipeline:
         sink.close()
         return self._finish(deploy, outcome, observer)
 
+    def recheck(self, deploy: Deploy, observer: DeployObserver, owner: int | None) -> Deploy | None:
+        """One re-check of a waiting deploy whose re-check this process claimed.
+
+        Green: the deploy, now running for ``owner`` (the caller runs it, ``gated=True``).
+        Failed or past ``ci_timeout``: it ends blocked. Still pending: it keeps waiting (the
+        note is rewritten only when what it waits for changed). None unless it is to run.
+        """
+        repo = self._settings.repos.get(deploy.repo)
+        if repo is None or deploy.env not in repo.environments:
+            gate = _Gate(Outcome(DeployState.BLOCKED, "error", "no longer in the robot's config"))
+        else:
+            gate = self._check_gate(deploy, repo)
+        if gate.outcome is None and gate.pending is None:
+            return self._store.resume(deploy.id, owner)
+        if gate.outcome is not None:
+            summary = self._redact(gate.outcome.summary)
+            final = self._store.finish_waiting(deploy.id, gate.outcome.state, summary)
+            if final is not None:
+                self._store.append_log(deploy.id, [f"==> {final.state.value}: {summary}"])
+                observer.deploy_changed(final)
+            return None
+        if gate.pending is not None and gate.pending != deploy.waiting_for:
+            updated = self._store.update_waiting(deploy.id, gate.pending)
+            if updated is not None:
+                observer.deploy_changed(updated)
+                if gate.result is not None:
+                    observer.gate_waiting(updated, gate.result)
+        return None
+
     def report_interrupted(self, deploy: Deploy) -> None:
         """Tell GitHub that a deploy taken over from a robot that stopped will not finish."""
         summary = "interrupted: the robot stopped during the deploy"
@@ -122,42 +176,54 @@ class Pipeline:
             # GitHub may be down at start-up too: retry off this thread, as any final status.
             self._retry_in_background(deploy, outcome)
 
-    def _gate(
-        self, deploy: Deploy, repo: RepoSettings, observer: DeployObserver, cancel: threading.Event
-    ) -> Outcome | None:
-        """None when CI allows the deploy, else the outcome that stops it."""
+    def _claim_gate(
+        self,
+        deploy: Deploy,
+        repo: RepoSettings,
+        observer: DeployObserver,
+        cancel: threading.Event,
+        sink: LogSink,
+    ) -> Outcome | Deploy | None:
+        """The gate at claim time: None (go), the outcome that stops it, or the parked deploy."""
+        gate = self._check_gate(deploy, repo)
+        if cancel.is_set():
+            return Outcome(DeployState.CANCELLED, "error", "cancelled while waiting for CI")
+        if gate.pending is None:
+            return gate.outcome
+        interval = self._settings.deploys.ci_poll_interval
+        parked = self._store.park(deploy.id, deploy.owner_id, gate.pending, interval)
+        if parked is None:
+            # A cancel was asked during the check (or the deploy was taken over: _finish sees it).
+            return Outcome(DeployState.CANCELLED, "error", "cancelled while waiting for CI")
+        sink.write(f"==> {gate.pending}")
+        observer.deploy_changed(parked)
+        if gate.result is not None:
+            observer.gate_waiting(parked, gate.result)
+        return parked
+
+    def _check_gate(self, deploy: Deploy, repo: RepoSettings) -> _Gate:
+        """One look at CI for the deploy's SHA; its ``ci_timeout`` counts from its claim."""
         if deploy.force or not repo.gate:
-            return None
-        deadline = time.monotonic() + repo.ci_timeout
-        last_waiting: tuple[ContextResult, ...] | None = None
-        while True:
-            try:
-                gate = self._github.ci_state(deploy.repo, deploy.sha, repo.gate)
-            except GitHubError as exc:
-                # GitHub down is not CI failed: keep waiting, as for a pending context.
-                log.warning(
-                    "deploy #%s: CI state unreadable, will re-check: %s",
-                    deploy.id,
-                    exc,
-                    extra=deploy_fields(deploy),
-                )
-                pending = f"GitHub did not answer ({exc})"
-            else:
-                if gate.failing:
-                    return Outcome(DeployState.BLOCKED, "error", "CI failed: " + _contexts(gate.failing))
-                if gate.green:
-                    return None
-                if gate.waiting != last_waiting:
-                    observer.gate_waiting(deploy, gate)
-                    last_waiting = gate.waiting
-                pending = _names(gate)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return Outcome(
-                    DeployState.BLOCKED, "error", f"CI still pending after {repo.ci_timeout:g} s: {pending}"
-                )
-            if cancel.wait(min(self._settings.deploys.ci_poll_interval, remaining)):
-                return Outcome(DeployState.CANCELLED, "error", "cancelled while waiting for CI")
+            return _Gate()
+        result = None
+        try:
+            gate = self._github.ci_state(deploy.repo, deploy.sha, repo.gate)
+        except GitHubError as exc:
+            # GitHub down is not CI failed: keep waiting, as for a pending context.
+            unread = "deploy #%s: CI state unreadable, will re-check: %s"
+            log.warning(unread, deploy.id, exc, extra=deploy_fields(deploy))
+            pending = f"GitHub did not answer ({exc})"
+        else:
+            if gate.failing:
+                return _Gate(Outcome(DeployState.BLOCKED, "error", "CI failed: " + _contexts(gate.failing)))
+            if gate.green:
+                return _Gate()
+            pending, result = _names(gate), gate
+        since = deploy.started_at or datetime.now(UTC)
+        if (datetime.now(UTC) - since).total_seconds() >= repo.ci_timeout:
+            why = f"CI still pending after {repo.ci_timeout:g} s: {pending}"
+            return _Gate(Outcome(DeployState.BLOCKED, "error", why))
+        return _Gate(pending=self._redact(f"waiting for CI: {pending}"), result=result)
 
     def _deploy(
         self,
@@ -168,6 +234,7 @@ class Pipeline:
         cancel: threading.Event,
         sink: LogSink,
     ) -> tuple[Deploy, Outcome]:
+        deploy = self._with_thread(deploy)
         try:
             deployment_id = self._github.create_deployment(
                 deploy.repo,
@@ -187,6 +254,24 @@ class Pipeline:
         )
         self._status(deploy, "queued", f"Deploy #{deploy.id} recorded; preparing steps", observer)
         return deploy, self._steps(deploy, env, observer, cancel, sink)
+
+    def _with_thread(self, deploy: Deploy) -> Deploy:
+        """The deploy as the store has it once its Slack thread is known, so the GitHub
+        deployment's payload names it: a root claimed (by this process or another) but not
+        posted yet is waited for, at most ROOT_WAIT_SECONDS (a slow Slack never stalls deploys)."""
+        deadline = time.monotonic() + ROOT_WAIT_SECONDS
+        current = deploy
+        while True:
+            try:
+                current = self._store.get_deploy(deploy.id) or current
+            except StoreError:
+                return current
+            if current.message_ts is not None or current.root_claim is None:
+                return current
+            if time.monotonic() >= deadline:
+                log.info("deploy #%s: its Slack root is not posted yet; deploying without it", deploy.id)
+                return current
+            time.sleep(ROOT_POLL_SECONDS)
 
     def _steps(
         self,

@@ -79,6 +79,16 @@ class GitHubPort(Protocol):
         ...
 
 
+class ChangeFeed(Protocol):
+    """Says when some process changed the queue (queued, finished, cancelled, parked, unlocked)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a change (True; also when the feed cannot tell) or ``timeout`` s of quiet."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class StorePort(Protocol):
     """The source of truth for deploys, queue, locks, logs and last-seen heads."""
 
@@ -107,6 +117,46 @@ class StorePort(Protocol):
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         """Flag a running deploy for cancellation; None if it was not running."""
+        ...
+
+    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
+        """Claim posting the deploy's root message (one conditional write): a token for
+        ``record_root``, or None when it is posted or another claim younger than
+        ``stale_after`` s stands."""
+        ...
+
+    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
+        """Record the root posted under claim ``token``; False if that claim was taken over."""
+        ...
+
+    def park(self, deploy_id: int, owner: int | None, note: str, recheck_in: float) -> Deploy | None:
+        """Running → waiting (CI pending, ``note`` says for what), its owner released, due again
+        in ``recheck_in`` s; None if not ``owner``'s running deploy any more or a cancel was asked."""
+        ...
+
+    def claim_recheck(self, recheck_in: float, only_id: int | None = None) -> Deploy | None:
+        """Claim the re-check of the oldest due waiting deploy (its next one pushed ``recheck_in``
+        s on in the same conditional write); None when none is due."""
+        ...
+
+    def next_recheck(self) -> datetime | None:
+        """When the soonest waiting deploy is due for a re-check (None: nothing waits)."""
+        ...
+
+    def update_waiting(self, deploy_id: int, note: str) -> Deploy | None:
+        """Replace a waiting deploy's note; None if it is not waiting any more."""
+        ...
+
+    def resume(self, deploy_id: int, owner: int | None) -> Deploy | None:
+        """Waiting → running for ``owner``; None if it is not waiting any more."""
+        ...
+
+    def finish_waiting(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        """Waiting → a final state; None if it was not waiting."""
+        ...
+
+    def watch(self) -> ChangeFeed:
+        """A feed of queue changes made by any process (the caller closes it)."""
         ...
 
     def record_step(self, deploy_id: int, pgid: int | None) -> bool:

@@ -156,11 +156,12 @@ class ChatOps:
     def _status(self, command: StatusCommand) -> Reply:
         history = self._service.history
         active = history(command.repo, command.env, ACTIVE_STATES, limit=200)
-        running = [d for d in active if d.state is DeployState.RUNNING]
+        # A deploy waiting for CI holds its environment like a running one; it says for what.
+        running = [d for d in active if d.state in (DeployState.RUNNING, DeployState.WAITING)]
         queued = sorted((d for d in active if d.state is DeployState.QUEUED), key=lambda d: d.id)
         recent = history(command.repo, command.env, FINAL_STATES, limit=_RECENT)
         repo = self._service.target(command.repo).repo if command.repo else None
-        steps = {d.id: step for d in running if (step := self._current_step(d.id))}
+        steps = {d.id: step for d in running if (step := d.waiting_for or self._current_step(d.id))}
         text, blocks = status_blocks(running, queued, recent, self._service.locks(repo), steps)
         return Reply(text, blocks)
 

@@ -8,16 +8,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
+from bot.errors import StoreError
 from bot.models import (
     TAIL_LINES,
     Deploy,
     DeployState,
     GateResult,
-    Source,
     StepResult,
     StepStatus,
     TaskEvent,
@@ -37,6 +38,13 @@ HEARTBEAT_SECONDS = 10.0
 LOG_URL_WAIT_SECONDS = 0.5
 # A failed deploy's log is uploaded to its thread; past this size only its head and tail are.
 MAX_UPLOAD_CHARS = 4 * 1024 * 1024
+# The robot process that claimed a deploy's root posts it; others update it once its ts is in
+# the store, looking this often. A claim this old without a ts (its process died between claim
+# and post) may be taken over: better a late second root than none.
+ROOT_FOLLOW_SECONDS = 0.2
+ROOT_CLAIM_STALE_SECONDS = 30.0
+# A deploy another process finished is forgotten here this long after it ended.
+FORGET_AFTER_SECONDS = 60.0
 
 
 @dataclass
@@ -52,6 +60,7 @@ class _LiveDeploy:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     show_tail: bool = False
     permalink: str | None = None
+    posting: bool = False  # this process posts the root (the post carries the state it was made in)
 
 
 class SlackNotifier:
@@ -92,11 +101,14 @@ class SlackNotifier:
                 self._finish(deploy, live)
 
     def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None:
+        # The root says what a waiting deploy waits for (its note), so no progress message is
+        # posted: the process that later runs the steps posts the deploy's one progress message.
         names = ", ".join(f"{c.name} ({c.state.value})" for c in gate.waiting)
         with self._lock:
             live = self._live(deploy)
             live.task = f"waiting for CI: {names}"
-            self._render_progress(deploy, live)
+            if live.progress is not None:
+                self._render_progress(deploy, live)
 
     def step_started(self, deploy: Deploy, index: int, total: int, label: str) -> None:
         with self._lock:
@@ -167,28 +179,91 @@ class SlackNotifier:
         if live is None:
             labels = self._step_labels(deploy)
             steps = [StepView(i, label, StepState.PENDING) for i, label in enumerate(labels, start=1)]
-            text, blocks = self._root_blocks(deploy)
-            if deploy.message_ts and deploy.channel and deploy.source is not Source.MERGE:
-                # A deploy whose root an earlier robot process posted (found interrupted, or
-                # queued, after a restart) is updated in place, not given a second root.
-                root = parent = self._outbox.adopt(deploy.channel, deploy.message_ts)
-            elif deploy.message_ts and deploy.channel:
-                # A merge announcement started this deploy: it stays as it is (its buttons still
-                # serve the other environments) and the deploy lives in its thread.
-                parent = self._outbox.adopt(deploy.channel, deploy.message_ts)
-                root = self._outbox.post(deploy.channel, text, blocks, thread=parent)
-            else:
-                root = self._outbox.post(
-                    deploy.channel or "", text, blocks, on_posted=self._recorder(deploy.id)
-                )
-                parent = root
-            live = _LiveDeploy(root, parent, steps)
+            live = self._show(deploy, steps)
             self._deploys[deploy.id] = live
         return live
 
-    def _recorder(self, deploy_id: int) -> Callable[[MessageRef], None]:
+    def _show(self, deploy: Deploy, steps: list[StepView]) -> _LiveDeploy:
+        """Where this process shows the deploy: its one root, posted here only under a claim.
+
+        Whichever robot process shows a deploy first claims its root in the store and posts
+        it; every other one (a replica that runs it, cancels it, re-checks its CI, or finds it
+        interrupted) updates that message in place. A merge deploy's root is a reply in its
+        announcement's thread (the announcement keeps its buttons for the other environments).
+        """
+        channel = deploy.channel or ""
+        thread = None
+        if deploy.message_ts and deploy.channel and deploy.message_ts != deploy.root_ts:
+            thread = self._outbox.adopt(deploy.channel, deploy.message_ts)
+        if deploy.root_ts and deploy.channel:
+            root = self._outbox.adopt(deploy.channel, deploy.root_ts)
+            return _LiveDeploy(root, thread or root, steps)
+        try:
+            token = self._store.claim_root(deploy.id, ROOT_CLAIM_STALE_SECONDS)
+            claimed = token is not None
+        except StoreError as exc:
+            log.warning("deploy #%s: root not claimed (store: %s); posting it anyway", deploy.id, exc)
+            token, claimed = None, True
+        if claimed:
+            text, blocks = self._root_blocks(deploy)
+            root = self._outbox.post(
+                channel, text, blocks, thread=thread, on_posted=self._recorder(deploy.id, token)
+            )
+            return _LiveDeploy(root, thread or root, steps, posting=True)
+        root = MessageRef(channel)  # posted by another process: known once its ts is recorded
+        threading.Thread(
+            target=self._follow, args=(deploy.id, root), name=f"slack-root-{deploy.id}", daemon=True
+        ).start()
+        return _LiveDeploy(root, thread or root, steps)
+
+    def _follow(self, deploy_id: int, root: MessageRef) -> None:
+        """Wait for the root another process claimed; take the claim over once it is stale."""
+        started = time.monotonic()
+        while not self._stopping.wait(ROOT_FOLLOW_SECONDS):
+            try:
+                deploy = self._store.get_deploy(deploy_id)
+                if deploy is None:
+                    break
+                if deploy.root_ts and deploy.channel:
+                    self._outbox.resolve(root, deploy.channel, deploy.root_ts)
+                    return
+                if time.monotonic() - started < ROOT_CLAIM_STALE_SECONDS:
+                    continue
+                token = self._store.claim_root(deploy_id, ROOT_CLAIM_STALE_SECONDS)
+            except StoreError as exc:
+                log.warning("deploy #%s: root not followed yet: %s", deploy_id, exc)
+                continue
+            if token is not None:
+                log.warning("deploy #%s: its root was claimed but never posted; posting it here", deploy_id)
+                self._repost(deploy, root, token)
+                return
+        self._outbox.abandon(root)
+
+    def _repost(self, deploy: Deploy, stale: MessageRef, token: str) -> None:
+        with self._lock:
+            live = self._deploys.get(deploy.id)
+            self._outbox.abandon(stale)
+            if live is None or live.root is not stale:
+                return
+            text, blocks = self._root_blocks(deploy)
+            thread = None if live.parent is stale else live.parent
+            live.root = self._outbox.post(
+                stale.channel, text, blocks, thread=thread, on_posted=self._recorder(deploy.id, token)
+            )
+            live.posting = True
+            if thread is None:
+                live.parent = live.root
+                live.progress = None  # its post went nowhere; the next step posts it again
+
+    def _recorder(self, deploy_id: int, token: str | None) -> Callable[[MessageRef], None]:
         def record(ref: MessageRef) -> None:
-            self._store.update_deploy(deploy_id, channel=ref.channel, message_ts=ref.ts)
+            if token is None:
+                return
+            try:
+                if not self._store.record_root(deploy_id, token, ref.channel, ref.ts or ""):
+                    log.warning("deploy #%s: another robot took its root over; this post is extra", deploy_id)
+            except StoreError as exc:
+                log.warning("deploy #%s: root not recorded: %s", deploy_id, exc)
 
         return record
 
@@ -196,7 +271,8 @@ class SlackNotifier:
         return root_message(deploy, self._commit_url(deploy.repo, deploy.sha), deploy.duration_seconds)
 
     def _render_root(self, deploy: Deploy, live: _LiveDeploy) -> None:
-        if live.root.ts is None and not live.root.posted.is_set() and deploy.state is DeployState.QUEUED:
+        unposted = live.root.ts is None and not live.root.posted.is_set()
+        if live.posting and unposted and deploy.state is DeployState.QUEUED:
             return  # the post carrying this very state is still queued
         text, blocks = self._root_blocks(deploy)
         self._outbox.update(live.root, text, blocks)
@@ -219,17 +295,30 @@ class SlackNotifier:
                 _capped(self._store.read_log(deploy.id)),
                 f"Deploy #{deploy.id} log",
             )
-        del self._deploys[deploy.id]
+        self._deploys.pop(deploy.id, None)
 
     def _beat(self) -> None:
         while not self._stopping.wait(HEARTBEAT_SECONDS):
             with self._lock:
                 showing = list(self._deploys.items())
             for deploy_id, live in showing:
-                deploy = self._store.get_deploy(deploy_id)
+                try:
+                    deploy = self._store.get_deploy(deploy_id)
+                except StoreError:
+                    continue
                 if deploy is not None and deploy.state is DeployState.RUNNING and live.progress:
                     with self._lock:
                         self._render_progress(deploy, live)
+                elif deploy is None or _long_over(deploy):
+                    # Another process ended it (this one only showed it for a while).
+                    with self._lock:
+                        self._deploys.pop(deploy_id, None)
+
+
+def _long_over(deploy: Deploy) -> bool:
+    if not deploy.state.is_final or deploy.finished_at is None:
+        return False
+    return (datetime.now(UTC) - deploy.finished_at).total_seconds() > FORGET_AFTER_SECONDS
 
 
 def _capped(log: str, limit: int = MAX_UPLOAD_CHARS) -> str:

@@ -99,6 +99,20 @@ class SlackOutbox:
         ref.posted.set()
         return ref
 
+    def resolve(self, ref: MessageRef, channel: str, ts: str) -> None:
+        """``ref`` is a message someone else posted, now known: writes waiting on it may go."""
+        with self._cond:
+            ref.channel, ref.ts = channel, ts
+            ref.posted.set()
+            self._cond.notify_all()
+
+    def abandon(self, ref: MessageRef) -> None:
+        """``ref`` will never be known: writes waiting on it are dropped."""
+        with self._cond:
+            ref.failed = True
+            ref.posted.set()
+            self._cond.notify_all()
+
     def update(self, ref: MessageRef, text: str, blocks: Blocks = ()) -> None:
         """Replace the message's content; a pending update of the same message is superseded."""
         with self._cond:

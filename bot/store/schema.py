@@ -20,7 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-from bot.models import ACTIVE_STATES, DeployState
+from bot.models import DeployState
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,6 +65,7 @@ deploys = Table(
     Column("message_ts", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
+    # A final deploy's end; while `waiting` (not finished yet), when its CI gate is next due.
     Column("finished_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
@@ -75,7 +76,10 @@ deploys = Table(
     sqlite_autoincrement=True,
 )
 
-_active = deploys.c.state.in_([s.value for s in ACTIVE_STATES])
+# The partial indexes' predicates are those of migrations 0001/0002: `waiting` (CI pending) is
+# outside them, so SqlStore enforces dedupe and one-at-a-time for it with conditional writes
+# (serialized per repo + env: SQLite's write lock, PostgreSQL's transaction advisory lock).
+_active = deploys.c.state.in_([DeployState.QUEUED.value, DeployState.RUNNING.value])
 _running = deploys.c.state == DeployState.RUNNING.value
 
 # Dedupe: at most one queued-or-running deploy per repo+env+sha, enforced by the database.

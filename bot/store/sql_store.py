@@ -19,6 +19,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     select,
     text,
     update,
@@ -45,8 +46,10 @@ from bot.models import (
     RobotProcess,
     Source,
 )
+from bot.ports import ChangeFeed
 from bot.store import migrate
 from bot.store.engine import IMMEDIATE
+from bot.store.feed import WAKE_CHANNEL, open_feed
 from bot.store.migrate import SchemaState
 from bot.store.schema import (
     auto_deploys,
@@ -76,7 +79,13 @@ PRUNE_BATCH = 500  # deploys whose logs one prune transaction deletes
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 _QUEUED = DeployState.QUEUED.value
+_WAITING = DeployState.WAITING.value
 _RUNNING = DeployState.RUNNING.value
+_HOLDING = [_WAITING, _RUNNING]  # a deploy in these states holds its repo + env
+
+# The first key of the two-key advisory locks that serialize queue writes per repo + env
+# (two-key locks never collide with one-key ones, such as a poller's).
+_QUEUE_LOCK_CLASS = 0x0D3710
 
 
 @contextmanager
@@ -96,7 +105,7 @@ def _now() -> datetime:
 
 
 def _claimable() -> ColumnElement[bool]:
-    """Queued, oldest queued of its repo+env, nothing running there, and not locked."""
+    """Queued, oldest queued of its repo+env, nothing running or waiting there, and not locked."""
     older = deploys.alias("older")
     running = deploys.alias("running")
     return (
@@ -110,7 +119,7 @@ def _claimable() -> ColumnElement[bool]:
         & ~exists().where(
             running.c.repo == deploys.c.repo,
             running.c.env == deploys.c.env,
-            running.c.state == _RUNNING,
+            running.c.state.in_(_HOLDING),
         )
         & ~exists().where(locks.c.repo == deploys.c.repo, locks.c.env == deploys.c.env)
     )
@@ -148,8 +157,38 @@ def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
     )
 
 
+def _split_root(raw: str | None, source: Source) -> tuple[str | None, str | None, str | None]:
+    """(thread ts, root ts, claim token) as the ``message_ts`` column holds them.
+
+    The column is the deploy's thread, then, for a root posted as a reply (a merge deploy in its
+    announcement's thread), ``>`` and the root's ts; a root being posted shows ``?<claimed at>``
+    in the root's place. A top-level root is its own thread: one ts.
+    """
+    if raw is None:
+        return None, None, None
+    thread, sep, rest = raw.partition(">")
+    if not sep:
+        if raw.startswith("?"):
+            return None, None, raw
+        return (raw, None, None) if source is Source.MERGE else (raw, raw, None)
+    return (thread, None, rest) if rest.startswith("?") else (thread, rest, None)
+
+
+def _join_root(thread: str | None, root: str) -> str:
+    return root if thread is None or thread == root else f"{thread}>{root}"
+
+
+def _claim_age(token: str, now: datetime) -> float:
+    try:
+        return now.timestamp() - float(token[1:])
+    except ValueError:
+        return float("inf")
+
+
 def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
     m = row._mapping
+    waiting = m["state"] == _WAITING
+    thread, root, claim = _split_root(m["message_ts"], Source(m["source"]))
     return Deploy(
         id=m["id"],
         repo=m["repo"],
@@ -162,14 +201,17 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         force=bool(m["force"]),
         github_deployment_id=m["github_deployment_id"],
         channel=m["channel"],
-        message_ts=m["message_ts"],
+        message_ts=thread,
         created_at=m["created_at"],
         started_at=m["started_at"],
-        finished_at=m["finished_at"],
+        finished_at=None if waiting else m["finished_at"],
         error=m["error"],
         cancel_requested=bool(m["cancel_requested"]),
         owner_id=m["owner_id"],
         step_pgid=m["step_pgid"],
+        recheck_at=m["finished_at"] if waiting else None,
+        root_ts=root,
+        root_claim=claim,
     )
 
 
@@ -250,6 +292,29 @@ class SqlStore:
             return pg.on_conflict_do_nothing(index_elements=list(keys))
         return pg.on_conflict_do_update(index_elements=list(keys), set_=changed)
 
+    @property
+    def _postgresql(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    def _serialize(self, conn: Connection, repo: str, env: str) -> None:
+        """Queue writes of one repo + env take turns until the transaction ends.
+
+        SQLite's BEGIN IMMEDIATE already serializes every writer; on PostgreSQL the partial
+        unique indexes do not cover `waiting`, so this lock does what they cannot.
+        """
+        if self._postgresql:
+            key = func.hashtext(literal(f"{repo}\n{env}"))
+            conn.execute(select(func.pg_advisory_xact_lock(literal(_QUEUE_LOCK_CLASS), key)))
+
+    def _wake(self, conn: Connection) -> None:
+        """Tell every process's feed, at commit, that the queue changed (PostgreSQL NOTIFY)."""
+        if self._postgresql:
+            conn.execute(select(func.pg_notify(WAKE_CHANNEL, "")))
+
+    def watch(self) -> ChangeFeed:
+        """A feed that says when another process changed the queue; close it when done."""
+        return open_feed(self._engine)
+
     # deploys
 
     def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
@@ -277,10 +342,12 @@ class SqlStore:
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 with self._write() as conn:
+                    self._serialize(conn, request.repo, request.env)
                     existing = conn.execute(same_active).first()
                     if existing is not None:
                         return _deploy(existing), False
                     row = conn.execute(insert(deploys).values(values).returning(deploys)).one()
+                    self._wake(conn)
                     return _deploy(row), True
             except IntegrityError:
                 # Another process inserted the same request between our read and our insert
@@ -300,16 +367,17 @@ class SqlStore:
         ``owner`` (the claiming process) is recorded in the same write.
         """
         claimable = _claimable()
-        candidates = select(deploys.c.id).where(claimable).order_by(deploys.c.id)
+        candidates = select(deploys.c.id, deploys.c.repo, deploys.c.env).where(claimable)
+        candidates = candidates.order_by(deploys.c.id)
         if only_id is not None:
             candidates = candidates.where(deploys.c.id == only_id)
         candidates = candidates.limit(CLAIM_CANDIDATES)
         for _ in range(MAX_CLAIM_ROUNDS):
             with self._read() as conn:
-                ids = list(conn.scalars(candidates))
-            if not ids:
+                found = [(r.id, r.repo, r.env) for r in conn.execute(candidates)]
+            if not found:
                 return None
-            for deploy_id in ids:
+            for deploy_id, repo, env in found:
                 claim = (
                     update(deploys)
                     .where(deploys.c.id == deploy_id, claimable)
@@ -318,6 +386,7 @@ class SqlStore:
                 )
                 try:
                     with self._write() as conn:
+                        self._serialize(conn, repo, env)
                         row = conn.execute(claim).first()
                 except IntegrityError:
                     # Another process claimed this repo+env first; the unique index said no.
@@ -367,6 +436,8 @@ class SqlStore:
             ).first()
             if row is None:
                 row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
+            else:
+                self._wake(conn)
         if row is None:
             raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
         return _deploy(row)
@@ -380,6 +451,158 @@ class SqlStore:
                 .values(state=DeployState.CANCELLED.value, finished_at=_now())
                 .returning(deploys)
             ).first()
+            if row is not None:
+                self._wake(conn)
+        return None if row is None else _deploy(row)
+
+    # the Slack root
+
+    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
+        """Claim posting the deploy's root message: a token for ``record_root``, or None when
+        it is posted or another process's claim younger than ``stale_after`` s stands."""
+        now = _now()
+        with self._write() as conn:
+            row = conn.execute(
+                select(deploys.c.message_ts, deploys.c.source).where(deploys.c.id == deploy_id)
+            ).first()
+            if row is None:
+                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+            thread, root, claim = _split_root(row.message_ts, Source(row.source))
+            if root is not None or (claim is not None and _claim_age(claim, now) < stale_after):
+                return None
+            token = f"?{now.timestamp():.6f}"
+            was = (
+                deploys.c.message_ts.is_(None)
+                if row.message_ts is None
+                else deploys.c.message_ts == row.message_ts
+            )
+            done = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, was)
+                .values(message_ts=f"{thread}>{token}" if thread else token)
+                .returning(deploys.c.id)
+            ).first()
+        return token if done is not None else None
+
+    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
+        """Record the root posted under claim ``token``; False if that claim was taken over."""
+        with self._write() as conn:
+            row = conn.execute(
+                select(deploys.c.message_ts, deploys.c.source).where(deploys.c.id == deploy_id)
+            ).first()
+            if row is None:
+                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+            thread, _, claim = _split_root(row.message_ts, Source(row.source))
+            if claim != token:
+                return False
+            conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.message_ts == row.message_ts)
+                .values(message_ts=_join_root(thread, ts), channel=channel)
+            )
+        return True
+
+    # waiting for CI
+
+    def park(self, deploy_id: int, owner: int | None, note: str, recheck_in: float) -> Deploy | None:
+        """Running → waiting (CI pending), releasing its owner; None if it is not ``owner``'s
+        running deploy any more, or a cancel was asked meanwhile.
+
+        ``note`` says what it waits for; its gate is due again ``recheck_in`` seconds from now.
+        """
+        owned = deploys.c.owner_id.is_(None) if owner is None else deploys.c.owner_id == owner
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(
+                    deploys.c.id == deploy_id,
+                    deploys.c.state == _RUNNING,
+                    owned,
+                    deploys.c.cancel_requested.is_(False),
+                )
+                .values(
+                    state=_WAITING,
+                    owner_id=None,
+                    step_pgid=None,
+                    error=note,
+                    finished_at=_now() + timedelta(seconds=recheck_in),
+                )
+                .returning(deploys)
+            ).first()
+            if row is not None:
+                self._wake(conn)  # other processes' timers learn of the re-check due
+        return None if row is None else _deploy(row)
+
+    def claim_recheck(self, recheck_in: float, only_id: int | None = None) -> Deploy | None:
+        """Claim the re-check of the oldest waiting deploy that is due (one conditional write).
+
+        Its next re-check is pushed ``recheck_in`` seconds on in the same write, so of all the
+        processes looking, one checks; should it die checking, the next due time frees it again.
+        """
+        now = _now()
+        due = (deploys.c.state == _WAITING) & (deploys.c.finished_at <= now)
+        candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
+        if only_id is not None:
+            candidates = candidates.where(deploys.c.id == only_id)
+        with self._read() as conn:
+            ids = list(conn.scalars(candidates))
+        for deploy_id in ids:
+            with self._write() as conn:
+                row = conn.execute(
+                    update(deploys)
+                    .where(deploys.c.id == deploy_id, due)
+                    .values(finished_at=now + timedelta(seconds=recheck_in))
+                    .returning(deploys)
+                ).first()
+            if row is not None:
+                return _deploy(row)
+        return None
+
+    def next_recheck(self) -> datetime | None:
+        """When the soonest waiting deploy's gate is due (None: nothing waits)."""
+        with self._read() as conn:
+            found: datetime | None = conn.execute(
+                select(func.min(deploys.c.finished_at)).where(deploys.c.state == _WAITING)
+            ).scalar()
+        if found is None:
+            return None
+        return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
+
+    def update_waiting(self, deploy_id: int, note: str) -> Deploy | None:
+        """A waiting deploy's note (what it waits for); None if it is not waiting any more."""
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
+                .values(error=note)
+                .returning(deploys)
+            ).first()
+        return None if row is None else _deploy(row)
+
+    def resume(self, deploy_id: int, owner: int | None) -> Deploy | None:
+        """Waiting → running for ``owner`` (its CI went green); None if it is not waiting."""
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
+                .values(state=_RUNNING, owner_id=owner, step_pgid=None, error=None, finished_at=None)
+                .returning(deploys)
+            ).first()
+        return None if row is None else _deploy(row)
+
+    def finish_waiting(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        """Waiting → a final state (blocked, cancelled); None if it was not waiting."""
+        if not state.is_final:
+            raise ValueError(f"finish_waiting needs a final state, not {state.value}")
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
+                .values(state=state.value, finished_at=_now(), error=error)
+                .returning(deploys)
+            ).first()
+            if row is not None:
+                self._wake(conn)
         return None if row is None else _deploy(row)
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
@@ -451,6 +674,8 @@ class SqlStore:
                 .values(state=DeployState.INTERRUPTED.value, finished_at=_now(), error=error)
                 .returning(deploys)
             ).first()
+            if row is not None:
+                self._wake(conn)
             if row is not None and lock_reason is not None:
                 values: dict[str, object] = {
                     "repo": row.repo,
@@ -636,6 +861,7 @@ class SqlStore:
             ).first()
             if row is not None:
                 conn.execute(_lock_event(row, "unlocked", unlocked_by))
+                self._wake(conn)
         return None if row is None else _lock(row)
 
     def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:

@@ -40,6 +40,7 @@ from bot.models import (
     PullInfo,
     RequiredContext,
     RobotProcess,
+    Source,
     Step,
     StepResult,
     StepStatus,
@@ -79,6 +80,17 @@ class MemoryStore:
         self.fail_queue_auto = False  # queue_auto_deploy raises (a crash inside its transaction)
         self._processes: dict[int, RobotProcess] = {}
         self._process_ids = itertools.count(1)
+        self._changed = threading.Condition(self._lock)
+        self._changes = 0  # what SqlStore's NOTIFY / data_version tell a feed
+
+    def _touch(self) -> None:
+        """A change a feed reports (called with the lock held)."""
+        self._changes += 1
+        self._changed.notify_all()
+
+    def watch(self) -> MemoryFeed:
+        with self._lock:
+            return MemoryFeed(self, self._changes)
 
     # deploys
 
@@ -103,6 +115,7 @@ class MemoryStore:
                 created_at=_now(),
             )
             self._deploys[deploy.id] = deploy
+            self._touch()
             return deploy, True
 
     def get_deploy(self, deploy_id: int) -> Deploy | None:
@@ -122,13 +135,13 @@ class MemoryStore:
             return None
 
     def _claimable(self, deploy: Deploy) -> bool:
-        """Queued, oldest queued of its repo+env, nothing running there, and not locked."""
+        """Queued, oldest queued of its repo+env, nothing running or waiting there, not locked."""
         if deploy.state is not DeployState.QUEUED or (deploy.repo, deploy.env) in self._locks:
             return False
         for other in self._deploys.values():
             if (other.repo, other.env) != (deploy.repo, deploy.env):
                 continue
-            if other.state is DeployState.RUNNING:
+            if other.state in (DeployState.RUNNING, DeployState.WAITING):
                 return False
             if other.state is DeployState.QUEUED and other.id < deploy.id:
                 return False
@@ -139,7 +152,11 @@ class MemoryStore:
         if unknown:
             raise ValueError(f"update_deploy cannot set {', '.join(unknown)}")
         with self._lock:
-            return self._put(replace(self._existing(deploy_id), **fields))  # type: ignore[arg-type]
+            deploy = replace(self._existing(deploy_id), **fields)  # type: ignore[arg-type]
+            if "message_ts" in fields and deploy.source is not Source.MERGE:
+                # As SqlStore reads its column: a top-level root is its own thread.
+                deploy = replace(deploy, root_ts=deploy.message_ts, root_claim=None)
+            return self._put(deploy)
 
     def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
         if not state.is_final:
@@ -148,9 +165,14 @@ class MemoryStore:
             deploy = self._existing(deploy_id)
             if deploy.state.is_final:
                 return deploy
+            self._touch()
             return self._put(
                 replace(
-                    deploy, state=state, finished_at=_now(), error=deploy.error if error is None else error
+                    deploy,
+                    state=state,
+                    finished_at=_now(),
+                    error=deploy.error if error is None else error,
+                    recheck_at=None,
                 )
             )
 
@@ -159,7 +181,108 @@ class MemoryStore:
             deploy = self._deploys.get(deploy_id)
             if deploy is None or deploy.state is not DeployState.QUEUED:
                 return None
+            self._touch()
             return self._put(replace(deploy, state=DeployState.CANCELLED, finished_at=_now()))
+
+    # the Slack root
+
+    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
+        with self._lock:
+            deploy = self._existing(deploy_id)
+            now = _now()
+            if deploy.root_ts is not None:
+                return None
+            if deploy.root_claim is not None and now.timestamp() - float(deploy.root_claim[1:]) < stale_after:
+                return None
+            token = f"?{now.timestamp():.6f}"
+            self._put(replace(deploy, root_claim=token))
+            return token
+
+    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
+        with self._lock:
+            deploy = self._existing(deploy_id)
+            if deploy.root_claim != token:
+                return False
+            thread = deploy.message_ts if deploy.source is Source.MERGE else ts
+            self._put(replace(deploy, root_claim=None, root_ts=ts, channel=channel, message_ts=thread))
+            return True
+
+    # waiting for CI
+
+    def park(self, deploy_id: int, owner: int | None, note: str, recheck_in: float) -> Deploy | None:
+        with self._lock:
+            deploy = self._deploys.get(deploy_id)
+            if (
+                deploy is None
+                or deploy.state is not DeployState.RUNNING
+                or deploy.owner_id != owner
+                or deploy.cancel_requested
+            ):
+                return None
+            self._touch()
+            return self._put(
+                replace(
+                    deploy,
+                    state=DeployState.WAITING,
+                    owner_id=None,
+                    step_pgid=None,
+                    error=note,
+                    recheck_at=_now() + timedelta(seconds=recheck_in),
+                )
+            )
+
+    def claim_recheck(self, recheck_in: float, only_id: int | None = None) -> Deploy | None:
+        with self._lock:
+            now = _now()
+            for deploy in sorted(self._deploys.values(), key=lambda d: d.id):
+                if only_id is not None and deploy.id != only_id:
+                    continue
+                due = deploy.recheck_at is not None and deploy.recheck_at <= now
+                if deploy.state is DeployState.WAITING and due:
+                    return self._put(replace(deploy, recheck_at=now + timedelta(seconds=recheck_in)))
+            return None
+
+    def next_recheck(self) -> datetime | None:
+        with self._lock:
+            due = [
+                d.recheck_at
+                for d in self._deploys.values()
+                if d.state is DeployState.WAITING and d.recheck_at is not None
+            ]
+            return min(due) if due else None
+
+    def update_waiting(self, deploy_id: int, note: str) -> Deploy | None:
+        with self._lock:
+            deploy = self._deploys.get(deploy_id)
+            if deploy is None or deploy.state is not DeployState.WAITING:
+                return None
+            return self._put(replace(deploy, error=note))
+
+    def resume(self, deploy_id: int, owner: int | None) -> Deploy | None:
+        with self._lock:
+            deploy = self._deploys.get(deploy_id)
+            if deploy is None or deploy.state is not DeployState.WAITING:
+                return None
+            return self._put(
+                replace(
+                    deploy,
+                    state=DeployState.RUNNING,
+                    owner_id=owner,
+                    step_pgid=None,
+                    error=None,
+                    recheck_at=None,
+                )
+            )
+
+    def finish_waiting(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        if not state.is_final:
+            raise ValueError(f"finish_waiting needs a final state, not {state.value}")
+        with self._lock:
+            deploy = self._deploys.get(deploy_id)
+            if deploy is None or deploy.state is not DeployState.WAITING:
+                return None
+            self._touch()
+            return self._put(replace(deploy, state=state, finished_at=_now(), error=error, recheck_at=None))
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         with self._lock:
@@ -194,6 +317,7 @@ class MemoryStore:
             if deploy is None or deploy.state is not DeployState.RUNNING or self._owner_alive(deploy, lease):
                 return None
             taken = self._put(replace(deploy, state=DeployState.INTERRUPTED, finished_at=_now(), error=error))
+            self._touch()
             if lock_reason is not None and (deploy.repo, deploy.env) not in self._locks:
                 self._locks[(deploy.repo, deploy.env)] = Lock(
                     deploy.repo, deploy.env, TAKEOVER_LOCKED_BY, lock_reason, _now()
@@ -300,6 +424,7 @@ class MemoryStore:
             removed = self._locks.pop((repo, env), None)
             if removed is not None:
                 self.lock_events.append(LockEvent(repo, env, "unlocked", unlocked_by, removed.reason, _now()))
+                self._touch()
             return removed
 
     def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:
@@ -429,6 +554,26 @@ class MemoryStore:
     def _put(self, deploy: Deploy) -> Deploy:
         self._deploys[deploy.id] = deploy
         return deploy
+
+
+class MemoryFeed:
+    """A ChangeFeed on a MemoryStore: woken by the store's changes, as SqlStore's feeds are."""
+
+    def __init__(self, store: MemoryStore, seen: int) -> None:
+        self._store = store
+        self._seen = seen
+        self.closed = False
+
+    def wait(self, timeout: float) -> bool:
+        with self._store._changed:
+            if self._store._changes == self._seen and not self.closed:
+                self._store._changed.wait(timeout)
+            changed = self._store._changes != self._seen
+            self._seen = self._store._changes
+            return changed
+
+    def close(self) -> None:
+        self.closed = True
 
 
 # ---- GitHub --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,98 @@ def test_locks_and_unlocks_are_kept_in_a_history(store: Any) -> None:
         ("locked", "slack:U7", "release freeze"),
     ]
     assert store.lock_history("acme/api", "staging") == []
+
+
+def test_a_waiting_deploy_holds_its_env_and_its_rechecks_are_claimed_once(store: Any) -> None:
+    head = store.create_deploy(req("1" * 40))[0]
+    behind = store.create_deploy(req("2" * 40))[0]
+    claimed = store.claim_next(owner=7)
+    assert claimed.id == head.id
+    assert store.park(head.id, 8, "waiting for CI: ci/test pending", 0.0) is None  # not its owner
+    waiting = store.park(head.id, 7, "waiting for CI: ci/test pending", 0.0)
+    assert waiting.state is DeployState.WAITING and waiting.owner_id is None
+    assert waiting.waiting_for == "waiting for CI: ci/test pending" and waiting.recheck_at is not None
+    assert waiting.finished_at is None and not waiting.state.is_final
+    assert store.claim_next() is None  # nothing behind a waiting head starts
+    assert store.create_deploy(req("1" * 40)) == (store.get_deploy(head.id), False)  # still deduped
+    assert store.next_recheck() == waiting.recheck_at
+    first = store.claim_recheck(60.0)
+    assert first.id == head.id and store.claim_recheck(60.0) is None  # pushed on: one checker
+    assert store.update_waiting(head.id, "waiting for CI: ci/test missing").waiting_for.endswith("missing")
+    running = store.resume(head.id, 9)
+    assert (running.state, running.owner_id, running.error, running.recheck_at) == (
+        DeployState.RUNNING,
+        9,
+        None,
+        None,
+    )
+    assert (
+        store.resume(head.id, 9) is None and store.finish_waiting(head.id, DeployState.BLOCKED, "x") is None
+    )
+    store.finish_deploy(head.id, DeployState.SUCCEEDED, None)
+    assert store.claim_next().id == behind.id
+
+
+def test_a_waiting_deploy_is_cancelled_or_blocked_in_one_conditional_write(store: Any) -> None:
+    deploy = store.create_deploy(req())[0]
+    store.claim_next(owner=1)
+    store.request_cancel(deploy.id)
+    assert store.park(deploy.id, 1, "waiting", 1.0) is None  # a cancel was asked meanwhile
+    other = store.create_deploy(req(env="staging"))[0]
+    store.claim_next(owner=1)
+    store.park(other.id, 1, "waiting", 1.0)
+    assert store.cancel_queued(other.id) is None and store.request_cancel(other.id) is None
+    done = store.finish_waiting(other.id, DeployState.CANCELLED, "cancelled while waiting for CI")
+    assert (done.state, done.error) == (DeployState.CANCELLED, "cancelled while waiting for CI")
+    assert done.finished_at is not None and store.next_recheck() is None
+
+
+def test_the_root_is_claimed_once_then_recorded(store: Any) -> None:
+    deploy = store.create_deploy(req())[0]
+    token = store.claim_root(deploy.id, 30.0)
+    assert token is not None and store.claim_root(deploy.id, 30.0) is None
+    pending = store.get_deploy(deploy.id)
+    assert (pending.root_claim, pending.root_ts, pending.message_ts) == (token, None, None)
+    assert not store.record_root(deploy.id, "?1.0", "C1", "1.5")  # not that claim
+    assert store.record_root(deploy.id, token, "C1", "1.5")
+    posted = store.get_deploy(deploy.id)
+    assert (posted.channel, posted.message_ts, posted.root_ts, posted.root_claim) == (
+        "C1",
+        "1.5",
+        "1.5",
+        None,
+    )
+    assert store.claim_root(deploy.id, 0.0) is None  # posted: nothing to claim, however old
+
+
+def test_a_stale_root_claim_can_be_taken_over(store: Any) -> None:
+    deploy = store.create_deploy(req())[0]
+    first = store.claim_root(deploy.id, 30.0)
+    second = store.claim_root(deploy.id, 0.0)
+    assert second is not None and second != first
+    assert not store.record_root(deploy.id, first, "C1", "1.5")
+    assert store.record_root(deploy.id, second, "C1", "1.6")
+
+
+def test_a_merge_deploys_root_is_a_reply_in_its_announcement_thread(store: Any) -> None:
+    request = DeployRequest("acme/api", "production", "main", "a" * 40, "U1", Source.MERGE, channel="C1")
+    deploy = store.create_deploy(replace(request, message_ts="100.1"))[0]
+    assert (deploy.message_ts, deploy.root_ts) == ("100.1", None)
+    token = store.claim_root(deploy.id, 30.0)
+    assert store.get_deploy(deploy.id).message_ts == "100.1"
+    assert store.record_root(deploy.id, token, "C1", "100.2")
+    posted = store.get_deploy(deploy.id)
+    assert (posted.message_ts, posted.root_ts) == ("100.1", "100.2")
+
+
+def test_the_change_feed_wakes_on_queue_changes(store: Any) -> None:
+    feed = store.watch()
+    try:
+        feed.wait(0.3)  # settle: whatever happened before
+        assert not feed.wait(0.3)
+        deploy = store.create_deploy(req())[0]
+        assert feed.wait(2.0)
+        store.cancel_queued(deploy.id)
+        assert feed.wait(2.0)
+    finally:
+        feed.close()

@@ -71,7 +71,7 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     if deploy.error and deploy.state is not DeployState.SUCCEEDED:
         lines.append("> " + escape(truncate(one_line(deploy.error), 1500)))
     blocks: list[Block] = [section("\n".join(lines))]
-    if deploy.state in (DeployState.QUEUED, DeployState.RUNNING) and not deploy.cancel_requested:
+    if not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))
     fallback = f"{icon} Deploy #{deploy.id} {deploy.repo} → {deploy.env} ({deploy.short_sha}): {deploy.state}"
     return finish(escape(fallback), blocks)

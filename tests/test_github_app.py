@@ -25,7 +25,15 @@ from bot.redact import MASK, Redactor
 from tests.fakes.github import FakeApp, FakeGitHub, FakeInstallation, generate_app_key
 from tests.fakes.memory import RecordingObserver
 from tests.support.github_fixtures import GatewayFactory
-from tests.support.harness import environ, make_git_repo, run_cli, start_core, wait_final, write_config
+from tests.support.harness import (
+    environ,
+    make_git_repo,
+    run_cli,
+    slack_user,
+    start_core,
+    wait_final,
+    write_config,
+)
 from tests.support.wait import wait_for
 
 REPO = "acme/api"
@@ -336,15 +344,15 @@ def test_deploy_and_poll_across_token_expiry(github: FakeGitHub, short_tokens: N
     core, observer = app_robot
     sha = github.head(REPO, "main")
     github.set_status(REPO, sha, "ci/test", "pending")
-    deploy, created = core.service.request(REPO, user="U1", source=Source.COMMAND)
+    deploy, created = core.service.request(REPO, user=slack_user("U1"), source=Source.COMMAND)
     assert created
-    # The deploy waits on CI while the poller polls: both outlive two token lifetimes.
+    # The deploy waits on CI (re-checked) while the poller polls: both outlive two token lifetimes.
     etag, until = None, time.monotonic() + 7
     while time.monotonic() < until:
         poll = core.github.poll_head(REPO, "main", etag)
         etag = poll.etag
         time.sleep(0.2)
-    assert core.service.get(deploy.id).state is DeployState.RUNNING
+    assert core.service.get(deploy.id).state is DeployState.WAITING
     github.set_status(REPO, sha, "ci/test", "success")
     final = wait_final(core, deploy.id)
     assert final.state is DeployState.SUCCEEDED, final.error

@@ -323,7 +323,7 @@ def _status_row(d: Deploy) -> list[str]:
         d.requested_by,
         d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
         f"{took:.1f} s" if took is not None else "",
-        d.error or "",
+        d.waiting_for or d.error or "",
     ]
     return [_plain(cell) for cell in cells]
 

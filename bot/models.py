@@ -140,8 +140,10 @@ class Deploy:
     root_ts: str | None = None
     """The Slack message showing the deploy (its root), once posted; ``message_ts`` is the
     thread it lives in: the root itself, or the merge announcement a merge deploy replies to."""
-    root_claim: str | None = None
-    """Set while some process has claimed posting the root and not recorded its ts yet."""
+    root_claimed_at: datetime | None = None
+    """When some process claimed posting the root, until it records the root's ts."""
+    waiting_for: str | None = None
+    """While ``waiting``: what it waits for (the pending contexts), one line."""
 
     @property
     def short_sha(self) -> str:
@@ -150,11 +152,6 @@ class Deploy:
     @property
     def requester(self) -> Actor:
         return Actor.parse(self.requested_by, self.source)
-
-    @property
-    def waiting_for(self) -> str | None:
-        """While ``waiting``: what it waits for (the pending contexts), one line."""
-        return self.error if self.state is DeployState.WAITING else None
 
     @property
     def duration_seconds(self) -> float | None:

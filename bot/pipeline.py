@@ -266,7 +266,7 @@ class Pipeline:
                 current = self._store.get_deploy(deploy.id) or current
             except StoreError:
                 return current
-            if current.message_ts is not None or current.root_claim is None:
+            if current.message_ts is not None or current.root_claimed_at is None:
                 return current
             if time.monotonic() >= deadline:
                 log.info("deploy #%s: its Slack root is not posted yet; deploying without it", deploy.id)

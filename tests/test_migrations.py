@@ -307,6 +307,81 @@ def test_a_deploy_running_on_revision_1_has_no_owner_and_is_taken_over(url: str,
         store.close()
 
 
+def test_revision_4s_encoded_waiting_and_root_columns_move_to_their_own(url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0004_lock_events")
+    claimed = datetime(2026, 1, 2, 12, 0, 0, 500000, tzinfo=UTC)
+    epoch = str(claimed.timestamp())
+    insert = text(
+        "INSERT INTO deploys (repo, env, ref, sha, requested_by, source, state, force, channel,"
+        " message_ts, created_at, finished_at, error, cancel_requested) VALUES ('acme/api', :env,"
+        " 'main', :sha, 'U1', :source, :state, false, 'C1', :ts, :created, :finished, :error, false)"
+    )
+    with engine.begin() as conn:
+        old = [  # source, state, message_ts, finished_at, error: as revision 4 wrote them
+            ("command", "waiting", "1700000000.000001", at(conn, 12, 5), "waiting for CI: ci/test pending"),
+            ("merge", "succeeded", "100.1>100.2", at(conn, 11), None),
+            ("merge", "queued", f"100.3>?{epoch}", None, None),
+            ("command", "queued", f"?{epoch}", None, None),
+            ("merge", "queued", "100.4", None, None),
+            ("command", "failed", "1700000000.000006", at(conn, 10), "exited 4"),
+        ]
+        for n, (source, state, ts, finished, error) in enumerate(old, start=1):
+            conn.execute(
+                insert,
+                {"source": source, "state": state, "ts": ts, "finished": finished, "error": error}
+                | {"env": f"env{n}", "sha": f"{n}" * 40, "created": at(conn, 8, n)},
+            )
+
+    store = SqlStore.from_url(url)
+    try:
+        assert store.schema_state().current == HEAD
+        assert schema_differences(engine) == []
+        waiting, merged, merge_claim, claim, thread_only, failed = (store.get_deploy(n) for n in range(1, 7))
+        assert waiting is not None and waiting.state is DeployState.WAITING
+        assert (waiting.waiting_for, waiting.recheck_at) == (
+            "waiting for CI: ci/test pending",
+            datetime(2026, 1, 2, 12, 5, tzinfo=UTC),
+        )
+        assert (waiting.error, waiting.finished_at) == (None, None)
+        assert (waiting.message_ts, waiting.root_ts) == ("1700000000.000001", "1700000000.000001")
+        assert store.next_recheck() == datetime(2026, 1, 2, 12, 5, tzinfo=UTC)
+        assert merged is not None and (merged.message_ts, merged.root_ts, merged.root_claimed_at) == (
+            "100.1",
+            "100.2",
+            None,
+        )
+        assert merge_claim is not None
+        assert (merge_claim.message_ts, merge_claim.root_ts, merge_claim.root_claimed_at) == (
+            "100.3",
+            None,
+            claimed,
+        )
+        assert claim is not None and (claim.message_ts, claim.root_ts, claim.root_claimed_at) == (
+            None,
+            None,
+            claimed,
+        )
+        assert thread_only is not None and (thread_only.message_ts, thread_only.root_ts) == ("100.4", None)
+        assert failed is not None and (failed.message_ts, failed.root_ts) == (
+            "1700000000.000006",
+            "1700000000.000006",
+        )
+        assert (failed.error, failed.finished_at, failed.waiting_for, failed.recheck_at) == (
+            "exited 4",
+            datetime(2026, 1, 2, 10, tzinfo=UTC),
+            None,
+            None,
+        )
+        # The stale claim is taken over, and the root recorded in its own column.
+        token = store.claim_root(merge_claim.id, 30.0)
+        assert token is not None and store.record_root(merge_claim.id, token, "C1", "100.5")
+        posted = store.get_deploy(merge_claim.id)
+        assert posted is not None and (posted.message_ts, posted.root_ts) == ("100.3", "100.5")
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("upgrade", [True, False])
 def test_an_unreachable_database_is_one_config_error(upgrade: bool) -> None:
     with pytest.raises(ConfigError, match=r"^state\.url: cannot open the database: ") as refused:

@@ -62,16 +62,22 @@ deploys = Table(
     Column("force", Boolean, nullable=False, default=False),
     Column("github_deployment_id", BigInteger, nullable=True),
     Column("channel", String(255), nullable=True),
+    # The deploy's Slack thread: its root, or the merge announcement a merge deploy replies to.
     Column("message_ts", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
-    # A final deploy's end; while `waiting` (not finished yet), when its CI gate is next due.
     Column("finished_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     # No foreign key: an owner that is unknown counts as dead, like one whose lease ran out.
     Column("owner_id", Integer, nullable=True),
     Column("step_pgid", Integer, nullable=True),
+    # While `waiting`: what it waits for, and when its CI gate is next due.
+    Column("waiting_for", Text, nullable=True),
+    Column("recheck_at", UTCDateTime, nullable=True),
+    # The Slack root once posted; while a process posts it, when that process claimed it.
+    Column("root_ts", String(64), nullable=True),
+    Column("root_claimed_at", UTCDateTime, nullable=True),
     # Ids must never be reused: FIFO order and "Deploy #42" both rely on them.
     sqlite_autoincrement=True,
 )

@@ -14,12 +14,15 @@ from sqlalchemy import (
     Engine,
     Insert,
     Row,
+    String,
     Table,
+    case,
     delete,
     exists,
     func,
     insert,
     literal,
+    null,
     select,
     text,
     update,
@@ -157,38 +160,8 @@ def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
     )
 
 
-def _split_root(raw: str | None, source: Source) -> tuple[str | None, str | None, str | None]:
-    """(thread ts, root ts, claim token) as the ``message_ts`` column holds them.
-
-    The column is the deploy's thread, then, for a root posted as a reply (a merge deploy in its
-    announcement's thread), ``>`` and the root's ts; a root being posted shows ``?<claimed at>``
-    in the root's place. A top-level root is its own thread: one ts.
-    """
-    if raw is None:
-        return None, None, None
-    thread, sep, rest = raw.partition(">")
-    if not sep:
-        if raw.startswith("?"):
-            return None, None, raw
-        return (raw, None, None) if source is Source.MERGE else (raw, raw, None)
-    return (thread, None, rest) if rest.startswith("?") else (thread, rest, None)
-
-
-def _join_root(thread: str | None, root: str) -> str:
-    return root if thread is None or thread == root else f"{thread}>{root}"
-
-
-def _claim_age(token: str, now: datetime) -> float:
-    try:
-        return now.timestamp() - float(token[1:])
-    except ValueError:
-        return float("inf")
-
-
 def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
     m = row._mapping
-    waiting = m["state"] == _WAITING
-    thread, root, claim = _split_root(m["message_ts"], Source(m["source"]))
     return Deploy(
         id=m["id"],
         repo=m["repo"],
@@ -201,17 +174,18 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         force=bool(m["force"]),
         github_deployment_id=m["github_deployment_id"],
         channel=m["channel"],
-        message_ts=thread,
+        message_ts=m["message_ts"],
         created_at=m["created_at"],
         started_at=m["started_at"],
-        finished_at=None if waiting else m["finished_at"],
+        finished_at=m["finished_at"],
         error=m["error"],
         cancel_requested=bool(m["cancel_requested"]),
         owner_id=m["owner_id"],
         step_pgid=m["step_pgid"],
-        recheck_at=m["finished_at"] if waiting else None,
-        root_ts=root,
-        root_claim=claim,
+        recheck_at=m["recheck_at"],
+        root_ts=m["root_ts"],
+        root_claimed_at=m["root_claimed_at"],
+        waiting_for=m["waiting_for"],
     )
 
 
@@ -325,20 +299,7 @@ class SqlStore:
             deploys.c.sha == request.sha,
             deploys.c.state.in_(_ACTIVE),
         )
-        values = {
-            "repo": request.repo,
-            "env": request.env,
-            "ref": request.ref,
-            "sha": request.sha,
-            "requested_by": request.requested_by,
-            "source": request.source.value,
-            "state": _QUEUED,
-            "force": request.force,
-            "channel": request.channel,
-            "message_ts": request.message_ts,
-            "created_at": _now(),
-            "cancel_requested": False,
-        }
+        values = _new_deploy(request)
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 with self._write() as conn:
@@ -409,9 +370,19 @@ class SqlStore:
             if found is None:
                 raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
             return found
+        values: dict[str, object] = dict(fields)
+        if "message_ts" in fields:
+            # Any deploy but a merge one is its own thread: the message is its root.
+            values["root_ts"] = case(
+                (deploys.c.source != Source.MERGE.value, literal(fields["message_ts"], String(64))),
+                else_=deploys.c.root_ts,
+            )
+            values["root_claimed_at"] = case(
+                (deploys.c.source != Source.MERGE.value, null()), else_=deploys.c.root_claimed_at
+            )
         with self._write() as conn:
             row = conn.execute(
-                update(deploys).where(deploys.c.id == deploy_id).values(**fields).returning(deploys)
+                update(deploys).where(deploys.c.id == deploy_id).values(**values).returning(deploys)
             ).first()
         if row is None:
             raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
@@ -424,7 +395,12 @@ class SqlStore:
         """
         if not state.is_final:
             raise ValueError(f"finish_deploy needs a final state, not {state.value}")
-        values: dict[str, object] = {"state": state.value, "finished_at": _now()}
+        values: dict[str, object] = {
+            "state": state.value,
+            "finished_at": _now(),
+            "waiting_for": None,
+            "recheck_at": None,
+        }
         if error is not None:
             values["error"] = error
         with self._write() as conn:
@@ -463,44 +439,58 @@ class SqlStore:
         now = _now()
         with self._write() as conn:
             row = conn.execute(
-                select(deploys.c.message_ts, deploys.c.source).where(deploys.c.id == deploy_id)
+                select(deploys.c.root_ts, deploys.c.root_claimed_at).where(deploys.c.id == deploy_id)
             ).first()
             if row is None:
                 raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            thread, root, claim = _split_root(row.message_ts, Source(row.source))
-            if root is not None or (claim is not None and _claim_age(claim, now) < stale_after):
+            claimed: datetime | None = row.root_claimed_at
+            if row.root_ts is not None:
                 return None
-            token = f"?{now.timestamp():.6f}"
+            if claimed is not None:
+                if (now - claimed).total_seconds() < stale_after:
+                    return None
+                # A takeover's token must differ from the stale one's, even within a microsecond.
+                now = max(now, claimed + timedelta(microseconds=1))
             was = (
-                deploys.c.message_ts.is_(None)
-                if row.message_ts is None
-                else deploys.c.message_ts == row.message_ts
+                deploys.c.root_claimed_at.is_(None)
+                if claimed is None
+                else deploys.c.root_claimed_at == claimed
             )
             done = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, was)
-                .values(message_ts=f"{thread}>{token}" if thread else token)
+                .where(deploys.c.id == deploy_id, deploys.c.root_ts.is_(None), was)
+                .values(root_claimed_at=now)
                 .returning(deploys.c.id)
             ).first()
-        return token if done is not None else None
+        return now.isoformat() if done is not None else None
 
     def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
-        """Record the root posted under claim ``token``; False if that claim was taken over."""
+        """Record the root posted under claim ``token``; False if that claim was taken over.
+
+        A deploy without a thread yet (any but a merge deploy in its announcement's) gets the
+        root as its thread.
+        """
+        try:
+            claimed: datetime | None = datetime.fromisoformat(token)
+        except ValueError:
+            claimed = None
         with self._write() as conn:
-            row = conn.execute(
-                select(deploys.c.message_ts, deploys.c.source).where(deploys.c.id == deploy_id)
-            ).first()
-            if row is None:
+            if conn.execute(select(deploys.c.id).where(deploys.c.id == deploy_id)).first() is None:
                 raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            thread, _, claim = _split_root(row.message_ts, Source(row.source))
-            if claim != token:
+            if claimed is None or claimed.tzinfo is None:
                 return False
-            conn.execute(
+            row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.message_ts == row.message_ts)
-                .values(message_ts=_join_root(thread, ts), channel=channel)
-            )
-        return True
+                .where(deploys.c.id == deploy_id, deploys.c.root_claimed_at == claimed)
+                .values(
+                    root_ts=ts,
+                    root_claimed_at=None,
+                    channel=channel,
+                    message_ts=func.coalesce(deploys.c.message_ts, ts),
+                )
+                .returning(deploys.c.id)
+            ).first()
+        return row is not None
 
     # waiting for CI
 
@@ -524,8 +514,8 @@ class SqlStore:
                     state=_WAITING,
                     owner_id=None,
                     step_pgid=None,
-                    error=note,
-                    finished_at=_now() + timedelta(seconds=recheck_in),
+                    waiting_for=note,
+                    recheck_at=_now() + timedelta(seconds=recheck_in),
                 )
                 .returning(deploys)
             ).first()
@@ -540,7 +530,7 @@ class SqlStore:
         processes looking, one checks; should it die checking, the next due time frees it again.
         """
         now = _now()
-        due = (deploys.c.state == _WAITING) & (deploys.c.finished_at <= now)
+        due = (deploys.c.state == _WAITING) & (deploys.c.recheck_at <= now)
         candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
         if only_id is not None:
             candidates = candidates.where(deploys.c.id == only_id)
@@ -551,7 +541,7 @@ class SqlStore:
                 row = conn.execute(
                     update(deploys)
                     .where(deploys.c.id == deploy_id, due)
-                    .values(finished_at=now + timedelta(seconds=recheck_in))
+                    .values(recheck_at=now + timedelta(seconds=recheck_in))
                     .returning(deploys)
                 ).first()
             if row is not None:
@@ -562,7 +552,7 @@ class SqlStore:
         """When the soonest waiting deploy's gate is due (None: nothing waits)."""
         with self._read() as conn:
             found: datetime | None = conn.execute(
-                select(func.min(deploys.c.finished_at)).where(deploys.c.state == _WAITING)
+                select(func.min(deploys.c.recheck_at)).where(deploys.c.state == _WAITING)
             ).scalar()
         if found is None:
             return None
@@ -574,7 +564,7 @@ class SqlStore:
             row = conn.execute(
                 update(deploys)
                 .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
-                .values(error=note)
+                .values(waiting_for=note)
                 .returning(deploys)
             ).first()
         return None if row is None else _deploy(row)
@@ -585,7 +575,7 @@ class SqlStore:
             row = conn.execute(
                 update(deploys)
                 .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
-                .values(state=_RUNNING, owner_id=owner, step_pgid=None, error=None, finished_at=None)
+                .values(state=_RUNNING, owner_id=owner, step_pgid=None, waiting_for=None, recheck_at=None)
                 .returning(deploys)
             ).first()
         return None if row is None else _deploy(row)
@@ -598,7 +588,7 @@ class SqlStore:
             row = conn.execute(
                 update(deploys)
                 .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
-                .values(state=state.value, finished_at=_now(), error=error)
+                .values(state=state.value, finished_at=_now(), error=error, waiting_for=None, recheck_at=None)
                 .returning(deploys)
             ).first()
             if row is not None:
@@ -1215,6 +1205,8 @@ def _new_deploy(request: DeployRequest) -> dict[str, object]:
         "force": request.force,
         "channel": request.channel,
         "message_ts": request.message_ts,
+        # Any deploy but a merge one given a thread has that message as its root.
+        "root_ts": request.message_ts if request.source is not Source.MERGE else None,
         "created_at": _now(),
         "cancel_requested": False,
     }

@@ -112,6 +112,7 @@ class MemoryStore:
                 force=request.force,
                 channel=request.channel,
                 message_ts=request.message_ts,
+                root_ts=request.message_ts if request.source is not Source.MERGE else None,
                 created_at=_now(),
             )
             self._deploys[deploy.id] = deploy
@@ -154,8 +155,8 @@ class MemoryStore:
         with self._lock:
             deploy = replace(self._existing(deploy_id), **fields)  # type: ignore[arg-type]
             if "message_ts" in fields and deploy.source is not Source.MERGE:
-                # As SqlStore reads its column: a top-level root is its own thread.
-                deploy = replace(deploy, root_ts=deploy.message_ts, root_claim=None)
+                # As SqlStore does: a top-level root is its own thread.
+                deploy = replace(deploy, root_ts=deploy.message_ts, root_claimed_at=None)
             return self._put(deploy)
 
     def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
@@ -172,6 +173,7 @@ class MemoryStore:
                     state=state,
                     finished_at=_now(),
                     error=deploy.error if error is None else error,
+                    waiting_for=None,
                     recheck_at=None,
                 )
             )
@@ -190,21 +192,23 @@ class MemoryStore:
         with self._lock:
             deploy = self._existing(deploy_id)
             now = _now()
+            claimed = deploy.root_claimed_at
             if deploy.root_ts is not None:
                 return None
-            if deploy.root_claim is not None and now.timestamp() - float(deploy.root_claim[1:]) < stale_after:
-                return None
-            token = f"?{now.timestamp():.6f}"
-            self._put(replace(deploy, root_claim=token))
-            return token
+            if claimed is not None:
+                if (now - claimed).total_seconds() < stale_after:
+                    return None
+                now = max(now, claimed + timedelta(microseconds=1))
+            self._put(replace(deploy, root_claimed_at=now))
+            return now.isoformat()
 
     def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
         with self._lock:
             deploy = self._existing(deploy_id)
-            if deploy.root_claim != token:
+            if deploy.root_claimed_at is None or deploy.root_claimed_at.isoformat() != token:
                 return False
-            thread = deploy.message_ts if deploy.source is Source.MERGE else ts
-            self._put(replace(deploy, root_claim=None, root_ts=ts, channel=channel, message_ts=thread))
+            thread = deploy.message_ts or ts
+            self._put(replace(deploy, root_claimed_at=None, root_ts=ts, channel=channel, message_ts=thread))
             return True
 
     # waiting for CI
@@ -226,7 +230,7 @@ class MemoryStore:
                     state=DeployState.WAITING,
                     owner_id=None,
                     step_pgid=None,
-                    error=note,
+                    waiting_for=note,
                     recheck_at=_now() + timedelta(seconds=recheck_in),
                 )
             )
@@ -256,7 +260,7 @@ class MemoryStore:
             deploy = self._deploys.get(deploy_id)
             if deploy is None or deploy.state is not DeployState.WAITING:
                 return None
-            return self._put(replace(deploy, error=note))
+            return self._put(replace(deploy, waiting_for=note))
 
     def resume(self, deploy_id: int, owner: int | None) -> Deploy | None:
         with self._lock:
@@ -269,7 +273,7 @@ class MemoryStore:
                     state=DeployState.RUNNING,
                     owner_id=owner,
                     step_pgid=None,
-                    error=None,
+                    waiting_for=None,
                     recheck_at=None,
                 )
             )
@@ -282,7 +286,11 @@ class MemoryStore:
             if deploy is None or deploy.state is not DeployState.WAITING:
                 return None
             self._touch()
-            return self._put(replace(deploy, state=state, finished_at=_now(), error=error, recheck_at=None))
+            return self._put(
+                replace(
+                    deploy, state=state, finished_at=_now(), error=error, waiting_for=None, recheck_at=None
+                )
+            )
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         with self._lock:

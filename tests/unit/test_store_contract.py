@@ -219,11 +219,11 @@ def test_the_root_is_claimed_once_then_recorded(store: Any) -> None:
     token = store.claim_root(deploy.id, 30.0)
     assert token is not None and store.claim_root(deploy.id, 30.0) is None
     pending = store.get_deploy(deploy.id)
-    assert (pending.root_claim, pending.root_ts, pending.message_ts) == (token, None, None)
+    assert (pending.root_claimed_at.isoformat(), pending.root_ts, pending.message_ts) == (token, None, None)
     assert not store.record_root(deploy.id, "?1.0", "C1", "1.5")  # not that claim
     assert store.record_root(deploy.id, token, "C1", "1.5")
     posted = store.get_deploy(deploy.id)
-    assert (posted.channel, posted.message_ts, posted.root_ts, posted.root_claim) == (
+    assert (posted.channel, posted.message_ts, posted.root_ts, posted.root_claimed_at) == (
         "C1",
         "1.5",
         "1.5",

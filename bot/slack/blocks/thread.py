@@ -68,8 +68,9 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     if duration is not None:
         state += f" · {fmt_duration(duration)}"
     lines = [f"*{title}*", f"Ref: {ref}", who, f"State: {state}"]
-    if deploy.error and deploy.state is not DeployState.SUCCEEDED:
-        lines.append("> " + escape(truncate(one_line(deploy.error), 1500)))
+    note = deploy.waiting_for or deploy.error
+    if note and deploy.state is not DeployState.SUCCEEDED:
+        lines.append("> " + escape(truncate(one_line(note), 1500)))
     blocks: list[Block] = [section("\n".join(lines))]
     if not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))

@@ -52,7 +52,9 @@ from tests.support.rig import (
     runs,
     slack_section,
     slash,
+    start_robot_process,
     step_command,
+    stop_robot_processes,
     wait_agree,
 )
 from tests.support.wait import wait_for
@@ -114,27 +116,12 @@ class Robots:
         self.procs: list[tuple[subprocess.Popen[bytes], BinaryIO]] = []
 
     def start(self) -> subprocess.Popen[bytes]:
-        out = self.log.open("ab")
-        proc = subprocess.Popen(
-            [PY, "-m", "bot.cli", "run", "--config", str(self.config)],
-            cwd=ROOT,
-            env=robot_environ(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append((proc, out))
-        return proc
+        started = start_robot_process(self.config, self.log)
+        self.procs.append(started)
+        return started[0]
 
     def stop_all(self) -> None:
-        for proc, out in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            out.close()
+        stop_robot_processes(self.procs)
 
 
 @pytest.fixture

@@ -21,9 +21,16 @@ from bot.models import AutoDeployStatus, Deploy, DeployState
 from bot.store import SqlStore
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
-from tests.support.harness import ROOT, make_git_repo, write_config
+from tests.support.harness import make_git_repo, write_config
 from tests.support.postgres import PostgresServer
-from tests.support.rig import CHANNEL, PY, WAIT, robot_environ, slack_section
+from tests.support.rig import (
+    CHANNEL,
+    PY,
+    WAIT,
+    slack_section,
+    start_robot_process,
+    stop_robot_processes,
+)
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow  # real robot processes, the loopback fakes, PostgreSQL
@@ -61,15 +68,7 @@ class Replicas:
     def start(self) -> int:
         """Start one more robot; returns its index."""
         index = len(self.procs)
-        out = (self.folder / f"robot-{index}.log").open("ab")
-        proc = subprocess.Popen(
-            [PY, "-m", "bot.cli", "run", "--config", str(self.config)],
-            cwd=ROOT,
-            env=robot_environ(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append((proc, out))
+        self.procs.append(start_robot_process(self.config, self.folder / f"robot-{index}.log"))
         return index
 
     def log(self, index: int) -> str:
@@ -85,15 +84,7 @@ class Replicas:
         proc.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for proc, out in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            out.close()
+        stop_robot_processes(self.procs)
 
 
 class Fleet:

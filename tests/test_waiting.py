@@ -8,7 +8,6 @@ real PostgreSQL; a second robot process, when a test needs one, is built in the 
 from __future__ import annotations
 
 import re
-import signal
 import statistics
 import subprocess
 import threading
@@ -26,9 +25,19 @@ from bot.models import Deploy, DeployRequest, DeployState, Source
 from bot.store import SqlStore
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack, Message
-from tests.support.harness import ROOT, make_git_repo, slack_user, write_config
+from tests.support.harness import make_git_repo, slack_user, write_config
 from tests.support.postgres import PostgresServer
-from tests.support.rig import CHANNEL, PY, robot_environ, root_text, runs, slack_section, slash, step_command
+from tests.support.rig import (
+    CHANNEL,
+    robot_environ,
+    root_text,
+    runs,
+    slack_section,
+    slash,
+    start_robot_process,
+    step_command,
+    stop_robot_processes,
+)
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow  # real robot processes, a real PostgreSQL
@@ -67,14 +76,7 @@ class World:
 
     def start_robot(self) -> subprocess.Popen[bytes]:
         connected = self.slack.total_connections
-        out = (self.tmp_path / f"robot-{len(self.procs) + 1}.log").open("ab")
-        proc = subprocess.Popen(
-            [PY, "-m", "bot.cli", "run", "--config", str(self.config)],
-            cwd=ROOT,
-            env=robot_environ(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc, out = start_robot_process(self.config, self.tmp_path / f"robot-{len(self.procs) + 1}.log")
         self.procs.append((proc, out))
         self.slack.wait_connected(timeout=WAIT, total=connected + 1)
         return proc
@@ -114,15 +116,7 @@ class World:
             robot.notifier.stop()
             robot.outbox.stop(2.0)
             robot.core.close()
-        for proc, out in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            out.close()
+        stop_robot_processes(self.procs)
         self.store.close()
 
 

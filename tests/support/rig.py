@@ -4,10 +4,12 @@ SQLite) against the fake Slack and GitHub, with the helpers tests and benches dr
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bot.app import Robot, build_robot
 from bot.config import load_settings
@@ -17,7 +19,7 @@ from bot.slack.ids import CANCEL_ACTION
 from bot.wiring import CoreStore
 from tests.fakes.github import FakeDeployment, FakeGitHub
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack, Message
-from tests.support.harness import environ, write_config
+from tests.support.harness import ROOT, environ, write_config
 from tests.support.wait import wait_for
 
 PY = sys.executable
@@ -92,6 +94,36 @@ def slack_section(slack: FakeSlack, *, fast: bool = True, **overrides: Any) -> d
 def robot_environ(**extra: str) -> dict[str, str]:
     """The robot's environment: the harness's plus the fake Slack tokens."""
     return environ(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, **extra)
+
+
+RobotProcess = tuple["subprocess.Popen[bytes]", BinaryIO]
+"""A `robot run` process and the log file it writes to."""
+
+
+def start_robot_process(config: Path, log: Path) -> RobotProcess:
+    """`robot run` on ``config`` as a real process, its output appended to ``log`` (a pipe could fill)."""
+    out = log.open("ab")
+    proc = subprocess.Popen(
+        [PY, "-m", "bot.cli", "run", "--config", str(config)],
+        cwd=ROOT,
+        env=robot_environ(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, out
+
+
+def stop_robot_processes(procs: Iterable[RobotProcess]) -> None:
+    """SIGTERM each live one (SIGKILL past its 15 s), then close the logs."""
+    for proc, out in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        out.close()
 
 
 def db_url(tmp_path: Path) -> str:

@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 
+import tests.unit.test_rollback as contract
 from bot.models import ROLLBACK_MARK, DeployState
 from bot.slack.ids import ROLLBACK_ACTION, decode_rollback_value
+from bot.store import SqlStore
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack, Message
 from tests.support.harness import make_git_repo, run_cli, write_config
+from tests.support.postgres import PostgresServer
 from tests.support.rig import CHANNEL, WAIT, RobotRig, deployment_of
 
 pytestmark = pytest.mark.slow  # `robot run` and `robot deploy` against the fake Slack and GitHub
@@ -209,3 +212,21 @@ def test_robot_deploy_rollback_from_the_terminal(tmp_path: Path, github: FakeGit
     ):
         assert bad.returncode == 2 and bad.stderr.startswith("robot: --rollback ")
     assert len(github.deployments(REPO)) == 3
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        contract.test_no_history_and_one_sha_have_nothing_to_roll_back_to,
+        contract.test_a_second_rollback_goes_further_back_never_forward,
+        contract.test_only_a_succeeded_rollback_marks_its_sha_undone,
+        contract.test_a_sha_rolled_back_from_stays_skipped_when_deployed_again,
+    ],
+)
+def test_target_selection_on_postgresql(pg_server: PostgresServer, check: Any) -> None:
+    """The unit tier's target-selection contract, on a real PostgreSQL."""
+    store = SqlStore.from_url(pg_server.new_database())
+    try:
+        check(store)
+    finally:
+        store.close()

@@ -5,10 +5,12 @@
    output; the same commands to a bare Bolt app that only acks, batches alternating, same run.
    Both apps run as their own processes (`python -m bot.cli run`, bench/lib/bare_app.py); the fakes
    run in this process. Latency = the fake's send of the envelope → the fake's receipt of the ack.
+   Then CLICKS button clicks per app under the same load, half Deploy buttons and half Roll back
+   buttons (naming the rollback targets the robot's store holds then), BATCH at a time.
 2. Slack writes: one deploy printing LINES lines, the fake limiting writes to 1/s per channel,
    the robot's default pacing; root + progress writes, their rate, and 429s served.
 Runs on 127.0.0.1 only, every wait under a timeout, temp dirs removed; always exits 0.
-Usage (repo root): python bench/ack_latency.py [--commands 200] [--batch 50] [--lines 200000]
+Usage (repo root): python bench/ack_latency.py [--commands 200] [--batch 50] [--clicks 100] [--lines 200000]
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
-    from bench.lib.acks import AckResult
+    from bench.lib.acks import AckResult, Sample
     from bench.lib.slack_writes import WritesResult
 
 P99_RATIO_TARGET = 1.5
+ROLLBACK_TO_DEPLOY_TARGET = 1.2  # "as the Deploy button", with room for this machine's noise
 ACK_DEADLINE = 3.0
 WRITES_PER_2S_TARGET = 1.0
 MESSAGE_INTERVAL = 2.0
@@ -68,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch", type=int, default=50, help="commands in flight at once (default: %(default)s)")
     p.add_argument(
+        "--clicks", type=int, default=100, help="measured button clicks per app (default: %(default)s)"
+    )
+    p.add_argument(
         "--stream-burst",
         type=int,
         default=10,
@@ -95,7 +101,9 @@ def _scenario_acks(root: Path, args: argparse.Namespace) -> AckResult:
     )
     github = FakeGitHub(tokens={TOKEN: "deploy-robot"}).start()
     try:
-        return measure_acks(root / "acks", github, args.commands, max(1, args.batch), args.stream_burst)
+        return measure_acks(
+            root / "acks", github, args.commands, max(1, args.batch), args.stream_burst, clicks=args.clicks
+        )
     finally:
         github.stop()
 
@@ -132,6 +140,7 @@ def _report(acks: AckResult | None, writes: WritesResult | None) -> None:
     rows: list[tuple[str, str, str, str, str, str]] = []
     if acks is not None:
         rows.extend(_ack_rows(acks))
+        rows.extend(_click_rows(acks))
     if writes is not None:
         rows.extend(_write_rows(writes))
     if not rows:
@@ -172,6 +181,46 @@ def _ack_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
             "",
             "all",
             "yes" if len(robot) == len(acks.robot) else "NO",
+        )
+    )
+    return rows
+
+
+def _click_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
+    """Click ack latency: the Deploy button against the bare app, the Roll back button against both."""
+    from bench.lib.acks import latencies, percentile
+    from bench.lib.clicks import DEPLOY_KIND, ROLLBACK_KIND
+
+    def of(samples: list[Sample], kind: str) -> list[float]:
+        return latencies([s for s in samples if s.kind == kind])
+
+    if not acks.robot_clicks:
+        return []
+    deploy, rollback = of(acks.robot_clicks, DEPLOY_KIND), of(acks.robot_clicks, ROLLBACK_KIND)
+    bare = of(acks.bare_clicks, DEPLOY_KIND) + of(acks.bare_clicks, ROLLBACK_KIND)
+    if not (deploy and rollback and bare):
+        return [("click acks", "missing", "", "", "", "no")]
+    rows = []
+    for q in (50.0, 99.0):
+        d, r, b = (percentile(v, q) * 1000 for v in (deploy, rollback, bare))
+        label = f"click ack p{q:.0f} (ms)"
+        rows.append((f"{label}, Deploy button", f"{d:.1f}", f"{b:.1f} bare", f"{d / b:.2f}×", "", ""))
+        target, met = "", ""
+        if q == 99.0:
+            target = f"≤ {ROLLBACK_TO_DEPLOY_TARGET:g}× Deploy button"
+            met = "yes" if r <= ROLLBACK_TO_DEPLOY_TARGET * d else "NO"
+        ratio = f"{r / d:.2f}×"
+        rows.append((f"{label}, Roll back button", f"{r:.1f}", f"{d:.1f} Deploy", ratio, target, met))
+    acked = len(deploy) + len(rollback)
+    every = acked == len(acks.robot_clicks) and max(deploy + rollback) < ACK_DEADLINE
+    rows.append(
+        (
+            "clicks acked (< 3000 ms)",
+            f"{acked}/{len(acks.robot_clicks)}",
+            f"{len(bare)}/{len(acks.bare_clicks)}",
+            "",
+            "all",
+            "yes" if every else "NO",
         )
     )
     return rows

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("target", metavar="REPO[@REF]", help="owner/name or a unique name, optional @ref")
     deploy.add_argument("--env", help="environment (default: the repo's default_environment)")
     deploy.add_argument("--force", action="store_true", help="skip the CI gate")
+    deploy.add_argument(
+        "--rollback",
+        action="store_true",
+        help="redeploy the SHA that succeeded there before the current one (no CI gate)",
+    )
     deploy.set_defaults(func=_deploy)
 
     status = command("status", "deploy history from the store")
@@ -225,6 +230,8 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     harden(settings.tokens)
     gc.enable()
     repo, _, ref = args.target.partition("@")
+    if args.rollback:
+        _check_rollback_args(args, ref)
     observer = ConsoleObserver()
     core = build_core(settings, os.environ, observer)
     cancel = threading.Event()
@@ -234,16 +241,17 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         # Registered first: what a dead robot left in this environment is dealt with (taken
         # over, or the environment locked) before this deploy asks for it.
         core.service.register(ProcessKind.DEPLOY)
-        deploy, created = core.service.request(
-            repo,
-            ref=ref or None,
-            env=args.env,
-            user=Actor(ActorKind.CLI, getpass.getuser()),
-            source=Source.CLI,
-            force=args.force,
-        )
+        user = Actor(ActorKind.CLI, getpass.getuser())
+        if args.rollback:
+            deploy, created = core.service.rollback(repo, args.env, user=user, source=Source.CLI)
+        else:
+            deploy, created = core.service.request(
+                repo, ref=ref or None, env=args.env, user=user, source=Source.CLI, force=args.force
+            )
         observer.follow(deploy.id)
-        if not created:
+        if created and deploy.rollback_of is not None:
+            print(_rollback_queued(deploy))
+        elif not created:
             print(f"Deploy #{deploy.id} of the same commit is already {deploy.state.value}; following it.")
         else:
             print(
@@ -259,6 +267,21 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     if final.state is DeployState.SUCCEEDED:
         return EXIT_OK
     return EXIT_INTERRUPTED if final.state is DeployState.CANCELLED else EXIT_FAILED
+
+
+def _check_rollback_args(args: argparse.Namespace, ref: str) -> None:
+    """`--rollback` picks its SHA itself and skips the gate by right: no @ref, no --force."""
+    if ref:
+        raise BotError(f"--rollback picks the SHA itself; give the repo without @{ref}")
+    if args.force:
+        raise BotError("--rollback needs no --force: its SHA succeeded there before, so it is not gated")
+
+
+def _rollback_queued(deploy: Deploy) -> str:
+    return (
+        f"⏪ Rollback #{deploy.id} queued: {deploy.repo} → {deploy.env} back to {deploy.short_sha} "
+        f"(undoing #{deploy.rollback_of}; no CI gate, it succeeded there before)"
+    )
 
 
 def _run_in_foreground(
@@ -313,13 +336,15 @@ STATUS_COLUMNS = ("#", "repo", "env", "sha", "state", "who", "when", "took", "wh
 
 
 def _status_row(d: Deploy) -> list[str]:
+    from bot.models import ROLLBACK_MARK
+
     took = d.duration_seconds
     cells = [
         str(d.id),
         d.repo,
         d.env,
         d.short_sha,
-        f"{d.state.icon} {d.state.value}",
+        f"{d.state.icon} {d.state.value}" + (f" {ROLLBACK_MARK}" if d.rollback_of is not None else ""),
         d.requested_by,
         d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
         f"{took:.1f} s" if took is not None else "",

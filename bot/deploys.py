@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.config import RepoSettings, Settings
-from bot.errors import AccessDenied, EnvironmentLocked, StoreError, UnknownDeploy
+from bot.errors import AccessDenied, EnvironmentLocked, NothingToRollBack, StoreError, UnknownDeploy
 from bot.models import (
     Actor,
     ActorKind,
@@ -24,6 +24,7 @@ from bot.models import (
     Orphan,
     ProcessInfo,
     ProcessKind,
+    RollbackChoice,
     Source,
 )
 from bot.pipeline import Pipeline
@@ -167,6 +168,92 @@ class DeployService:
             self._observer.deploy_changed(queued[0])
             self._notify_workers()
         return queued
+
+    # --- rollbacks ------------------------------------------------------------------------
+
+    def rollback(
+        self,
+        repo: str,
+        env: str | None = None,
+        *,
+        user: Actor,
+        source: Source,
+        channel: str | None = None,
+    ) -> tuple[Deploy, bool]:
+        """Queue a rollback: redeploy the SHA the environment ran before its current one.
+
+        The target is RollbackChoice's (the newest succeeded SHA there that is neither the
+        current one nor one rolled back from); NothingToRollBack says why there is none. A
+        deployers' right, like deploying; locks, queue and dedupe as for any deploy.
+        """
+        target = self.target(repo, env)
+        self._check_rollback_right(user, source, target)
+        self._check_unlocked(target)
+        choice = self._store.rollback_choice(target.repo, target.env)
+        if choice.current is None or choice.target is None:
+            raise NothingToRollBack(_nothing_to_roll_back(choice))
+        return self._queue_rollback(target, choice.target.sha, choice.current.id, user, source, channel)
+
+    def rollback_to(
+        self,
+        repo: str,
+        env: str,
+        sha: str,
+        undo: int,
+        *,
+        user: Actor,
+        source: Source,
+        channel: str | None = None,
+    ) -> tuple[Deploy, bool]:
+        """A Roll back button: deploy exactly ``sha``, undoing deploy ``undo``, as the button said.
+
+        Refused once the environment moved on since the button was drawn: for a succeeded
+        ``undo``, it must still be the current deploy and ``sha`` its rollback target; for a
+        failed one, nothing may have succeeded there since and ``sha`` must be the current SHA.
+        """
+        target = self.target(repo, env)
+        self._check_rollback_right(user, source, target)
+        self._check_unlocked(target)
+        undone = self._store.get_deploy(undo)
+        if undone is None or (undone.repo, undone.env) != (target.repo, target.env):
+            raise UnknownDeploy(f"There is no deploy #{undo} of {target.repo} {target.env}.")
+        choice = self._store.rollback_choice(target.repo, target.env)
+        current = choice.current
+        if undone.state is DeployState.SUCCEEDED:
+            expected = choice.target if current is not None and current.id == undo else None
+        else:
+            expected = current if current is not None and current.id < undo else None
+        if expected is None or expected.sha != sha:
+            now = f"#{current.id} ({current.short_sha}) is current" if current else "nothing succeeded there"
+            raise NothingToRollBack(
+                f"{target.repo} {target.env} moved on since this Roll back button was shown: {now}. "
+                f"Use `/deploy rollback {target.repo} to {target.env}`."
+            )
+        return self._queue_rollback(target, sha, undo, user, source, channel)
+
+    def _check_rollback_right(self, user: Actor, source: Source, target: Target) -> None:
+        if source is not Source.CLI:  # a terminal is the operator's
+            self._check_access(user, self._settings.repos[target.repo].deployers, target.repo, "roll back")
+
+    def _queue_rollback(
+        self, target: Target, sha: str, undo: int, user: Actor, source: Source, channel: str | None
+    ) -> tuple[Deploy, bool]:
+        environment_preflight(self._settings, target.repo, target.env, self._environ)
+        request = DeployRequest(
+            repo=target.repo,
+            env=target.env,
+            ref=sha,
+            sha=sha,
+            requested_by=str(user),
+            source=source,
+            channel=channel or self._settings.channel(target.repo),
+            rollback_of=undo,
+        )
+        deploy, created = self._store.create_deploy(request)
+        if created:
+            self._observer.deploy_changed(deploy)
+            self._notify_workers()
+        return deploy, created
 
     def cancel(self, deploy_id: int, user: Actor, *, operator: bool = False) -> Deploy:
         """Remove a queued deploy, or stop a running one (its process group is killed).
@@ -646,6 +733,21 @@ def _takeover_error(orphan: Orphan, lease: float) -> str:
         return f"robot stopped during the deploy ({_describe_owner(orphan)} owned it)"
     how = "stopped" if owner.stopped_at is not None else f"sent no heartbeat for over {lease:g} s"
     return f"robot stopped during the deploy ({_describe_owner(orphan)} {how})"
+
+
+def _nothing_to_roll_back(choice: RollbackChoice) -> str:
+    """Why a repo + environment has no rollback target, in one line."""
+    where = f"Nothing to roll back to in {choice.repo} {choice.env}"
+    current = choice.current
+    if current is None:
+        return f"{where}: no deploy has succeeded there yet."
+    others = sorted(sha[:7] for sha in choice.undone if sha != current.sha)
+    if not others:
+        return f"{where}: {current.short_sha} is the only SHA that succeeded there."
+    return (
+        f"{where}: {current.short_sha} is current and every other SHA that succeeded there was "
+        f"rolled back from already ({', '.join(others)})."
+    )
 
 
 def _deployers_and_force(repo: RepoSettings) -> list[str]:

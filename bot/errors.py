@@ -74,6 +74,10 @@ class BadCommand(RequestError):
     """Command text that does not follow the grammar; the message says what is wrong and what is valid."""
 
 
+class NothingToRollBack(RequestError):
+    """A rollback with no target (or a Roll back button the environment has moved past); says why."""
+
+
 class GitHubError(BotError):
     """GitHub refused a call or kept failing after retries."""
 

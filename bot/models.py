@@ -108,6 +108,8 @@ class DeployRequest:
     force: bool = False
     channel: str | None = None
     message_ts: str | None = None
+    rollback_of: int | None = None
+    """A rollback: the deploy it undoes. Its SHA succeeded there before, so no CI gate."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class Deploy:
     """When some process claimed posting the root, until it records the root's ts."""
     waiting_for: str | None = None
     """While ``waiting``: what it waits for (the pending contexts), one line."""
+    rollback_of: int | None = None
+    """A rollback: the deploy it undoes (the one whose SHA was current, or a failed one)."""
 
     @property
     def short_sha(self) -> str:
@@ -159,6 +163,27 @@ class Deploy:
             return None
         end = self.finished_at or datetime.now(self.started_at.tzinfo)
         return (end - self.started_at).total_seconds()
+
+
+ROLLBACK_MARK = "⏪ rollback"
+"""How history shows a rollback, in the terminal and in Slack."""
+
+
+@dataclass(frozen=True)
+class RollbackChoice:
+    """Where a repo + environment would roll back to, read from its history.
+
+    ``current``: the newest succeeded deploy there. ``undone``: every SHA rolled back from
+    there, i.e. the SHA of some deploy that a *succeeded* rollback there names in its
+    ``rollback_of``. ``target``: the newest succeeded deploy whose SHA is neither the current
+    one nor undone (so a second rollback goes further back, never forward to what it undid).
+    """
+
+    repo: str
+    env: str
+    current: Deploy | None
+    target: Deploy | None
+    undone: frozenset[str] = frozenset()
 
 
 class ProcessKind(StrEnum):

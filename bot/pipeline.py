@@ -203,7 +203,8 @@ class Pipeline:
 
     def _check_gate(self, deploy: Deploy, repo: RepoSettings) -> _Gate:
         """One look at CI for the deploy's SHA; its ``ci_timeout`` counts from its claim."""
-        if deploy.force or not repo.gate:
+        # A rollback's SHA succeeded here before: it is not gated again.
+        if deploy.force or deploy.rollback_of is not None or not repo.gate:
             return _Gate()
         result = None
         try:
@@ -240,7 +241,7 @@ class Pipeline:
                 deploy.repo,
                 deploy.sha,
                 deploy.env,
-                [] if deploy.force else repo.context_names,
+                [] if deploy.force or deploy.rollback_of is not None else repo.context_names,
                 self._payload(deploy),
                 cut_description(f"Deploy #{deploy.id} of {deploy.ref} by {deploy.requester.name}"),
             )
@@ -383,13 +384,16 @@ class Pipeline:
         return {**inherited, **deploy_vars, **env.env}
 
     def _payload(self, deploy: Deploy) -> dict[str, object]:
-        return {
+        payload: dict[str, object] = {
             "robot_deploy_id": deploy.id,
             "requested_by": deploy.requested_by,
             "source": deploy.source.value,
             "slack_channel": deploy.channel,
             "slack_thread_ts": deploy.message_ts,
         }
+        if deploy.rollback_of is not None:
+            payload["rollback_of"] = deploy.rollback_of
+        return payload
 
     def _status(
         self, deploy: Deploy, state: str, description: str, observer: DeployObserver | None

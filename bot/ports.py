@@ -28,6 +28,7 @@ from bot.models import (
     PullInfo,
     RequiredContext,
     RobotProcess,
+    RollbackChoice,
     Source,
     Step,
     StepResult,
@@ -199,6 +200,10 @@ class StorePort(Protocol):
         ...
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None: ...
+
+    def rollback_choice(self, repo: str, env: str) -> RollbackChoice:
+        """The current deploy of repo + env, what it would roll back to, and the SHAs undone there."""
+        ...
 
     def append_log(self, deploy_id: int, lines: Sequence[str]) -> None: ...
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.slack.ids import CANCEL_ACTION, DEPLOY_ACTION_PATTERN
+from bot.slack.ids import CANCEL_ACTION, DEPLOY_ACTION_PATTERN, ROLLBACK_ACTION
 from handlers.cancel_button import handle_cancel_button
 from handlers.deploy_button import handle_deploy_button
 from handlers.deploy_command import handle_deploy_command
+from handlers.rollback_button import handle_rollback_button
 from handlers.status_command import handle_status_command
 
 DEPLOY_COMMAND = "/deploy"
@@ -33,6 +34,7 @@ ROUTES = (
     Route("command", STATUS_COMMAND, handle_status_command),
     Route("action", CANCEL_ACTION, handle_cancel_button),
     Route("action", DEPLOY_ACTION_PATTERN, handle_deploy_button),
+    Route("action", ROLLBACK_ACTION, handle_rollback_button),
 )
 
 

@@ -1,4 +1,4 @@
-"""The ack-latency baseline: a bare Bolt app in Socket Mode whose slash commands only ack.
+"""The ack-latency baseline: a bare Bolt app in Socket Mode whose slash commands and buttons only ack.
 
 Built like `robot run` builds its app (same WebClient retries, same SocketModeHandler and
 ping_interval), so the only difference the bench sees is the robot's own work.
@@ -8,6 +8,7 @@ Usage: SLACK_BOT_TOKEN=… SLACK_APP_TOKEN=… python bench/lib/bare_app.py API_
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,7 +23,8 @@ MAX_LIFETIME_SECONDS = 600.0
 
 
 def main(argv: list[str]) -> int:
-    """Connect, ack every /deploy and /deploy-status with "ok", stop on SIGTERM/SIGINT."""
+    """Connect, ack every /deploy and /deploy-status with "ok" and every click empty; stop on
+    SIGTERM/SIGINT."""
     api_url, ping_interval = argv[0], float(argv[1])
     client = WebClient(
         token=os.environ["SLACK_BOT_TOKEN"],
@@ -37,8 +39,12 @@ def main(argv: list[str]) -> int:
     def only_ack(ack: Ack) -> None:
         ack("ok")
 
+    def only_ack_click(ack: Ack) -> None:
+        ack()
+
     app.command("/deploy")(only_ack)
     app.command("/deploy-status")(only_ack)
+    app.action(re.compile(".*"))(only_ack_click)
     handler = SocketModeHandler(app, os.environ["SLACK_APP_TOKEN"], ping_interval=ping_interval)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

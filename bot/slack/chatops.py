@@ -27,11 +27,12 @@ from bot.slack.commands import (
     DeployCommand,
     HelpCommand,
     LockCommand,
+    RollbackCommand,
     StatusCommand,
     UnlockCommand,
     WhereCommand,
 )
-from bot.slack.ids import decode_deploy_value
+from bot.slack.ids import decode_deploy_value, decode_rollback_value
 from bot.slack.text import escape
 
 _RECENT = 30
@@ -87,7 +88,7 @@ class ChatOps:
 
     def command(self, command: Command | StatusCommand, caller: Caller) -> Reply:
         """Run one parsed `/deploy` or `/deploy-status` command."""
-        if isinstance(command, DeployCommand | CancelCommand | LockCommand | UnlockCommand):
+        if isinstance(command, DeployCommand | CancelCommand | LockCommand | UnlockCommand | RollbackCommand):
             _check_caller(caller)
         match command:
             case DeployCommand():
@@ -113,6 +114,11 @@ class ChatOps:
                 views: list[EnvironmentView] = self._service.where(command.repo)
                 text, blocks = where_blocks(views)
                 return Reply(text, blocks)
+            case RollbackCommand():
+                deploy, created = self._service.rollback(
+                    command.repo, command.env, user=caller.actor, source=Source.COMMAND
+                )
+                return self._rollback_queued(deploy, created)
             case HelpCommand():
                 text, blocks = help_blocks()
                 return Reply(text, blocks)
@@ -128,6 +134,15 @@ class ChatOps:
             repo, ref=sha, env=env, user=caller.actor, source=Source.BUTTON, channel=caller.channel
         )
         return self._queued(deploy, created)
+
+    def click_rollback(self, value: str, caller: Caller) -> Reply:
+        """A Roll back button on a root: deploy exactly the SHA it names, undoing the deploy it names."""
+        _check_caller(caller)
+        repo, env, sha, undo = decode_rollback_value(value)
+        deploy, created = self._service.rollback_to(
+            repo, env, sha, undo, user=caller.actor, source=Source.BUTTON, channel=caller.channel
+        )
+        return self._rollback_queued(deploy, created)
 
     def click_cancel(self, value: str, caller: Caller) -> Reply:
         """The Cancel button on a root message."""
@@ -147,6 +162,12 @@ class ChatOps:
         return Reply(
             f"Deploy #{deploy.id} of {escape(what)} is already {deploy.state.value}; not starting another."
         )
+
+    def _rollback_queued(self, deploy: Deploy, created: bool) -> Reply:
+        if not created:
+            return self._queued(deploy, created)
+        what = f"{deploy.repo} → {deploy.env} back to {deploy.short_sha} (undoing #{deploy.rollback_of})"
+        return Reply(f"⏪ Rollback #{deploy.id} queued: {escape(what)}; no CI gate (it succeeded there).")
 
     def _cancelled(self, deploy: Deploy) -> Reply:
         if deploy.state is DeployState.CANCELLED:

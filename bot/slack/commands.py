@@ -14,7 +14,7 @@ MAX_REASON = 200
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
-    "`/deploy where <repo>`, `/deploy help`."
+    "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
@@ -23,7 +23,8 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
-_KEYWORDS = ("cancel", "lock", "unlock", "where", "help")
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "help", "rollback")
+ROLLBACK_USAGE = "`/deploy rollback <repo> [to <env>]`"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,14 @@ class WhereCommand:
 
 
 @dataclass(frozen=True)
+class RollbackCommand:
+    """`/deploy rollback <repo> [to <env>]`: redeploy what ran there before the current SHA."""
+
+    repo: str
+    env: str | None = None
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     """`/deploy help` or an empty `/deploy`."""
 
@@ -80,7 +89,15 @@ class StatusCommand:
     env: str | None = None
 
 
-Command = DeployCommand | CancelCommand | LockCommand | UnlockCommand | WhereCommand | HelpCommand
+Command = (
+    DeployCommand
+    | CancelCommand
+    | LockCommand
+    | UnlockCommand
+    | WhereCommand
+    | HelpCommand
+    | RollbackCommand
+)
 
 
 def check_env_name(env: str) -> str:
@@ -118,6 +135,8 @@ def parse_deploy(text: str) -> Command:
         if keyword == "unlock":
             return UnlockCommand(repo, env)
         return LockCommand(repo, env, _clean_reason(reason or ""))
+    if keyword == "rollback":
+        return RollbackCommand(*_repo_and_env(words[1:], "/deploy rollback", ROLLBACK_USAGE))
     if keyword == "where":
         if len(words) != 2:
             raise BadCommand("`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`")

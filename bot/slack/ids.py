@@ -51,3 +51,45 @@ def decode_deploy_value(value: str) -> tuple[str, str, str]:
 def _valid(repo: str, env: str, sha: str) -> bool:
     """Full owner/name, an environment word and a full lowercase commit SHA."""
     return is_valid_repo_name(repo) and bool(ENV_NAME.fullmatch(env)) and bool(_SHA.fullmatch(sha))
+
+
+ROLLBACK_ACTION = "deploy_rollback"
+_ROLLBACK_KEYS = {"repo", "env", "sha", "undo"}
+_MAX_DEPLOY_ID = 10**18
+_BROKEN_ROLLBACK = (
+    "This Roll back button is broken or out of date; use `/deploy rollback <repo> to <env>` instead."
+)
+
+
+def encode_rollback_value(repo: str, env: str, sha: str, undo: int) -> str:
+    """A Roll back button's value: the repo, env and SHA it deploys and the deploy it undoes.
+
+    ValueError when the parts are not valid.
+    """
+    if not (_valid(repo, env, sha) and _valid_id(undo)):
+        raise ValueError(f"cannot encode a Roll back button for {repo!r} {env!r} {sha!r} #{undo!r}")
+    value = {"repo": repo, "env": env, "sha": sha, "undo": undo}
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def decode_rollback_value(value: str) -> tuple[str, str, str, int]:
+    """(repo, env, sha, id of the deploy undone) from a Roll back button; BadCommand when malformed."""
+    if len(value) > MAX_VALUE:
+        raise BadCommand(_BROKEN_ROLLBACK)
+    try:
+        data = json.loads(value)
+    except ValueError as err:
+        raise BadCommand(_BROKEN_ROLLBACK) from err
+    if not isinstance(data, dict) or set(data) != _ROLLBACK_KEYS:
+        raise BadCommand(_BROKEN_ROLLBACK)
+    repo, env, sha, undo = data["repo"], data["env"], data["sha"], data["undo"]
+    if not (isinstance(repo, str) and isinstance(env, str) and isinstance(sha, str)):
+        raise BadCommand(_BROKEN_ROLLBACK)
+    if not (_valid(repo, env, sha) and _valid_id(undo)):
+        raise BadCommand(_BROKEN_ROLLBACK)
+    return repo, env, sha, undo
+
+
+def _valid_id(deploy_id: object) -> bool:
+    """A deploy id: a positive int the store can hold (a JSON true is not 1)."""
+    return isinstance(deploy_id, int) and not isinstance(deploy_id, bool) and 0 < deploy_id < _MAX_DEPLOY_ID

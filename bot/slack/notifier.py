@@ -25,7 +25,14 @@ from bot.models import (
     TaskStatus,
 )
 from bot.ports import StorePort
-from bot.slack.blocks.thread import StepState, StepView, progress_message, root_message
+from bot.slack.blocks.thread import (
+    RollbackOffer,
+    StepState,
+    StepView,
+    progress_message,
+    rollback_offer,
+    root_message,
+)
 from bot.slack.outbox import MessageRef, SlackOutbox
 
 log = logging.getLogger(__name__)
@@ -268,7 +275,18 @@ class SlackNotifier:
         return record
 
     def _root_blocks(self, deploy: Deploy) -> tuple[str, list[dict[str, object]]]:
-        return root_message(deploy, self._commit_url(deploy.repo, deploy.sha), deploy.duration_seconds)
+        url = self._commit_url(deploy.repo, deploy.sha)
+        return root_message(deploy, url, deploy.duration_seconds, self._rollback_offer(deploy))
+
+    def _rollback_offer(self, deploy: Deploy) -> RollbackOffer | None:
+        """A final root's Roll back button, read from the environment's history (one store read)."""
+        if deploy.state not in (DeployState.SUCCEEDED, DeployState.FAILED):
+            return None
+        try:
+            return rollback_offer(deploy, self._store.rollback_choice(deploy.repo, deploy.env))
+        except StoreError as exc:
+            log.warning("deploy #%s: no Roll back button (store: %s)", deploy.id, exc)
+            return None
 
     def _render_root(self, deploy: Deploy, live: _LiveDeploy) -> None:
         unposted = live.root.ts is None and not live.root.posted.is_set()

@@ -78,6 +78,9 @@ deploys = Table(
     # The Slack root once posted; while a process posts it, when that process claimed it.
     Column("root_ts", String(64), nullable=True),
     Column("root_claimed_at", UTCDateTime, nullable=True),
+    # A rollback: the deploy it undoes (whose SHA was current). No foreign key, like owner_id:
+    # the history stays readable whatever happens to the undone row.
+    Column("rollback_of", Integer, nullable=True),
     # Ids must never be reused: FIFO order and "Deploy #42" both rely on them.
     sqlite_autoincrement=True,
 )

@@ -47,6 +47,7 @@ from bot.models import (
     ProcessInfo,
     ProcessKind,
     RobotProcess,
+    RollbackChoice,
     Source,
 )
 from bot.ports import ChangeFeed
@@ -186,6 +187,7 @@ def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
         root_ts=m["root_ts"],
         root_claimed_at=m["root_claimed_at"],
         waiting_for=m["waiting_for"],
+        rollback_of=m["rollback_of"],
     )
 
 
@@ -752,6 +754,43 @@ class SqlStore:
         found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
         return found[0] if found else None
 
+    def rollback_choice(self, repo: str, env: str) -> RollbackChoice:
+        """What repo + env would roll back to: see RollbackChoice (three reads, one transaction)."""
+        succeeded = (
+            (deploys.c.repo == repo)
+            & (deploys.c.env == env)
+            & (deploys.c.state == DeployState.SUCCEEDED.value)
+        )
+        rollback = deploys.alias("rollback")
+        undone_query = (
+            select(deploys.c.sha)
+            .distinct()
+            .join(rollback, rollback.c.rollback_of == deploys.c.id)
+            .where(
+                rollback.c.repo == repo,
+                rollback.c.env == env,
+                rollback.c.state == DeployState.SUCCEEDED.value,
+                deploys.c.repo == repo,
+                deploys.c.env == env,
+            )
+        )
+        newest = select(deploys).where(succeeded).order_by(deploys.c.id.desc()).limit(1)
+        with self._read() as conn:
+            current_row = conn.execute(newest).first()
+            if current_row is None:
+                return RollbackChoice(repo, env, None, None)
+            current = _deploy(current_row)
+            undone = frozenset(conn.scalars(undone_query))
+            skip = [current.sha, *undone]
+            target_row = conn.execute(
+                select(deploys)
+                .where(succeeded, deploys.c.sha.not_in(skip))
+                .order_by(deploys.c.id.desc())
+                .limit(1)
+            ).first()
+        target = None if target_row is None else _deploy(target_row)
+        return RollbackChoice(repo, env, current, target, undone)
+
     # logs
 
     def append_log(self, deploy_id: int, lines: Sequence[str]) -> None:
@@ -1209,4 +1248,5 @@ def _new_deploy(request: DeployRequest) -> dict[str, object]:
         "root_ts": request.message_ts if request.source is not Source.MERGE else None,
         "created_at": _now(),
         "cancel_requested": False,
+        "rollback_of": request.rollback_of,
     }

@@ -40,6 +40,7 @@ from bot.models import (
     PullInfo,
     RequiredContext,
     RobotProcess,
+    RollbackChoice,
     Source,
     Step,
     StepResult,
@@ -114,6 +115,7 @@ class MemoryStore:
                 message_ts=request.message_ts,
                 root_ts=request.message_ts if request.source is not Source.MERGE else None,
                 created_at=_now(),
+                rollback_of=request.rollback_of,
             )
             self._deploys[deploy.id] = deploy
             self._touch()
@@ -387,6 +389,25 @@ class MemoryStore:
     def last_succeeded(self, repo: str, env: str) -> Deploy | None:
         found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
         return found[0] if found else None
+
+    def rollback_choice(self, repo: str, env: str) -> RollbackChoice:
+        with self._lock:
+            here = [d for d in self._deploys.values() if (d.repo, d.env) == (repo, env)]
+            succeeded = sorted(
+                (d for d in here if d.state is DeployState.SUCCEEDED), key=lambda d: d.id, reverse=True
+            )
+            if not succeeded:
+                return RollbackChoice(repo, env, None, None)
+            undone = frozenset(
+                self._deploys[d.rollback_of].sha
+                for d in succeeded
+                if d.rollback_of is not None
+                and d.rollback_of in self._deploys
+                and (self._deploys[d.rollback_of].repo, self._deploys[d.rollback_of].env) == (repo, env)
+            )
+            current = succeeded[0]
+            target = next((d for d in succeeded if d.sha != current.sha and d.sha not in undone), None)
+            return RollbackChoice(repo, env, current, target, undone)
 
     # logs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bot.models import Deploy, EnvironmentView, Lock
+from bot.models import ROLLBACK_MARK, Deploy, EnvironmentView, Lock
 from bot.slack.blocks.primitives import MAX_SECTION, Block, Message, finish, section
 from bot.slack.text import escape, fmt_duration, fmt_time, mention, truncate
 from bot.text import one_line
@@ -18,6 +18,8 @@ HELP_TEXT = "\n".join(
         "`/deploy lock <repo> [to <env>] [: reason]` block deploys until unlocked",
         "`/deploy unlock <repo> [to <env>]` lift a lock",
         "`/deploy where <repo>` environments, their locks and last deploy",
+        "`/deploy rollback <repo> [to <env>]` redeploy the SHA that ran before the current one"
+        " (no CI gate: it succeeded there before; a second rollback goes further back)",
         "`/deploy help` this text",
         "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
     )
@@ -132,7 +134,8 @@ def _lock_line(lock: Lock) -> str:
 def _deploy_head(deploy: Deploy) -> str:
     """`✅ #42 acme/api → production `abc1234``."""
     icon = deploy.state.icon
-    return f"{icon} #{deploy.id} *{escape(deploy.repo)} → {escape(deploy.env)}* `{escape(deploy.short_sha)}`"
+    head = f"{icon} #{deploy.id} *{escape(deploy.repo)} → {escape(deploy.env)}* `{escape(deploy.short_sha)}`"
+    return head + (f" {ROLLBACK_MARK}" if deploy.rollback_of is not None else "")
 
 
 def _part(title: str, lines: Sequence[str], empty: str) -> list[Block]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.models import TAIL_LINES, Deploy, DeployState, Source
+from bot.models import ROLLBACK_MARK, TAIL_LINES, Deploy, DeployState, RollbackChoice, Source
 from bot.slack.blocks.primitives import (
     MAX_SECTION,
     Block,
@@ -19,7 +19,7 @@ from bot.slack.blocks.primitives import (
     section,
     window,
 )
-from bot.slack.ids import CANCEL_ACTION
+from bot.slack.ids import CANCEL_ACTION, ROLLBACK_ACTION, encode_rollback_value
 from bot.slack.text import code_block, escape, fmt_duration, mention, truncate
 from bot.text import one_line
 
@@ -53,8 +53,38 @@ class StepView:
     reason: str = ""
 
 
-def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Message:
-    """The deploy's root message: what, who, state, duration, error, and Cancel while it can be cancelled."""
+@dataclass(frozen=True)
+class RollbackOffer:
+    """A Roll back button: the SHA it deploys in repo + env, and the deploy it undoes."""
+
+    repo: str
+    env: str
+    sha: str
+    undo: int
+
+
+def rollback_offer(deploy: Deploy, choice: RollbackChoice) -> RollbackOffer | None:
+    """The Roll back button a final root shows, if any.
+
+    A succeeded deploy that is still current there offers its rollback target; a failed one
+    (its hosts may be half-updated) offers the environment's current good SHA, while nothing
+    has succeeded there since. None when there is nothing to go back to.
+    """
+    current = choice.current
+    if current is None or (choice.repo, choice.env) != (deploy.repo, deploy.env):
+        return None
+    if deploy.state is DeployState.SUCCEEDED and current.id == deploy.id and choice.target is not None:
+        return RollbackOffer(deploy.repo, deploy.env, choice.target.sha, deploy.id)
+    if deploy.state is DeployState.FAILED and current.id < deploy.id and current.sha != deploy.sha:
+        return RollbackOffer(deploy.repo, deploy.env, current.sha, deploy.id)
+    return None
+
+
+def root_message(
+    deploy: Deploy, commit_url: str, duration: float | None, rollback: RollbackOffer | None = None
+) -> Message:
+    """The deploy's root message: what, who, state, duration, error, and Cancel while it can be
+    cancelled; ``rollback`` adds a Roll back button (see ``rollback_offer``)."""
     icon = deploy.state.icon
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = link(commit_url, deploy.short_sha)
@@ -62,6 +92,8 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     who = f"Requested by {mention(deploy.requester)} via {_SOURCES.get(deploy.source, deploy.source)}"
     if deploy.force:
         who += " · forced (CI gate skipped)"
+    if deploy.rollback_of is not None:
+        who += f" · {ROLLBACK_MARK} of #{deploy.rollback_of} (no CI gate: it succeeded here before)"
     state = f"{icon} {deploy.state.value}"
     if deploy.cancel_requested and not deploy.state.is_final:
         state += " · cancel requested"
@@ -74,6 +106,8 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     blocks: list[Block] = [section("\n".join(lines))]
     if not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))
+    elif deploy.state.is_final and rollback is not None:
+        blocks.extend(rollback_actions(rollback))
     fallback = f"{icon} Deploy #{deploy.id} {deploy.repo} → {deploy.env} ({deploy.short_sha}): {deploy.state}"
     return finish(escape(fallback), blocks)
 
@@ -130,3 +164,25 @@ def _cancel_button(deploy_id: int) -> Block:
         "deny": {"type": "plain_text", "text": "Keep it"},
     }
     return cancel
+
+
+def rollback_actions(offer: RollbackOffer) -> list[Block]:
+    """The Roll back button (in an actions block) with a confirm dialog naming what it deploys and
+    undoes; no block when the offer cannot be encoded (better none than a broken button)."""
+    try:
+        value = encode_rollback_value(offer.repo, offer.env, offer.sha, offer.undo)
+    except ValueError:
+        return []
+    short = offer.sha[:7]
+    roll = button(f"Roll back to {short}", ROLLBACK_ACTION, value)
+    text = (
+        f"Deploys {short} to {offer.env} of {offer.repo} again, undoing deploy #{offer.undo}. "
+        "No CI gate: it succeeded there before."
+    )
+    roll["confirm"] = {
+        "title": {"type": "plain_text", "text": f"Roll back to {short}?"},
+        "text": {"type": "plain_text", "text": truncate(text, 300)},
+        "confirm": {"type": "plain_text", "text": "Roll back"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+    }
+    return [actions([roll])]

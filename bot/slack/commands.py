@@ -14,7 +14,7 @@ MAX_REASON = 200
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
-    "`/deploy where <repo>`, `/deploy help`."
+    "`/deploy where <repo>`, `/deploy changes <repo> [to <env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
@@ -23,7 +23,7 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
-_KEYWORDS = ("cancel", "lock", "unlock", "where", "help")
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,14 @@ class WhereCommand:
 
 
 @dataclass(frozen=True)
+class ChangesCommand:
+    """`/deploy changes <repo> [to <env>]`: what deploying the branch head now would ship."""
+
+    repo: str
+    env: str | None = None
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     """`/deploy help` or an empty `/deploy`."""
 
@@ -80,7 +88,9 @@ class StatusCommand:
     env: str | None = None
 
 
-Command = DeployCommand | CancelCommand | LockCommand | UnlockCommand | WhereCommand | HelpCommand
+Command = (
+    DeployCommand | CancelCommand | LockCommand | UnlockCommand | WhereCommand | ChangesCommand | HelpCommand
+)
 
 
 def check_env_name(env: str) -> str:
@@ -118,6 +128,9 @@ def parse_deploy(text: str) -> Command:
         if keyword == "unlock":
             return UnlockCommand(repo, env)
         return LockCommand(repo, env, _clean_reason(reason or ""))
+    if keyword == "changes":
+        usage = "`/deploy changes <repo> [to <env>]`"
+        return ChangesCommand(*_repo_and_env(words[1:], "/deploy changes", usage))
     if keyword == "where":
         if len(words) != 2:
             raise BadCommand("`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`")

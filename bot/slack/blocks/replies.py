@@ -18,6 +18,7 @@ HELP_TEXT = "\n".join(
         "`/deploy lock <repo> [to <env>] [: reason]` block deploys until unlocked",
         "`/deploy unlock <repo> [to <env>]` lift a lock",
         "`/deploy where <repo>` environments, their locks and last deploy",
+        "`/deploy changes <repo> [to <env>]` what deploying the branch head now would ship",
         "`/deploy help` this text",
         "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
     )

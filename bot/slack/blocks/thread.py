@@ -53,8 +53,11 @@ class StepView:
     reason: str = ""
 
 
-def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Message:
-    """The deploy's root message: what, who, state, duration, error, and Cancel while it can be cancelled."""
+def root_message(
+    deploy: Deploy, commit_url: str, duration: float | None, changes: str | None = None
+) -> Message:
+    """The deploy's root message: what, who, state, duration, error, what it ships (``changes``,
+    mrkdwn), and Cancel while it can be cancelled."""
     icon = deploy.state.icon
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = link(commit_url, deploy.short_sha)
@@ -72,6 +75,8 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     if note and deploy.state is not DeployState.SUCCEEDED:
         lines.append("> " + escape(truncate(one_line(note), 1500)))
     blocks: list[Block] = [section("\n".join(lines))]
+    if changes:
+        blocks.append(section(changes))
     if not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))
     fallback = f"{icon} Deploy #{deploy.id} {deploy.repo} → {deploy.env} ({deploy.short_sha}): {deploy.state}"

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from bot.changes import ChangeLists, CommitLine, Summary, summarize, summary_lines
 from bot.errors import GitHubError
 from bot.models import ChangeKind, ChangeList, CommitInfo, Comparison, Deploy, DeployState, Source
 from bot.redact import Redactor
 from bot.slack.blocks.changes import changes_reply, changes_text, literal
+from bot.slack.blocks.replies import help_blocks
 from bot.slack.blocks.thread import root_message
-from bot.slack.commands import ChangesCommand, parse_deploy
+from bot.slack.commands import USAGE, ChangesCommand, parse_deploy
 from tests.fakes.memory import MemoryGitHub
 from tests.support.harness import TOKEN
-from tests.unit.conftest import API, WorldFactory
+from tests.unit.conftest import API, World, WorldFactory
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BASE = "1a2b3c4" + "0" * 33
@@ -27,7 +27,9 @@ def commit(n: int, title: str = "", author: str = "alice") -> CommitInfo:
     return CommitInfo(f"{n:07x}" + "f" * 33, title or f"Change {n}", (), author, NOW - timedelta(hours=n))
 
 
-def listed(kind: ChangeKind, ahead: int = 0, behind: int = 0, commits: tuple[CommitInfo, ...] = ()) -> ChangeList:
+def listed(
+    kind: ChangeKind, ahead: int = 0, behind: int = 0, commits: tuple[CommitInfo, ...] = ()
+) -> ChangeList:
     return ChangeList(kind, HEAD, BASE, 41, NOW - timedelta(hours=2), ahead, behind, commits)
 
 
@@ -104,19 +106,21 @@ def test_the_changes_reply_names_what_would_be_deployed() -> None:
     assert "first deploy to production" in json.dumps(blocks, ensure_ascii=False)
 
 
-def test_changes_is_a_command_word() -> None:
+def test_changes_is_a_command_word_in_the_usage_and_the_help() -> None:
     assert parse_deploy("changes acme/api") == ChangesCommand("acme/api")
     assert parse_deploy("changes api to staging") == ChangesCommand("api", "staging")
+    assert "`/deploy changes <repo> [to <env>]`" in USAGE
+    assert "`/deploy changes <repo> [to <env>]`" in json.dumps(help_blocks()[1])
 
 
 # ---- the service on the memory fakes -------------------------------------------------------
 
 
-def _lists(world: Any) -> ChangeLists:
+def _lists(world: World) -> ChangeLists:
     return ChangeLists(world.settings, world.github, world.store, Redactor([TOKEN]))
 
 
-def _succeed(world: Any, sha: str | None = None, deploy: Deploy | None = None) -> Deploy:
+def _succeed(world: World, sha: str | None = None, deploy: Deploy | None = None) -> Deploy:
     deploy = deploy or world.request(ref=sha)
     world.store.claim_next(only_id=deploy.id)
     return world.store.finish_deploy(deploy.id, DeployState.SUCCEEDED, None)

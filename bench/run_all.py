@@ -23,6 +23,7 @@ BENCHES = (
     ("metrics", ["bench/metrics_cost.py"]),
     ("shutdown", ["bench/shutdown.py"]),
     ("replicas", ["bench/replicas.py"]),
+    ("change list", ["bench/change_list.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

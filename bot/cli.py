@@ -1,4 +1,4 @@
-"""The `robot` command line: check, deploy, status, db, run.
+"""The `robot` command line: check, deploy, changes, status, db, run.
 
 Each command imports what it uses, inside its function: `robot --help` and `robot status`
 start in a fraction of the time the whole robot (Bolt, PyGithub, rich, Alembic) takes to import.
@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         help="redeploy the SHA that succeeded there before the current one (no CI gate)",
     )
     deploy.set_defaults(func=_deploy)
+
+    changes = command("changes", "what deploying the repo's branch head now would ship (deploys nothing)")
+    changes.add_argument("repo", metavar="REPO", help="owner/name or a unique name")
+    changes.add_argument("--env", help="environment (default: the repo's default_environment)")
+    changes.set_defaults(func=_changes)
 
     status = command("status", "deploy history from the store")
     status.add_argument("repo", nargs="?", help="only this repo")
@@ -249,6 +254,8 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
                 repo, ref=ref or None, env=args.env, user=user, source=Source.CLI, force=args.force
             )
         observer.follow(deploy.id)
+        if core.changes is not None:
+            observer.list_changes(core.changes)
         if created and deploy.rollback_of is not None:
             print(_rollback_queued(deploy))
         elif not created:
@@ -282,6 +289,25 @@ def _rollback_queued(deploy: Deploy) -> str:
         f"⏪ Rollback #{deploy.id} queued: {deploy.repo} → {deploy.env} back to {deploy.short_sha} "
         f"(undoing #{deploy.rollback_of}; no CI gate, it succeeded there before)"
     )
+
+
+def _changes(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.changes import summarize, summary_lines
+    from bot.text import terminal_safe
+    from bot.wiring import lay_foundation
+
+    base = lay_foundation(settings, os.environ)
+    try:
+        preview = base.changes.preview(args.repo, args.env)
+    finally:
+        if base.opened_store is not None:
+            base.opened_store.close()
+    changes = preview.changes
+    url = base.changes.compare_url(preview.repo, changes)
+    print(terminal_safe(f"{preview.repo}@{preview.branch} ({changes.head_sha[:7]}) → {preview.env}"))
+    for line in summary_lines(summarize(changes, preview.env), url):
+        print(terminal_safe(line))
+    return EXIT_OK
 
 
 def _run_in_foreground(

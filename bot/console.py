@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from rich.status import Status
     from rich.text import Text
 
+    from bot.changes import ChangeLists
+
 # Build output must not drive the terminal: no escape sequences, no carriage-return overwrites.
 _FLUSH_SECONDS = 0.1
 
@@ -56,6 +58,12 @@ class ConsoleObserver:
         self._last_flush = time.monotonic()
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
+        self._change_lists: ChangeLists | None = None
+        self._changes_shown = False
+
+    def list_changes(self, changes: ChangeLists) -> None:
+        """Before its steps, print what the followed deploy ships (once its worker worked it out)."""
+        self._change_lists = changes
 
     def follow(self, deploy_id: int) -> None:
         """Only this deploy's events are shown (a shared store may carry others)."""
@@ -79,6 +87,7 @@ class ConsoleObserver:
             self.line(
                 f"🚀 Deploy #{deploy.id} · {deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
             )
+            self._print_changes(deploy)
         elif deploy.state.is_final:
             self.flush()
             if self._status is not None:
@@ -88,6 +97,20 @@ class ConsoleObserver:
             duration = f" in {took:.1f} s" if took is not None else ""
             why = f": {deploy.error}" if deploy.error else ""
             self.line(f"{deploy.state.icon} {deploy.state.value}{duration}{why}")
+
+    def _print_changes(self, deploy: Deploy) -> None:
+        lists = self._change_lists
+        if lists is None or self._changes_shown:
+            return
+        changes = lists.recorded(deploy.id)
+        if changes is None:
+            return
+        from bot.changes import summarize, summary_lines
+
+        self._changes_shown = True
+        url = lists.compare_url(deploy.repo, changes)
+        for text in summary_lines(summarize(changes, deploy.env), url):
+            self.line(text)
 
     def gate_waiting(self, deploy: Deploy, gate: GateResult) -> None:
         if self._mine(deploy):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -441,6 +442,17 @@ class CommitInfo:
     sha: str
     title: str  # first line of the message
     parents: tuple[str, ...]
+    author: str = ""  # the author's GitHub login, else the name in the commit
+    committed_at: datetime | None = None
+
+    @property
+    def pull_number(self) -> int | None:
+        """The pull request the title names (`Fix login (#123)`, `Merge pull request #123 from …`)."""
+        found = _PULL_IN_TITLE.search(self.title)
+        return int(found.group(1) or found.group(2)) if found else None
+
+
+_PULL_IN_TITLE = re.compile(r"\(#([0-9]{1,9})\)\s*$|^Merge pull request #([0-9]{1,9})\b")
 
 
 @dataclass(frozen=True)
@@ -604,3 +616,36 @@ class HeadClaim:
 
     claimed: bool
     auto_deploy: AutoDeploy | None = None  # None: none asked, or this SHA's was claimed before
+
+
+# ---- what a deploy ships: its change list ------------------------------------------------
+
+
+class ChangeKind(StrEnum):
+    """How a deploy's commit stands against what its environment runs now."""
+
+    FIRST = "first"  # nothing succeeded there before
+    AHEAD = "ahead"
+    BEHIND = "behind"  # a rollback
+    IDENTICAL = "identical"  # a redeploy
+    DIVERGED = "diverged"  # a force push: some commits come, some go
+    UNAVAILABLE = "unavailable"  # GitHub could not say (an error, or no common history)
+
+
+@dataclass(frozen=True)
+class ChangeList:
+    """What deploying ``head_sha`` changes in an environment, against its newest succeeded deploy.
+
+    ``commits`` are the ones it ships, oldest first (at most GitHub's 250); ``ahead_by`` counts
+    them all. Titles and authors are already redacted.
+    """
+
+    kind: ChangeKind
+    head_sha: str
+    base_sha: str | None = None
+    base_deploy_id: int | None = None
+    base_at: datetime | None = None  # when the base deploy ended
+    ahead_by: int = 0
+    behind_by: int = 0
+    commits: tuple[CommitInfo, ...] = ()
+    note: str = ""  # why it is unavailable, one line

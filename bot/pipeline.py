@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from bot.changes import ChangeLists
 from bot.config import EnvironmentSettings, RepoSettings, Settings
 from bot.errors import BotError, DeploymentRefused, GitHubError, StepSetupError, StoreError
 from bot.logs import deploy_fields
@@ -94,6 +95,8 @@ class Pipeline:
         self._environ = environ
         self._stop_by: float | None = None
         self._stopping = threading.Event()
+        self.changes: ChangeLists | None = None
+        """Works out what each claimed deploy ships (None: no change lists)."""
 
     def stop_by(self, deadline: float) -> None:
         """The robot stops: GitHub calls and store retries end by ``deadline`` (time.monotonic)."""
@@ -119,6 +122,13 @@ class Pipeline:
         repo = self._settings.repos[deploy.repo]
         env = repo.environments[deploy.env]
         sink = LogSink(self._store, deploy.id, self._settings.deploys.max_log_lines)
+        if not gated and self.changes is not None:
+            # Before the gate, so a waiting or blocked root shows it too; every way on from
+            # here tells the observer, which then shows it. A change list never fails a deploy.
+            try:
+                self.changes.for_deploy(deploy)
+            except Exception:
+                log.exception("deploy #%s: no change list", deploy.id, extra=deploy_fields(deploy))
         try:
             outcome = None if gated else self._claim_gate(deploy, repo, observer, cancel, sink)
             if isinstance(outcome, Deploy):

@@ -14,6 +14,7 @@ from bot.models import (
     AnnouncementRef,
     AutoDeploy,
     BranchHead,
+    ChangeList,
     Comparison,
     Deploy,
     DeployRequest,
@@ -77,6 +78,20 @@ class GitHubPort(Protocol):
 
     def commit_url(self, repo: str, sha: str) -> str:
         """The web address of a commit (for links in messages)."""
+        ...
+
+
+class ChangeGitHub(Protocol):
+    """What change lists ask of GitHub (GitHubGateway): a ref's SHA and one compare per SHA pair."""
+
+    def resolve_ref(self, repo: str, ref: str) -> str: ...
+
+    def compare(self, repo: str, base: str, head: str) -> Comparison:
+        """The commits on ``head`` since ``base``; no common history → status ``unrelated``."""
+        ...
+
+    def compare_url(self, repo: str, base: str, head: str) -> str:
+        """The web page comparing the two (for links in messages)."""
         ...
 
 
@@ -229,6 +244,24 @@ class StorePort(Protocol):
 
     def queue_auto_deploy(self, request: DeployRequest) -> tuple[Deploy, bool] | None:
         """A pending merge auto-deploy → queued with its deploy, one transaction; None if not pending."""
+        ...
+
+    # change lists: a shared cache of GitHub comparisons, and what each deploy ships
+
+    def get_comparison(self, repo: str, base: str, head: str) -> Comparison | None:
+        """The comparison of two SHAs some robot process fetched before; None if none did."""
+        ...
+
+    def put_comparison(self, repo: str, base: str, head: str, comparison: Comparison) -> None:
+        """Keep a fetched comparison for every process (the first one kept for a pair stays)."""
+        ...
+
+    def record_changes(self, deploy_id: int, changes: ChangeList) -> None:
+        """Record a deploy's change list and the commits it ships (replacing any before)."""
+        ...
+
+    def get_changes(self, deploy_id: int) -> ChangeList | None:
+        """A deploy's change list as recorded; None before it was worked out."""
         ...
 
 

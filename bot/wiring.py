@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.changes import ChangeLists
 from bot.config import Settings
 from bot.deploys import DeployService
 from bot.github import GitHubGateway
@@ -30,6 +31,7 @@ class Foundation:
     github: GitHubGateway
     redactor: Redactor
     opened_store: SqlStore | None  # the store opened here (Core.close closes it); None when given
+    changes: ChangeLists  # what deploys ship, worked out once per SHA pair for every process
 
     def step_labels(self, deploy: Deploy) -> list[str]:
         """The deploy's steps as shown, before any has run (for observers that list them up front)."""
@@ -47,6 +49,7 @@ class Core:
     pipeline: Pipeline
     service: DeployService
     opened_store: SqlStore | None = None
+    changes: ChangeLists | None = None
 
     def close(self) -> None:
         self.service.close()
@@ -81,7 +84,8 @@ def lay_foundation(
     if store is None:
         store = opened = SqlStore.from_url(settings.state.url)
     redactor = Redactor.for_environment(settings.secrets, environ)
-    return Foundation(settings, store, github, redactor, opened)
+    changes = ChangeLists(settings, github, store, redactor)
+    return Foundation(settings, store, github, redactor, opened, changes)
 
 
 def assemble_core(
@@ -93,8 +97,11 @@ def assemble_core(
     """Pipeline and service on ``base``, showing deploys through ``observer``."""
     settings = base.settings
     pipeline = Pipeline(settings, base.github, base.store, StepDispatcher(), base.redactor, environ)
+    pipeline.changes = base.changes
     service = DeployService(settings, base.store, base.github, pipeline, observer, environ, members_of)
-    return Core(settings, base.store, base.github, base.redactor, pipeline, service, base.opened_store)
+    return Core(
+        settings, base.store, base.github, base.redactor, pipeline, service, base.opened_store, base.changes
+    )
 
 
 def build_core(

@@ -78,6 +78,14 @@ class Answerer:
         ack(**reply.as_kwargs())
         self._metrics.ack_sent(time.monotonic() - received)
 
+    def later(self, work: Work, ack: AckFn, respond: Respond) -> None:
+        """A command known to be slow (it asks GitHub): ack "working" first, then do the work."""
+        received = time.monotonic()
+        ack(text=WORKING_TEXT, response_type="ephemeral")
+        self._metrics.ack_sent(time.monotonic() - received)
+        future = self._executor.submit(_safely, work)
+        future.add_done_callback(lambda done: _respond_later(done, respond))
+
     def click(self, work: Work, ack: AckFn, respond: Respond) -> None:
         """Buttons are acked empty at once; the answer follows as an ephemeral message."""
         received = time.monotonic()

@@ -9,7 +9,7 @@ from slack_bolt import Ack, BoltContext, Respond
 
 from bot.errors import RequestError
 from bot.slack.chatops import ChatOps
-from bot.slack.commands import Command, StatusCommand
+from bot.slack.commands import ChangesCommand, Command, StatusCommand
 from handlers.answer import Answerer
 from handlers.payload import command_caller, text_at
 
@@ -28,4 +28,8 @@ def answer_command(
         answerer.refuse(exc, ack)
         return
     caller = command_caller(command)
+    if isinstance(parsed, ChangesCommand):
+        # It asks GitHub: acked first, so Slack's 3 s never wait on GitHub.
+        answerer.later(lambda: chatops.command(parsed, caller), ack, respond)
+        return
     answerer.command(lambda: chatops.command(parsed, caller), ack, respond)

@@ -135,3 +135,18 @@ def test_a_bug_inside_the_ack_budget_is_still_acked(answerer: Answerer) -> None:
     ack = Recorder()
     answerer.command(broken, ack, RecordingRespond())
     assert ack.calls == [{"text": f"⚠️ {FAULT_TEXT}", "response_type": "ephemeral"}]
+
+
+def test_a_command_known_to_be_slow_is_acked_before_its_work_starts(answerer: Answerer) -> None:
+    ack, respond = Recorder(), RecordingRespond()
+    started = threading.Event()
+
+    def work() -> Reply:
+        assert ack.calls, "the work ran before the ack"
+        started.set()
+        return Reply("3 commits since 1a2b3c4")
+
+    answerer.later(work, ack, respond)
+    assert ack.calls == [{"text": WORKING_TEXT, "response_type": "ephemeral"}]
+    assert respond.record.called.wait(WAIT) and started.is_set()
+    assert respond.record.calls[0]["text"] == "3 commits since 1a2b3c4"

@@ -31,7 +31,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
-    "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, `/deploy help`."
+    "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
+    "`/deploy changes <repo> [to <env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 

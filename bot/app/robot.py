@@ -146,12 +146,14 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
         client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
     )
     base = lay_foundation(settings, environ, store, metrics)
-    notifier = SlackNotifier(outbox, client, base.store, base.github.commit_url, base.step_labels)
+    notifier = SlackNotifier(
+        outbox, client, base.store, base.github.commit_url, base.step_labels, changes=base.changes
+    )
     observer: DeployObserver = notifier
     if telemetry is not None:
         observer = FanOutObserver([MetricsObserver(telemetry), notifier])
     core = assemble_core(base, environ, observer, members_of=UserGroups(client).members)
-    chatops = ChatOps(core.service, notifier.current_step)
+    chatops = ChatOps(core.service, notifier.current_step, changes=base.changes)
     answerer = Answerer(metrics=metrics)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     # Daemon listener threads: one still waiting on GitHub must not hold the exit at shutdown.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -10,7 +11,15 @@ from github.GithubException import GithubException
 from github.Requester import Requester
 
 from bot.errors import BotError, GitHubError, InvalidRef, RateLimited, UnknownRepo
-from bot.github.client import REASON_LIMIT, GitHubClient, _header, _json_object, _number, _whole
+from bot.github.client import (
+    REASON_LIMIT,
+    GitHubClient,
+    _header,
+    _json_object,
+    _number,
+    _web_root,
+    _whole,
+)
 from bot.models import CommitInfo, Comparison, HeadPoll, PullInfo
 from bot.text import one_line
 
@@ -88,6 +97,10 @@ class MergeReads(GitHubClient):
             commits=commits,
         )
 
+    def compare_url(self, repo: str, base: str, head: str) -> str:
+        """The web page comparing two commits, derived from the API URL without a request."""
+        return f"{_web_root(self._api_url)}/{repo}/compare/{base}...{head}"
+
     def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
         """The pull requests GitHub associates with a commit (merged ones and open ones)."""
         url = f"{self._repo_path(repo)}/commits/{quote(sha, safe='')}/pulls"
@@ -155,4 +168,19 @@ def _commit_info(data: object) -> CommitInfo | None:
     message = str(inner.get("message") or "") if isinstance(inner, dict) else ""
     listed = data.get("parents") or []
     parents = tuple(str(p["sha"]) for p in listed if isinstance(p, dict) and isinstance(p.get("sha"), str))
-    return CommitInfo(data["sha"], message.split("\n", 1)[0].strip(), parents)
+    author = inner.get("author") if isinstance(inner, dict) else None
+    name = str(author.get("name") or "") if isinstance(author, dict) else ""
+    when = _parse_time(author.get("date")) if isinstance(author, dict) else None
+    title = message.split("\n", 1)[0].strip()
+    return CommitInfo(data["sha"], title, parents, _login(data.get("author")) or name, when)
+
+
+def _parse_time(value: object) -> datetime | None:
+    """GitHub's ISO 8601 time (`2026-12-01T10:02:03Z`), or None when absent or malformed."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.changes import ChangeLists, summarize
 from bot.deploys import DeployService
 from bot.errors import AccessDenied, BadCommand
 from bot.models import (
@@ -19,10 +20,12 @@ from bot.models import (
     EnvironmentView,
     Source,
 )
+from bot.slack.blocks.changes import changes_reply
 from bot.slack.blocks.primitives import Block
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
     CancelCommand,
+    ChangesCommand,
     Command,
     DeployCommand,
     HelpCommand,
@@ -80,9 +83,11 @@ class ChatOps:
         self,
         service: DeployService,
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
+        changes: ChangeLists | None = None,
     ) -> None:
         self._service = service
         self._current_step = current_step
+        self._changes = changes
 
     # --- commands -------------------------------------------------------------------------
 
@@ -119,6 +124,8 @@ class ChatOps:
                     command.repo, command.env, user=caller.actor, source=Source.COMMAND
                 )
                 return self._rollback_queued(deploy, created)
+            case ChangesCommand():
+                return self._preview(command)
             case HelpCommand():
                 text, blocks = help_blocks()
                 return Reply(text, blocks)
@@ -173,6 +180,17 @@ class ChatOps:
         if deploy.state is DeployState.CANCELLED:
             return Reply(f"⛔ Deploy #{deploy.id} cancelled before it started.")
         return Reply(f"⛔ Cancelling deploy #{deploy.id}: its steps are being stopped.")
+
+    def _preview(self, command: ChangesCommand) -> Reply:
+        """`/deploy changes`: one ref lookup and at most one compare (none when cached)."""
+        if self._changes is None:
+            raise BadCommand("This robot does not work out change lists.")
+        preview = self._changes.preview(command.repo, command.env)
+        summary = summarize(preview.changes, preview.env)
+        url = self._changes.compare_url(preview.repo, preview.changes)
+        head = preview.changes.head_sha
+        text, blocks = changes_reply(preview.repo, preview.env, preview.branch, head, summary, url)
+        return Reply(text, blocks)
 
     def _status(self, command: StatusCommand) -> Reply:
         history = self._service.history

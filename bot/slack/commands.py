@@ -14,7 +14,8 @@ MAX_REASON = 200
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
-    "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, `/deploy help`."
+    "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
+    "`/deploy changes <repo> [to <env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
@@ -23,7 +24,7 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
-_KEYWORDS = ("cancel", "lock", "unlock", "where", "help", "rollback")
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback")
 ROLLBACK_USAGE = "`/deploy rollback <repo> [to <env>]`"
 
 
@@ -77,6 +78,14 @@ class RollbackCommand:
 
 
 @dataclass(frozen=True)
+class ChangesCommand:
+    """`/deploy changes <repo> [to <env>]`: what deploying the branch head now would ship."""
+
+    repo: str
+    env: str | None = None
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     """`/deploy help` or an empty `/deploy`."""
 
@@ -97,6 +106,7 @@ Command = (
     | WhereCommand
     | HelpCommand
     | RollbackCommand
+    | ChangesCommand
 )
 
 
@@ -137,6 +147,9 @@ def parse_deploy(text: str) -> Command:
         return LockCommand(repo, env, _clean_reason(reason or ""))
     if keyword == "rollback":
         return RollbackCommand(*_repo_and_env(words[1:], "/deploy rollback", ROLLBACK_USAGE))
+    if keyword == "changes":
+        usage = "`/deploy changes <repo> [to <env>]`"
+        return ChangesCommand(*_repo_and_env(words[1:], "/deploy changes", usage))
     if keyword == "where":
         if len(words) != 2:
             raise BadCommand("`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`")

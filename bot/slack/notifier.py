@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
+from bot.changes import ChangeLists, summarize
 from bot.errors import StoreError
 from bot.models import (
     TAIL_LINES,
+    ChangeList,
     Deploy,
     DeployState,
     GateResult,
@@ -25,6 +27,7 @@ from bot.models import (
     TaskStatus,
 )
 from bot.ports import StorePort
+from bot.slack.blocks.changes import changes_text
 from bot.slack.blocks.thread import (
     RollbackOffer,
     StepState,
@@ -80,13 +83,17 @@ class SlackNotifier:
         store: StorePort,
         commit_url: Callable[[str, str], str],
         step_labels: Callable[[Deploy], Sequence[str]],
+        changes: ChangeLists | None = None,
     ) -> None:
+        """``changes``: where the root finds what the deploy ships (None: roots list no changes)."""
         self._outbox = outbox
         self._client = client
         self._store = store
         self._commit_url = commit_url
         self._step_labels = step_labels
         self._deploys: dict[int, _LiveDeploy] = {}
+        self._change_lists = changes
+        self._shown_changes: dict[int, ChangeList] = {}
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -276,7 +283,9 @@ class SlackNotifier:
 
     def _root_blocks(self, deploy: Deploy) -> tuple[str, list[dict[str, object]]]:
         url = self._commit_url(deploy.repo, deploy.sha)
-        return root_message(deploy, url, deploy.duration_seconds, self._rollback_offer(deploy))
+        return root_message(
+            deploy, url, deploy.duration_seconds, self._rollback_offer(deploy), self._changes_text(deploy)
+        )
 
     def _rollback_offer(self, deploy: Deploy) -> RollbackOffer | None:
         """A final root's Roll back button, read from the environment's history (one store read)."""
@@ -287,6 +296,21 @@ class SlackNotifier:
         except StoreError as exc:
             log.warning("deploy #%s: no Roll back button (store: %s)", deploy.id, exc)
             return None
+
+    def _changes_text(self, deploy: Deploy) -> str | None:
+        """What the deploy ships, once some process worked it out (it is read from the store
+        until then: the worker that claims the deploy may be another robot process)."""
+        lists = self._change_lists
+        if lists is None:
+            return None
+        changes = self._shown_changes.get(deploy.id)
+        if changes is None:
+            changes = lists.recorded(deploy.id)
+            if changes is None:
+                return None
+            self._shown_changes[deploy.id] = changes
+        summary = summarize(changes, deploy.env)
+        return changes_text(summary, lists.compare_url(deploy.repo, changes))
 
     def _render_root(self, deploy: Deploy, live: _LiveDeploy) -> None:
         unposted = live.root.ts is None and not live.root.posted.is_set()
@@ -314,6 +338,7 @@ class SlackNotifier:
                 f"Deploy #{deploy.id} log",
             )
         self._deploys.pop(deploy.id, None)
+        self._shown_changes.pop(deploy.id, None)
 
     def _beat(self) -> None:
         while not self._stopping.wait(HEARTBEAT_SECONDS):
@@ -331,6 +356,7 @@ class SlackNotifier:
                     # Another process ended it (this one only showed it for a while).
                     with self._lock:
                         self._deploys.pop(deploy_id, None)
+                        self._shown_changes.pop(deploy_id, None)
 
 
 def _long_over(deploy: Deploy) -> bool:

@@ -205,3 +205,46 @@ poller_lease = Table(
     Column("holder", Integer, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+# GitHub comparisons of two SHAs, fetched once by any robot process and read by all: a second
+# deploy (or `/deploy changes`) over the same pair costs no GitHub call. ``commits`` is JSON.
+comparisons = Table(
+    "comparisons",
+    metadata,
+    Column("repo", String(255), primary_key=True),
+    Column("base_sha", String(64), primary_key=True),
+    Column("head_sha", String(64), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("ahead_by", Integer, nullable=False),
+    Column("behind_by", Integer, nullable=False),
+    Column("total_commits", Integer, nullable=False),
+    Column("commits", Text, nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),
+)
+
+# Each deploy's change list: what its environment ran before it (the newest succeeded deploy
+# there, when it was claimed) and how its commit stands against that; its commits below.
+deploy_changes = Table(
+    "deploy_changes",
+    metadata,
+    Column("deploy_id", Integer, ForeignKey("deploys.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("base_sha", String(64), nullable=True),
+    Column("base_deploy_id", Integer, nullable=True),
+    Column("base_at", UTCDateTime, nullable=True),
+    Column("ahead_by", Integer, nullable=False),
+    Column("behind_by", Integer, nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+# The commits each deploy ships, oldest first: with the deploy's end, what lead time is made of.
+deploy_commits = Table(
+    "deploy_commits",
+    metadata,
+    Column("deploy_id", Integer, ForeignKey("deploys.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("sha", String(64), nullable=False),
+    Column("committed_at", UTCDateTime, nullable=True),
+    Column("author", String(255), nullable=False),
+    Column("title", Text, nullable=False),
+)

@@ -52,6 +52,7 @@ from bot.models import (
 )
 from bot.ports import ChangeFeed
 from bot.store import migrate
+from bot.store.changes import ChangeListRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
 from bot.store.migrate import SchemaState
@@ -209,7 +210,7 @@ def _lock(row: Row[tuple[object, ...]]) -> Lock:
     )
 
 
-class SqlStore:
+class SqlStore(ChangeListRows):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
     def __init__(self, engine: Engine) -> None:

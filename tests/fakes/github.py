@@ -95,6 +95,8 @@ class FakeCommit:
     message: str
     parents: list[str]
     date: datetime
+    author: str | None = "dev"  # the author's GitHub login; None: an author GitHub links to no account
+    author_name: str = "Dev"
 
 
 @dataclass
@@ -330,12 +332,29 @@ class FakeGitHub:
             self._repos[full_name.lower()] = repo
             return self._commit(repo, default_branch, "Initial commit")
 
-    def push(self, repo: str, branch: str, sha: str | None = None, message: str = "Change") -> str:
-        """A new commit on ``branch`` (created if new); with ``sha``, force the branch to it."""
+    def push(
+        self,
+        repo: str,
+        branch: str,
+        sha: str | None = None,
+        message: str = "Change",
+        *,
+        author: str | None = "dev",
+        author_name: str = "Dev",
+        date: datetime | None = None,
+    ) -> str:
+        """A new commit on ``branch`` (created if new); with ``sha``, force the branch to it.
+
+        ``author`` is the author's login (None: no GitHub account, only ``author_name``).
+        """
         with self._lock:
             r = self._repo(repo)
             if sha is None:
-                return self._commit(r, branch, message)
+                new = self._commit(r, branch, message)
+                r.commits[new].author, r.commits[new].author_name = author, author_name
+                if date is not None:
+                    r.commits[new].date = date
+                return new
             if sha not in r.commits:
                 r.commits[sha] = FakeCommit(sha, message, [], datetime.now(UTC))
             r.branches[branch] = sha
@@ -897,11 +916,14 @@ class FakeGitHub:
 
     def _commit_json(self, repo: _Repo, sha: str) -> JSON:
         commit = repo.commits[sha]
-        person = {"name": "Dev", "email": "dev@example.com", "date": _iso(commit.date)}
+        person = {"name": commit.author_name, "email": "dev@example.com", "date": _iso(commit.date)}
+        account = self._user(commit.author) if commit.author else None
         return {
             "sha": sha,
             "url": f"{self._repo_url(repo)}/commits/{sha}",
             "html_url": f"{self.url}/{repo.full_name}/commit/{sha}",
+            "author": account,
+            "committer": account,
             "commit": {"message": commit.message, "author": person, "committer": person},
             "parents": [{"sha": p, "url": f"{self._repo_url(repo)}/commits/{p}"} for p in commit.parents],
             "files": [],

@@ -22,6 +22,7 @@ from bot.models import (
     AutoDeploy,
     AutoDeployStatus,
     BranchHead,
+    ChangeList,
     CommitInfo,
     Comparison,
     ContextResult,
@@ -83,6 +84,8 @@ class MemoryStore:
         self._process_ids = itertools.count(1)
         self._changed = threading.Condition(self._lock)
         self._changes = 0  # what SqlStore's NOTIFY / data_version tell a feed
+        self._comparisons: dict[tuple[str, str, str], Comparison] = {}
+        self._change_lists: dict[int, ChangeList] = {}
 
     def _touch(self) -> None:
         """A change a feed reports (called with the lock held)."""
@@ -559,6 +562,29 @@ class MemoryStore:
             self._auto[key] = replace(found, status=AutoDeployStatus.QUEUED, deploy_id=deploy.id, note=None)
             return deploy, created
 
+    # change lists
+
+    def get_comparison(self, repo: str, base: str, head: str) -> Comparison | None:
+        with self._lock:
+            return self._comparisons.get((repo, base, head))
+
+    def put_comparison(self, repo: str, base: str, head: str, comparison: Comparison) -> None:
+        with self._lock:
+            self._comparisons.setdefault((repo, base, head), comparison)
+
+    def record_changes(self, deploy_id: int, changes: ChangeList) -> None:
+        with self._lock:
+            deploy = self._existing(deploy_id)
+            # As SqlStore keeps them: commits without parents, cut to the columns' sizes.
+            commits = tuple(
+                CommitInfo(c.sha, c.title[:1000], (), c.author[:255], c.committed_at) for c in changes.commits
+            )
+            self._change_lists[deploy_id] = replace(changes, head_sha=deploy.sha, commits=commits)
+
+    def get_changes(self, deploy_id: int) -> ChangeList | None:
+        with self._lock:
+            return self._change_lists.get(deploy_id)
+
     def lead_poller(self, process_id: int, lease: float) -> bool:
         with self._lock:
             now = self.clock()
@@ -655,6 +681,8 @@ class MemoryGitHub:
         self.pulls: dict[tuple[str, str], list[PullInfo]] = {}
         self.mergers: dict[tuple[str, int], str] = {}
         self.head_poll_calls: list[tuple[str, str, str | None]] = []
+        self.compare_calls: list[tuple[str, str, str]] = []
+        self.compare_failures: list[Exception] = []  # the next compare calls raise these, in order
 
     # scripting
 
@@ -779,7 +807,15 @@ class MemoryGitHub:
             return HeadPoll(None, etag)
         return HeadPoll(sha, f'"{sha}"')
 
+    def compare_url(self, repo: str, base: str, head: str) -> str:
+        return f"https://github.test/{repo}/compare/{base}...{head}"
+
     def compare(self, repo: str, base: str, head: str) -> Comparison:
+        with self._lock:
+            self.compare_calls.append((repo, base, head))
+            failure = self.compare_failures.pop(0) if self.compare_failures else None
+        if failure is not None:
+            raise failure
         found = self.comparisons.get((repo, base, head))
         if found is not None:
             return found

@@ -263,3 +263,43 @@ def test_the_change_feed_wakes_on_queue_changes(store: Any) -> None:
         assert feed.wait(2.0)
     finally:
         feed.close()
+
+
+def test_comparisons_are_kept_per_sha_pair_and_change_lists_per_deploy(store: Any) -> None:
+    from datetime import UTC, datetime
+
+    from bot.models import ChangeKind, ChangeList, CommitInfo, Comparison
+
+    when = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    commits = (
+        CommitInfo("b" * 40, "Fix login (#123)", ("a" * 40,), "alice", when),
+        CommitInfo("c" * 40, "x" * 2000, ("b" * 40,), "", None),
+    )
+    comparison = Comparison("ahead", 2, 0, 2, commits)
+    assert store.get_comparison("acme/api", "a" * 40, "c" * 40) is None
+    store.put_comparison("acme/api", "a" * 40, "c" * 40, comparison)
+    store.put_comparison("acme/api", "a" * 40, "c" * 40, Comparison("unrelated", 0, 0, 0, ()))
+    assert store.get_comparison("acme/api", "a" * 40, "c" * 40) == comparison, "the first one kept stays"
+    assert store.get_comparison("acme/web", "a" * 40, "c" * 40) is None
+
+    deploy = store.create_deploy(req("c" * 40))[0]
+    assert store.get_changes(deploy.id) is None
+    changes = ChangeList(ChangeKind.AHEAD, "c" * 40, "a" * 40, 41, when, 2, 0, commits)
+    store.record_changes(deploy.id, changes)
+    kept = store.get_changes(deploy.id)
+    assert kept.kind is ChangeKind.AHEAD and (kept.base_sha, kept.base_deploy_id, kept.base_at) == (
+        "a" * 40,
+        41,
+        when,
+    )
+    assert kept.head_sha == "c" * 40 and (kept.ahead_by, kept.behind_by) == (2, 0)
+    assert [(c.sha, c.author, c.committed_at) for c in kept.commits] == [
+        ("b" * 40, "alice", when),
+        ("c" * 40, "", None),
+    ]
+    assert kept.commits[0].title == "Fix login (#123)" and len(kept.commits[1].title) == 1000
+    store.record_changes(deploy.id, ChangeList(ChangeKind.UNAVAILABLE, "c" * 40, note="GitHub 502"))
+    again = store.get_changes(deploy.id)
+    assert again.kind is ChangeKind.UNAVAILABLE and again.commits == () and again.note == "GitHub 502"
+    with pytest.raises(UnknownDeploy):
+        store.record_changes(999, changes)

@@ -20,6 +20,7 @@ HELP_TEXT = "\n".join(
         "`/deploy where <repo>` environments, their locks and last deploy",
         "`/deploy rollback <repo> [to <env>]` redeploy the SHA that ran before the current one"
         " (no CI gate: it succeeded there before; a second rollback goes further back)",
+        "`/deploy changes <repo> [to <env>]` what deploying the branch head now would ship",
         "`/deploy help` this text",
         "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
     )

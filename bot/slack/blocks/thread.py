@@ -81,10 +81,15 @@ def rollback_offer(deploy: Deploy, choice: RollbackChoice) -> RollbackOffer | No
 
 
 def root_message(
-    deploy: Deploy, commit_url: str, duration: float | None, rollback: RollbackOffer | None = None
+    deploy: Deploy,
+    commit_url: str,
+    duration: float | None,
+    rollback: RollbackOffer | None = None,
+    changes: str | None = None,
 ) -> Message:
-    """The deploy's root message: what, who, state, duration, error, and Cancel while it can be
-    cancelled; ``rollback`` adds a Roll back button (see ``rollback_offer``)."""
+    """The deploy's root message: what, who, state, duration, error, what it ships (``changes``,
+    mrkdwn), and Cancel while it can be cancelled; ``rollback`` adds a Roll back button (see
+    ``rollback_offer``)."""
     icon = deploy.state.icon
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = link(commit_url, deploy.short_sha)
@@ -104,6 +109,8 @@ def root_message(
     if note and deploy.state is not DeployState.SUCCEEDED:
         lines.append("> " + escape(truncate(one_line(note), 1500)))
     blocks: list[Block] = [section("\n".join(lines))]
+    if changes:
+        blocks.append(section(changes))
     if not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))
     elif deploy.state.is_final and rollback is not None:

@@ -27,7 +27,7 @@ from bot.errors import BotError
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.models import Deploy
+    from bot.models import Deploy, Lock
     from bot.processes import Heartbeat
 
 EXIT_OK = 0
@@ -343,19 +343,39 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         if schema.current is not None:
             schema.require_head()
             deploys = store.list_deploys(repo=repo, limit=args.limit)
+            locks = store.list_locks(repo)
         else:
-            deploys = []
+            deploys, locks = [], []
     finally:
         store.close()
     if not deploys:
         print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
-        return EXIT_OK
-    rows = [_status_row(d) for d in deploys]
-    if sys.stdout.isatty():
-        _print_rich_table(rows)
     else:
-        _print_plain_table(rows)
+        rows = [_status_row(d) for d in deploys]
+        if sys.stdout.isatty():
+            _print_rich_table(rows)
+        else:
+            _print_plain_table(rows)
+    _print_locks(locks)
     return EXIT_OK
+
+
+def _print_locks(locks: list[Lock]) -> None:
+    """The locks that hold, after the history: who, since when, for how much longer, why."""
+    if not locks:
+        return
+    from bot.text import fmt_remaining
+
+    now = datetime.now(UTC)
+    print("\nLocked:")
+    for lock in locks:
+        left = lock.remaining_seconds(now)
+        line = (
+            f"🔒 {lock.repo} {lock.env}: locked by {lock.locked_by} since {lock.locked_at:%Y-%m-%d %H:%M} UTC"
+        )
+        line += f" {fmt_remaining(left)}" if left is not None else ""
+        line += f": {lock.reason}" if lock.reason else ""
+        print(_plain(line))
 
 
 STATUS_COLUMNS = ("#", "repo", "env", "sha", "state", "who", "when", "took", "why")

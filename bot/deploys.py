@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.config import RepoSettings, Settings
 from bot.errors import AccessDenied, EnvironmentLocked, NothingToRollBack, StoreError, UnknownDeploy
@@ -32,6 +32,7 @@ from bot.ports import ChangeFeed, DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
 from bot.processes import Heartbeat, pid_alive, this_process
 from bot.steps.procs import group_alive, stop_groups
+from bot.text import fmt_remaining
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class DeployService:
         self._process_id: int | None = None
         self._beats: list[Heartbeat] = []
         self._process_lock = threading.Lock()
+        self._lock_watchers: list[Callable[[Lock], None]] = []
 
     # --- requests -------------------------------------------------------------------------
 
@@ -294,11 +296,33 @@ class DeployService:
 
     # --- locks and status -----------------------------------------------------------------
 
-    def lock(self, repo: str, env: str | None, user: Actor, reason: str) -> Lock:
-        """Lock repo+env: a deployers' right (and the force list's), like deploying."""
+    def lock(
+        self, repo: str, env: str | None, user: Actor, reason: str, duration: timedelta | None = None
+    ) -> Lock:
+        """Lock repo+env, for ``duration`` or until unlocked: a deployers' right (and the force
+        list's), like deploying."""
         target = self.target(repo, env)
         self._check_lock_right(user, target, "lock")
-        return self._store.set_lock(target.repo, target.env, str(user), reason)
+        lock = self._store.set_lock(target.repo, target.env, str(user), reason, duration)
+        for watcher in self._lock_watchers:
+            watcher(lock)
+        return lock
+
+    def watch_locks(self, watcher: Callable[[Lock], None]) -> None:
+        """Have ``watcher`` told of every lock set through this service (the expiry's timer)."""
+        self._lock_watchers.append(watcher)
+
+    def lock_released(self, lock: Lock) -> None:
+        """A lock expired and this process released it: what waited for it goes on, as on an unlock."""
+        log.info(
+            "%s %s unlocked: %s's lock (since %s) expired: %s",
+            lock.repo,
+            lock.env,
+            lock.locked_by,
+            lock.locked_at.isoformat(),
+            lock.reason,
+        )
+        self._notify_workers()
 
     def unlock(self, repo: str, env: str | None, user: Actor) -> Lock:
         """Unlock repo+env (the same right as lock); who unlocked is logged with the lock it lifted."""
@@ -712,8 +736,10 @@ class DeployService:
         if lock is not None:
             when = lock.locked_at.strftime("%Y-%m-%d %H:%M UTC")
             why = f": {lock.reason}" if lock.reason else ""
+            left = lock.remaining_seconds(datetime.now(UTC))
+            until = f" {fmt_remaining(left)}" if left is not None else ""
             raise EnvironmentLocked(
-                f"{target.repo} {target.env} is locked by {lock.locked_by} since {when}{why}. "
+                f"{target.repo} {target.env} is locked by {lock.locked_by} since {when}{until}{why}. "
                 f"Unlock with `/deploy unlock {target.repo} to {target.env}`."
             )
 

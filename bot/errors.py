@@ -11,7 +11,7 @@ line fit to show a person as-is (no traceback, no secrets). Listeners and the CL
     │   ├── UnknownEnvironment env not configured for the repo
     │   ├── InvalidRef         malformed ref, or one GitHub does not know
     │   ├── InvalidRepoName    not owner/name
-    │   ├── InvalidDuration    not `30m`, `2h`, `90d`, `1w`
+    │   ├── InvalidDuration    not `30m`, `2h`, `90d`, `1w` (a lock: `90s` … `30d`)
     │   ├── AccessDenied       user not in deployers / force
     │   ├── EnvironmentLocked  someone locked repo+env
     │   ├── UnknownDeploy      no deploy with that id, or not cancellable
@@ -55,7 +55,7 @@ class InvalidRepoName(RequestError):
 
 
 class InvalidDuration(RequestError):
-    """A duration that is not a whole number of minutes, hours, days or weeks."""
+    """A duration that is not one the command takes (its message names the valid forms)."""
 
 
 class AccessDenied(RequestError):

@@ -240,10 +240,25 @@ class Lock:
     locked_by: str
     reason: str
     locked_at: datetime
+    expires_at: datetime | None = None
+    """When the lock lets go by itself; None: it holds until someone unlocks."""
 
     @property
     def locker(self) -> Actor:
         return Actor.parse(self.locked_by)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long it was set to last (None: until unlocked)."""
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - self.locked_at).total_seconds()
+
+    def remaining_seconds(self, now: datetime) -> float | None:
+        """Seconds left at ``now`` (0 once expired); None for a lock without a duration."""
+        if self.expires_at is None:
+            return None
+        return max(0.0, (self.expires_at - now).total_seconds())
 
 
 @dataclass(frozen=True)

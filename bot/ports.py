@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -228,14 +228,31 @@ class StorePort(Protocol):
         """Delete the logs of deploys that ended before that moment (their rows stay); how many."""
         ...
 
-    def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock: ...
+    def set_lock(
+        self, repo: str, env: str, locked_by: str, reason: str, duration: timedelta | None = None
+    ) -> Lock:
+        """Lock repo+env, until ``duration`` has passed when given (else until unlocked)."""
+        ...
 
-    def get_lock(self, repo: str, env: str) -> Lock | None: ...
+    def get_lock(self, repo: str, env: str) -> Lock | None:
+        """The lock that holds repo+env now (an expired one holds nothing)."""
+        ...
 
-    def list_locks(self, repo: str | None = None) -> list[Lock]: ...
+    def list_locks(self, repo: str | None = None) -> list[Lock]:
+        """The locks that hold now, by repo then environment."""
+        ...
 
     def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
         """Unlock repo+env, recording who did (the lock history keeps it)."""
+        ...
+
+    def release_expired_locks(self) -> list[Lock]:
+        """Delete the locks whose time ran out (recorded as unlocked by the robot): the ones this
+        call deleted. One conditional write: of several processes, one releases each lock."""
+        ...
+
+    def next_lock_expiry(self) -> datetime | None:
+        """When the soonest lock with a duration lets go (None: none has one)."""
         ...
 
     def get_head(self, repo: str) -> BranchHead | None: ...
@@ -410,6 +427,14 @@ class MergeAnnouncer(Protocol):
 
     def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
         """Post a warning about ``repo`` (in ``thread`` when given); ``text`` is plain and one line."""
+        ...
+
+
+class LockNotifier(Protocol):
+    """Tells a repo's channel that a lock let go by itself (Slack in production)."""
+
+    def lock_expired(self, lock: Lock) -> None:
+        """Say once that ``lock`` expired and was released; never raises for Slack's trouble."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 DESCRIPTION_LIMIT = 140
@@ -42,3 +43,22 @@ _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def terminal_safe(text: str) -> str:
     """Text that cannot drive a terminal: escape sequences, control and bidi characters removed."""
     return _UNSAFE.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+def fmt_duration(seconds: float) -> str:
+    """A short human duration: "42 s", "3 min 5 s", "2 h 1 min"."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min" if secs == 0 else f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
+
+
+def fmt_remaining(seconds: float) -> str:
+    """What is left of a lock: "for 1 h 12 min more"; never "0 s" while any time is left."""
+    if seconds <= 0:
+        return "expiring now"
+    return f"for {fmt_duration(math.ceil(seconds))} more"

@@ -67,3 +67,31 @@ def parse_duration(text: str) -> timedelta:
     if duration > _MAX_DURATION:
         raise InvalidDuration(f"`{shown(text)}` is longer than a century; use {DURATION_HELP}.")
     return duration
+
+
+MAX_LOCK_DURATION = timedelta(days=30)
+"""The longest lock that expires; a longer freeze is a lock without a duration."""
+LOCK_DURATION_HELP = (
+    "a number of days, hours, minutes or seconds, e.g. `30m`, `2h`, `1d`, `1h30m`, `90s` (at most 30 days)"
+)
+_LOCK_DURATION = re.compile(r"(?:([0-9]{1,6})d)?(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,7})s)?")
+_LOCK_UNITS = (86400, 3600, 60, 1)
+
+
+def parse_lock_duration(text: str) -> timedelta:
+    """How long a lock lasts: ``30m``, ``2h``, ``1d``, ``1h30m``, ``90s``, at most 30 days; else
+    InvalidDuration naming the valid forms."""
+    word = text.strip().lower()
+    found = _LOCK_DURATION.fullmatch(word)
+    if not word or found is None:
+        raise InvalidDuration(f"`{shown(text)}` is not a lock duration; use {LOCK_DURATION_HELP}.")
+    seconds = sum(int(part) * unit for part, unit in zip(found.groups(), _LOCK_UNITS, strict=True) if part)
+    if seconds == 0:
+        raise InvalidDuration(f"`{shown(text)}` is no time at all; use {LOCK_DURATION_HELP}.")
+    duration = timedelta(seconds=seconds)
+    if duration > MAX_LOCK_DURATION:
+        raise InvalidDuration(
+            f"`{shown(text)}` is longer than 30 days, the longest lock that expires; "
+            "lock without `for` to lock until someone unlocks."
+        )
+    return duration

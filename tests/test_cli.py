@@ -180,6 +180,26 @@ def test_status_lists_history_newest_first(setup: Any, github: FakeGitHub) -> No
     assert first_sha[:7] in rows[1] and "succeeded" in rows[1] and "cli:" in rows[1]
 
 
+def test_status_shows_the_locks_and_what_is_left_of_each(setup: Any) -> None:
+    config = setup([["true"]])
+    assert "Locked" not in run_cli(config, "status").stdout
+    store = SqlStore.from_url(load_settings(config, environ()).state.url)
+    try:
+        store.set_lock("acme/api", "production", "slack:U0ALICE01", "release freeze", timedelta(hours=2))
+        store.set_lock("acme/api", "staging", "cli:root", "")
+    finally:
+        store.close()
+    done = run_cli(config, "status")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("No deploys recorded yet.\n\nLocked:\n")
+    production, staging = done.stdout.splitlines()[3:5]
+    assert production.startswith("🔒 acme/api production: locked by slack:U0ALICE01 since ")
+    assert production.endswith(
+        (" UTC for 2 h more: release freeze", " UTC for 1 h 59 min more: release freeze")
+    )
+    assert staging.startswith("🔒 acme/api staging: locked by cli:root since ") and staging.endswith(" UTC")
+
+
 def test_check_reports_each_environment(setup: Any, tmp_path: Path) -> None:
     config = setup([["true"]])
     good = run_cli(config, "check")

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -489,8 +490,10 @@ class DiskFullLogStore:
     def read_log(self, deploy_id: int) -> str:
         return self.inner.read_log(deploy_id)
 
-    def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock:
-        return self.inner.set_lock(repo, env, locked_by, reason)
+    def set_lock(
+        self, repo: str, env: str, locked_by: str, reason: str, duration: timedelta | None = None
+    ) -> Lock:
+        return self.inner.set_lock(repo, env, locked_by, reason, duration)
 
     def get_lock(self, repo: str, env: str) -> Lock | None:
         return self.inner.get_lock(repo, env)

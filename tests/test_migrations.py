@@ -34,7 +34,11 @@ V1_DEPLOY_COLUMNS = (
     " message_ts, created_at, started_at, finished_at, error, cancel_requested"
 )
 """The deploys columns of revision 1: later revisions add columns, and every old row keeps these."""
-V1_COLUMNS = {"deploys": V1_DEPLOY_COLUMNS, "auto_deploys": "repo, env, sha, created_at"}
+V1_COLUMNS = {
+    "deploys": V1_DEPLOY_COLUMNS,
+    "auto_deploys": "repo, env, sha, created_at",
+    "locks": "repo, env, locked_by, reason, locked_at",
+}
 TABLES = {
     "deploys": "id",
     "deploy_logs": "deploy_id, seq",

@@ -219,3 +219,35 @@ def test_a_merge_held_by_a_lock_deploys_once_when_unlocked(fleet_for: Any) -> No
     assert len(fleet.deploys()) == 1 and len(fleet.github.deployments(API)) == 1
     done = fleet.store.get_auto_deploy(API, "production", sha)
     assert done is not None and (done.status, done.deploy_id) == (AutoDeployStatus.QUEUED, deploy.id)
+
+
+def test_a_merge_held_by_a_lock_that_expires_deploys_once_and_the_expiry_is_told_once(
+    fleet_for: Any,
+) -> None:
+    fleet: Fleet = fleet_for(on_merge="deploy", auto_deploy="production")
+    # Through Slack, as users lock: one of the two robots takes the command and knows the end.
+    envelope = fleet.slack.send_slash_command(
+        command="/deploy",
+        text="lock acme/api for 6s : release freeze",
+        user_id="U0ALICE01",
+        channel_id="C0HERE",
+    )
+    fleet.slack.wait_ack(envelope, timeout=WAIT)
+    wait_for(lambda: fleet.store.get_lock(API, "production") is not None, WAIT, "the lock")
+    sha = fleet.merge("Held until the freeze ends")
+    wait_for(lambda: fleet.said("is held") == 1, WAIT, "the hold to be said")
+    assert fleet.deploys() == []
+    wait_for(lambda: len(fleet.deploys()) == 1, WAIT, "the held auto-deploy, after the expiry")
+    (deploy,) = fleet.deploys()
+    assert deploy.sha == sha
+    wait_for(lambda: fleet.said("unlocked:") == 1, WAIT, "the expiry to be told")
+    wait_for(lambda: fleet.store.get_deploy(deploy.id).state.is_final, WAIT, "the deploy to end")  # type: ignore[union-attr]
+    time.sleep(3 * POLL_INTERVAL)
+    assert (
+        fleet.said("🔓 acme/api production unlocked: <@U0ALICE01>'s lock for 6 s expired (release freeze)")
+        == 1
+    )
+    assert fleet.said("unlocked:") == 1 and fleet.said("is held") == 1
+    assert len(fleet.deploys()) == 1 and len(fleet.github.deployments(API)) == 1
+    unlocks = [e for e in fleet.store.lock_history(API, "production") if e.action == "unlocked"]
+    assert [e.actor for e in unlocks] == ["robot:robot"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
-from bot.errors import BadCommand, InvalidRef, InvalidRepoName, RequestError
+from bot.errors import BadCommand, InvalidDuration, InvalidRef, InvalidRepoName, RequestError
 from bot.slack.blocks.replies import HELP_TEXT
 from bot.slack.commands import (
     CancelCommand,
@@ -30,11 +31,12 @@ from bot.slack.ids import (
 SHA = "0123456789abcdef0123456789abcdef01234567"
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
-    "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
+    "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
     "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
     "`/deploy changes <repo> [to <env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
+LOCK_USAGE = "Usage: `/deploy lock <repo> [to <env>] [for <duration>] [: reason]`"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,15 @@ DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
         ("lock acme/api : a &lt;b&gt; &amp; c", LockCommand("acme/api", None, "a <b> & c")),
         ("lock acme/api : ask <@U123ABC|bob> <!here>", LockCommand("acme/api", None, "ask @bob @here")),
         ("lock acme/api : see <https://x.io/a|x.io/a>", LockCommand("acme/api", None, "see x.io/a")),
+        ("lock acme/api for 2h", LockCommand("acme/api", duration=timedelta(hours=2))),
+        (
+            "lock acme/api to production for 90s : db migration",
+            LockCommand("acme/api", "production", "db migration", timedelta(seconds=90)),
+        ),
+        (
+            "lock acme/api FOR 1h30m to staging: freeze",
+            LockCommand("acme/api", "staging", "freeze", timedelta(minutes=90)),
+        ),
         ("unlock acme/api", UnlockCommand("acme/api")),
         ("unlock acme/api to staging", UnlockCommand("acme/api", "staging")),
         ("where acme/api", WhereCommand("acme/api")),
@@ -112,17 +123,25 @@ def test_lock_reason_is_one_line_and_cut_at_200() -> None:
         ("cancel abc", "`abc` is not a deploy id; use its number, e.g. `/deploy cancel 42`."),
         ("cancel 0", "`0` is not a deploy id; use its number, e.g. `/deploy cancel 42`."),
         ("cancel 1 2", "`/deploy cancel` takes one deploy id, e.g. `/deploy cancel 42`."),
-        ("lock", "`/deploy lock` needs a repo. Usage: `/deploy lock <repo> [to <env>]`"),
-        ("lock : reason", "`/deploy lock` needs a repo. Usage: `/deploy lock <repo> [to <env>]`"),
+        ("lock", f"`/deploy lock` needs a repo. {LOCK_USAGE}"),
+        ("lock : reason", f"`/deploy lock` needs a repo. {LOCK_USAGE}"),
+        ("lock acme/api to", f"`/deploy lock acme/api to` needs an environment after `to`. {LOCK_USAGE}"),
+        ("lock acme/api!", f"`/deploy lock` cannot be forced with `!`. {LOCK_USAGE}"),
         (
-            "lock acme/api to",
-            "`/deploy lock acme/api to` needs an environment after `to`. "
-            "Usage: `/deploy lock <repo> [to <env>]`",
+            "lock acme/api production",
+            f"Unexpected `production` in `/deploy lock acme/api`; did you mean `to production`? {LOCK_USAGE}",
         ),
         (
-            "lock acme/api!",
-            "`/deploy lock` cannot be forced with `!`. Usage: `/deploy lock <repo> [to <env>]`",
+            "lock acme/api 2h",
+            f"Unexpected `2h` in `/deploy lock acme/api`; did you mean `for 2h`? {LOCK_USAGE}",
         ),
+        (
+            "lock acme/api for",
+            "`/deploy lock acme/api for` needs a duration (a number of days, hours, minutes or seconds, "
+            "e.g. `30m`, `2h`, `1d`, `1h30m`, `90s` (at most 30 days)) after `for`. " + LOCK_USAGE,
+        ),
+        ("lock acme/api for 1h for 2h", f"`/deploy lock acme/api` takes one `for`. {LOCK_USAGE}"),
+        ("lock acme/api to a to b", f"`/deploy lock acme/api` takes one `to`. {LOCK_USAGE}"),
         ("unlock acme/api : because", f"Only `/deploy lock` takes a `: reason`. {USAGE}"),
         ("unlock", "`/deploy unlock` needs a repo. Usage: `/deploy unlock <repo> [to <env>]`"),
         ("where", "`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`"),
@@ -150,6 +169,27 @@ def test_bad_commands_say_what_is_wrong_and_what_is_valid(text: str, message: st
     assert str(info.value) == message
     assert isinstance(info.value, RequestError)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("duration", "why"),
+    [
+        ("2x", "is not a lock duration"),
+        ("2", "is not a lock duration"),
+        ("-1h", "is not a lock duration"),
+        ("1.5h", "is not a lock duration"),
+        ("30m1h", "is not a lock duration"),
+        ("0m", "is no time at all"),
+        ("31d", "is longer than 30 days"),
+        ("721h", "is longer than 30 days"),
+    ],
+)
+def test_a_bad_lock_duration_is_refused_with_the_valid_forms(duration: str, why: str) -> None:
+    with pytest.raises(InvalidDuration) as info:
+        parse_deploy(f"lock acme/api to production for {duration} : freeze")
+    message = str(info.value)
+    assert message.startswith(f"`{duration}` {why}") and isinstance(info.value, RequestError)
+    assert "`30m`, `2h`, `1d`" in message or "lock without `for`" in message
 
 
 def test_bad_repo_and_ref_use_the_shared_validation() -> None:

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, UnknownDeploy
-from bot.models import BranchHead, Deploy, DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
+from bot.lock_expiry import LockExpiry
+from bot.models import (
+    BranchHead,
+    Deploy,
+    DeployRequest,
+    DeployState,
+    Lock,
+    ProcessInfo,
+    ProcessKind,
+    Source,
+)
 from bot.ports import StorePort
 from bot.store import SqlStore
 from tests.support.postgres import PostgresServer
@@ -565,6 +575,49 @@ def test_racing_workers_claim_each_deploy_once_one_per_env(
     final = handles[-1].list_deploys(limit=100)
     assert {d.state for d in final} == {DeployState.SUCCEEDED}
     assert all(handles[0].read_log(d.id).startswith("worker ") for d in final)
+
+
+@pytest.mark.slow  # threads racing on one database
+def test_robots_racing_to_release_expired_locks_tell_each_expiry_once(
+    open_store: Callable[[], SqlStore],
+) -> None:
+    handles = [open_store(), open_store()]  # two robot processes sharing one database
+    envs = [f"env{i}" for i in range(6)]
+    for env in envs:
+        handles[0].set_lock("acme/api", env, f"slack:U{env}", f"freeze {env}", timedelta(milliseconds=400))
+    handles[1].set_lock("acme/api", "forever", "slack:U1", "no end")
+    told: list[Lock] = []
+    released: list[Lock] = []
+    guard = threading.Lock()
+
+    class Channel:
+        def lock_expired(self, lock: Lock) -> None:
+            with guard:
+                told.append(lock)
+
+    def on_release(lock: Lock) -> None:
+        with guard:
+            released.append(lock)
+
+    # Two watchers per process, all due at once: the store's conditional delete picks the teller.
+    watchers = [LockExpiry(handles[i % 2], Channel(), on_release) for i in range(4)]
+    time.sleep(0.5)
+
+    def work(index: int) -> None:
+        for _ in range(5):
+            watchers[index].tick()
+            watchers[index] = LockExpiry(handles[index % 2], Channel(), on_release)  # due again at once
+
+    run_threads(4, work)
+    assert sorted(lock.env for lock in told) == envs, "each expired lock told exactly once"
+    assert sorted(lock.env for lock in released) == envs, "and its waiters woken by the one that told it"
+    assert [lock.env for lock in handles[1].list_locks()] == ["forever"]
+    for env in envs:
+        events = handles[1].lock_history("acme/api", env)
+        assert [(e.action, e.actor) for e in events] == [
+            ("unlocked", "robot:robot"),
+            ("locked", f"slack:U{env}"),
+        ]
 
 
 # opening

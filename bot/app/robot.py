@@ -18,6 +18,7 @@ from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from bot.config import MetricsSettings, Settings
 from bot.daemon_pool import DaemonThreadPool
 from bot.errors import BotError, StoreError
+from bot.lock_expiry import TICK_SECONDS, LockExpiry
 from bot.metrics import (
     ACTIVE_LIMIT,
     Health,
@@ -67,6 +68,7 @@ class Robot:
     poll_leader: PollLeader | None = None
     metrics: PrometheusMetrics | None = None
     metrics_server: MetricsServer | None = None
+    lock_expiry: LockExpiry | None = None
 
     def start(self) -> None:
         if self.metrics_server is not None:
@@ -88,6 +90,8 @@ class Robot:
         jobs = [Job("merge-poller", self._poll_tick, tick)]
         if settings.state.keep_logs_days is not None:
             jobs.append(Job("prune-logs", self._prune_logs, PRUNE_EVERY_SECONDS))
+        if self.lock_expiry is not None:
+            jobs.append(Job("lock-expiry", self.lock_expiry.tick, TICK_SECONDS))
         self.stop_jobs = start_jobs(*jobs)
 
     def _poll_tick(self) -> None:
@@ -170,6 +174,8 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
     poller = Poller(settings, core.github, core.store, core.service, announcer, metrics=metrics)
     robot = Robot(core, app, handler, outbox, notifier, answerer, poller, metrics=telemetry)
+    robot.lock_expiry = LockExpiry(core.store, announcer, core.service.lock_released)
+    core.service.watch_locks(robot.lock_expiry.expect)
     if telemetry is not None and settings.metrics is not None:
         robot.metrics_server = _metrics_server(robot, telemetry, settings, settings.metrics)
     return robot

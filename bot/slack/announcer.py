@@ -1,4 +1,4 @@
-"""Posts merge announcements (with Deploy buttons) and poller warnings to Slack."""
+"""Posts merge announcements (with Deploy buttons), poller warnings and expired locks to Slack."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import logging
 from collections.abc import Mapping
 
 from bot.errors import BotError
-from bot.models import AnnouncementRef, MergeNews
+from bot.models import AnnouncementRef, Lock, MergeNews
 from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.outbox import MessageRef, SlackOutbox
-from bot.slack.text import escape
+from bot.slack.text import escape, fmt_duration, mention, truncate
+from bot.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,29 @@ class SlackAnnouncer:
             parent = self._outbox.adopt(thread.channel, thread.ts)
             channel = thread.channel
         self._outbox.post(channel, "⚠️ " + escape(text), thread=parent)
+
+    def lock_expired(self, lock: Lock) -> None:
+        """The LockNotifier: one message in the repo's channel (queued in the outbox, never raises)."""
+        channel = self._channels.get(lock.repo)
+        if channel is None:
+            log.info(
+                "%s %s: lock expired; the repo is no longer configured, so nobody is told",
+                lock.repo,
+                lock.env,
+            )
+            return
+        self._outbox.post(channel, lock_expired_text(lock))
+
+
+def lock_expired_text(lock: Lock) -> str:
+    """`🔓 acme/api production unlocked: <@U…>'s lock for 2 h expired (release freeze)`."""
+    lasted = lock.duration_seconds
+    span = f" for {fmt_duration(lasted)}" if lasted is not None else ""
+    why = f" ({escape(truncate(one_line(lock.reason), 200))})" if lock.reason else ""
+    return (
+        f"🔓 {escape(lock.repo)} {escape(lock.env)} unlocked: "
+        f"{mention(lock.locker)}'s lock{span} expired{why}"
+    )
 
 
 def _notes(news: MergeNews) -> list[str]:

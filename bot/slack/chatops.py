@@ -18,6 +18,7 @@ from bot.models import (
     Deploy,
     DeployState,
     EnvironmentView,
+    Lock,
     Source,
 )
 from bot.slack.blocks.changes import changes_reply
@@ -36,7 +37,7 @@ from bot.slack.commands import (
     WhereCommand,
 )
 from bot.slack.ids import decode_deploy_value, decode_rollback_value
-from bot.slack.text import escape
+from bot.slack.text import escape, fmt_duration, fmt_time
 
 _RECENT = 30
 _CANCEL_VALUE = re.compile(r"[1-9][0-9]{0,17}")
@@ -109,9 +110,10 @@ class ChatOps:
             case CancelCommand():
                 return self._cancelled(self._service.cancel(command.deploy_id, caller.actor))
             case LockCommand():
-                lock = self._service.lock(command.repo, command.env, caller.actor, command.reason)
-                why = f": {escape(lock.reason)}" if lock.reason else ""
-                return Reply(f"🔒 {lock.repo} {lock.env} is locked{why}. Deploys there wait until unlocked.")
+                lock = self._service.lock(
+                    command.repo, command.env, caller.actor, command.reason, command.duration
+                )
+                return Reply(_locked_text(lock))
             case UnlockCommand():
                 lock = self._service.unlock(command.repo, command.env, caller.actor)
                 return Reply(f"🔓 {lock.repo} {lock.env} is unlocked.")
@@ -203,6 +205,18 @@ class ChatOps:
         steps = {d.id: step for d in running if (step := d.waiting_for or self._current_step(d.id))}
         text, blocks = status_blocks(running, queued, recent, self._service.locks(repo), steps)
         return Reply(text, blocks)
+
+
+def _locked_text(lock: Lock) -> str:
+    """The answer to `/deploy lock`: what is locked, why, and until when."""
+    why = f": {escape(lock.reason)}" if lock.reason else ""
+    if lock.expires_at is None:
+        return f"🔒 {lock.repo} {lock.env} is locked{why}. Deploys there wait until unlocked."
+    lasts = fmt_duration(lock.duration_seconds or 0)
+    return (
+        f"🔒 {lock.repo} {lock.env} is locked for {lasts}{why}. Deploys there wait until "
+        f"{fmt_time(lock.expires_at)}, when it unlocks by itself, or until unlocked."
+    )
 
 
 def _check_caller(caller: Caller) -> None:

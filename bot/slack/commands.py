@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.errors import BadCommand
 from bot.text import shown
-from bot.validation import ENV_NAME, check_ref, check_repo_name
+from bot.validation import ENV_NAME, LOCK_DURATION_HELP, check_ref, check_repo_name, parse_lock_duration
 
 MAX_TEXT = 500
 MAX_REASON = 200
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
-    "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
+    "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
     "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
     "`/deploy changes <repo> [to <env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
+LOCK_USAGE = "Usage: `/deploy lock <repo> [to <env>] [for <duration>] [: reason]`"
 STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
 
 _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
@@ -47,11 +49,12 @@ class CancelCommand:
 
 @dataclass(frozen=True)
 class LockCommand:
-    """`/deploy lock <repo> [to <env>] [: reason]`."""
+    """`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`; no duration: until unlocked."""
 
     repo: str
     env: str | None = None
     reason: str = ""
+    duration: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -140,11 +143,11 @@ def parse_deploy(text: str) -> Command:
         return HelpCommand()
     if keyword == "cancel":
         return _parse_cancel(words[1:])
-    if keyword in ("lock", "unlock"):
+    if keyword == "lock":
+        return _parse_lock(words[1:], _clean_reason(reason or ""))
+    if keyword == "unlock":
         repo, env = _repo_and_env(words[1:], f"/deploy {keyword}", f"`/deploy {keyword} <repo> [to <env>]`")
-        if keyword == "unlock":
-            return UnlockCommand(repo, env)
-        return LockCommand(repo, env, _clean_reason(reason or ""))
+        return UnlockCommand(repo, env)
     if keyword == "rollback":
         return RollbackCommand(*_repo_and_env(words[1:], "/deploy rollback", ROLLBACK_USAGE))
     if keyword == "changes":
@@ -205,6 +208,36 @@ def _parse_cancel(args: list[str]) -> CancelCommand:
     if not match or int(match.group(1)) == 0:
         raise BadCommand(f"`{shown(args[0])}` is not a deploy id; use its number, e.g. `/deploy cancel 42`.")
     return CancelCommand(int(match.group(1)))
+
+
+def _parse_lock(args: list[str], reason: str) -> LockCommand:
+    """`<repo>` then `to <env>` and `for <duration>`, each at most once, in either order."""
+    if not args:
+        raise BadCommand(f"`/deploy lock` needs a repo. {LOCK_USAGE}")
+    if any("!" in a for a in args):
+        raise BadCommand(f"`/deploy lock` cannot be forced with `!`. {LOCK_USAGE}")
+    repo, rest = _repo(args[0]), args[1:]
+    said = f"/deploy lock {shown(args[0])}"
+    clauses: dict[str, str] = {}
+    while rest:
+        word = rest[0].lower()
+        if word not in ("to", "for"):
+            hint = "."
+            if rest[0][:1].isdigit():
+                hint = f"; did you mean `for {shown(rest[0])}`?"
+            elif len(rest) == 1:
+                hint = f"; did you mean `to {shown(rest[0])}`?"
+            raise BadCommand(f"Unexpected `{shown(rest[0])}` in `{said}`{hint} {LOCK_USAGE}")
+        if word in clauses:
+            raise BadCommand(f"`{said}` takes one `{word}`. {LOCK_USAGE}")
+        if len(rest) == 1:
+            what = "an environment" if word == "to" else f"a duration ({LOCK_DURATION_HELP})"
+            raise BadCommand(f"`{said} {word}` needs {what} after `{word}`. {LOCK_USAGE}")
+        clauses[word] = rest[1]
+        rest = rest[2:]
+    env = check_env_name(clauses["to"]) if "to" in clauses else None
+    duration = parse_lock_duration(clauses["for"]) if "for" in clauses else None
+    return LockCommand(repo, env, reason, duration)
 
 
 def _repo_and_env(args: list[str], command: str, usage: str) -> tuple[str, str | None]:

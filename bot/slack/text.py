@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot.models import Actor, ActorKind
+from bot.text import fmt_duration as fmt_duration  # shared with the terminal; builders import it here
 
 CUT_MARK = "… (cut)"
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -86,18 +87,6 @@ def mention(actor: Actor) -> str:
     if actor.kind is ActorKind.CLI:
         return f"{escape(actor.name)} (terminal)"
     return "the robot"
-
-
-def fmt_duration(seconds: float) -> str:
-    """A short human duration: "42 s", "3 min 5 s", "2 h 1 min"."""
-    total = max(0, round(seconds))
-    if total < 60:
-        return f"{total} s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} min" if secs == 0 else f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes} min"
 
 
 def fmt_time(when: datetime) -> str:

@@ -149,6 +149,8 @@ locks = Table(
     Column("locked_by", String(255), nullable=False),
     Column("reason", Text, nullable=False),
     Column("locked_at", UTCDateTime, nullable=False),
+    # A lock past this time refuses nothing; the first robot to notice deletes it and says so.
+    Column("expires_at", UTCDateTime, nullable=True),
 )
 
 # Every lock and unlock, kept after the lock itself is gone: who lifted a freeze, and when.

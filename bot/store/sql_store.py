@@ -34,6 +34,7 @@ from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
     ACTIVE_STATES,
     FINAL_STATES,
+    ROBOT,
     AutoDeploy,
     AutoDeployStatus,
     BranchHead,
@@ -109,8 +110,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _claimable() -> ColumnElement[bool]:
-    """Queued, oldest queued of its repo+env, nothing running or waiting there, and not locked."""
+def _claimable(unexpired: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Queued, oldest queued of its repo+env, nothing running or waiting there, and not locked
+    (``unexpired``: which lock rows still hold)."""
     older = deploys.alias("older")
     running = deploys.alias("running")
     return (
@@ -126,7 +128,7 @@ def _claimable() -> ColumnElement[bool]:
             running.c.env == deploys.c.env,
             running.c.state.in_(_HOLDING),
         )
-        & ~exists().where(locks.c.repo == deploys.c.repo, locks.c.env == deploys.c.env)
+        & ~exists().where(locks.c.repo == deploys.c.repo, locks.c.env == deploys.c.env, unexpired)
     )
 
 
@@ -207,6 +209,7 @@ def _lock(row: Row[tuple[object, ...]]) -> Lock:
         locked_by=m["locked_by"],
         reason=m["reason"],
         locked_at=m["locked_at"],
+        expires_at=m["expires_at"],
     )
 
 
@@ -330,7 +333,7 @@ class SqlStore(ChangeListRows):
 
         ``owner`` (the claiming process) is recorded in the same write.
         """
-        claimable = _claimable()
+        claimable = _claimable(self._unexpired())
         candidates = select(deploys.c.id, deploys.c.repo, deploys.c.env).where(claimable)
         candidates = candidates.order_by(deploys.c.id)
         if only_id is not None:
@@ -678,6 +681,8 @@ class SqlStore(ChangeListRows):
                     "locked_at": _now(),
                 }
                 # A person's lock (an incident freeze) stays as it is: it already holds the env.
+                # One that ran out holds nothing: it makes way.
+                self._drop_expired(conn, row.repo, row.env)
                 conn.execute(self._upsert(locks, ("repo", "env"), values, keep_existing=True))
         return None if row is None else _deploy(row)
 
@@ -854,45 +859,105 @@ class SqlStore(ChangeListRows):
 
     # locks
 
-    def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock:
-        """Lock repo+env; locking again replaces who, why and when."""
+    def set_lock(
+        self, repo: str, env: str, locked_by: str, reason: str, duration: timedelta | None = None
+    ) -> Lock:
+        """Lock repo+env (until ``duration`` has passed, when given); locking again replaces who,
+        why, when and until when."""
+        now = self._lock_clock()  # one clock for when it was locked and when it lets go
         values: dict[str, object] = {
             "repo": repo,
             "env": env,
             "locked_by": locked_by,
             "reason": reason,
-            "locked_at": _now(),
+            "locked_at": now,
+            "expires_at": None if duration is None else self._later(now, duration),
         }
         with self._write() as conn:
+            self._drop_expired(conn, repo, env)
             row = conn.execute(self._upsert(locks, ("repo", "env"), values).returning(locks)).one()
             conn.execute(_lock_event(row, "locked", locked_by))
         return _lock(row)
 
     def get_lock(self, repo: str, env: str) -> Lock | None:
-        """The lock on repo+env, or None."""
+        """The lock on repo+env, or None (also once it has expired)."""
         with self._read() as conn:
-            query = select(locks).where(locks.c.repo == repo, locks.c.env == env)
+            query = select(locks).where(locks.c.repo == repo, locks.c.env == env, self._unexpired())
             row = conn.execute(query).first()
         return None if row is None else _lock(row)
 
     def list_locks(self, repo: str | None = None) -> list[Lock]:
-        """Every lock (or one repo's), by repo then environment."""
-        query = select(locks).order_by(locks.c.repo, locks.c.env)
+        """Every lock that holds (or one repo's), by repo then environment."""
+        query = select(locks).where(self._unexpired()).order_by(locks.c.repo, locks.c.env)
         if repo is not None:
             query = query.where(locks.c.repo == repo)
         with self._read() as conn:
             return [_lock(r) for r in conn.execute(query)]
 
     def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
-        """Unlock repo+env, recording who did; the lock that was removed, or None if there was none."""
+        """Unlock repo+env, recording who did; the lock that was removed, or None if there was none.
+
+        A lock that has expired is not there to remove: its release is the robot's to record and tell.
+        """
         with self._write() as conn:
             row = conn.execute(
-                delete(locks).where(locks.c.repo == repo, locks.c.env == env).returning(locks)
+                delete(locks)
+                .where(locks.c.repo == repo, locks.c.env == env, self._unexpired())
+                .returning(locks)
             ).first()
             if row is not None:
                 conn.execute(_lock_event(row, "unlocked", unlocked_by))
                 self._wake(conn)
         return None if row is None else _lock(row)
+
+    def release_expired_locks(self) -> list[Lock]:
+        """Delete the locks whose time ran out, each recorded as unlocked by the robot; the ones
+        this call deleted.
+
+        One conditional delete: of several processes releasing at once, each lock goes to exactly
+        one of them (the one to tell the channel). A lock renewed meanwhile no longer matches.
+        """
+        with self._write() as conn:
+            rows = conn.execute(delete(locks).where(self._expired()).returning(locks)).all()
+            for row in rows:
+                conn.execute(_lock_event(row, "unlocked", str(ROBOT)))
+            if rows:
+                self._wake(conn)
+        return sorted((_lock(r) for r in rows), key=lambda lock: (lock.repo, lock.env))
+
+    def next_lock_expiry(self) -> datetime | None:
+        """When the soonest lock with a duration lets go (None: no lock has one)."""
+        with self._read() as conn:
+            when: datetime | None = conn.execute(select(func.min(locks.c.expires_at))).scalar()
+        if when is None:
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+    def _lock_clock(self) -> object:
+        """Now, as locks are judged: the database's clock on PostgreSQL (one for every host)."""
+        return func.now() if self._database_clock else _now()
+
+    def _later(self, now: object, duration: timedelta) -> object:
+        """``now`` + ``duration`` on the clock ``now`` came from."""
+        if isinstance(now, datetime):
+            return now + duration
+        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, duration.total_seconds())
+
+    def _unexpired(self) -> ColumnElement[bool]:
+        """A lock row that still holds: no duration, or one that has not run out."""
+        return locks.c.expires_at.is_(None) | (locks.c.expires_at > self._lock_clock())
+
+    def _expired(self) -> ColumnElement[bool]:
+        return locks.c.expires_at.is_not(None) & (locks.c.expires_at <= self._lock_clock())
+
+    def _drop_expired(self, conn: Connection, repo: str, env: str) -> None:
+        """Remove repo+env's lock if it ran out (the history records the robot's unlock), so a
+        new lock replaces it. Only a lock released by ``release_expired_locks`` is told in Slack."""
+        row = conn.execute(
+            delete(locks).where(locks.c.repo == repo, locks.c.env == env, self._expired()).returning(locks)
+        ).first()
+        if row is not None:
+            conn.execute(_lock_event(row, "unlocked", str(ROBOT)))
 
     def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:
         """The newest locks and unlocks of repo+env first."""

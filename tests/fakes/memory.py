@@ -18,6 +18,7 @@ from typing import Any
 from bot.errors import DeploymentRefused, GitHubError, InvalidRef, UnknownDeploy, UnknownRepo
 from bot.models import (
     ACTIVE_STATES,
+    ROBOT,
     AnnouncementRef,
     AutoDeploy,
     AutoDeployStatus,
@@ -142,7 +143,7 @@ class MemoryStore:
 
     def _claimable(self, deploy: Deploy) -> bool:
         """Queued, oldest queued of its repo+env, nothing running or waiting there, not locked."""
-        if deploy.state is not DeployState.QUEUED or (deploy.repo, deploy.env) in self._locks:
+        if deploy.state is not DeployState.QUEUED or self._holding(deploy.repo, deploy.env) is not None:
             return False
         for other in self._deploys.values():
             if (other.repo, other.env) != (deploy.repo, deploy.env):
@@ -331,6 +332,8 @@ class MemoryStore:
                 return None
             taken = self._put(replace(deploy, state=DeployState.INTERRUPTED, finished_at=_now(), error=error))
             self._touch()
+            if lock_reason is not None:
+                self._drop_expired(deploy.repo, deploy.env)
             if lock_reason is not None and (deploy.repo, deploy.env) not in self._locks:
                 self._locks[(deploy.repo, deploy.env)] = Lock(
                     deploy.repo, deploy.env, TAKEOVER_LOCKED_BY, lock_reason, _now()
@@ -436,28 +439,67 @@ class MemoryStore:
 
     # locks
 
-    def set_lock(self, repo: str, env: str, locked_by: str, reason: str) -> Lock:
+    def set_lock(
+        self, repo: str, env: str, locked_by: str, reason: str, duration: timedelta | None = None
+    ) -> Lock:
         with self._lock:
-            lock = Lock(repo, env, locked_by, reason, _now())
+            self._drop_expired(repo, env)
+            now = self.clock()
+            lock = Lock(repo, env, locked_by, reason, now, None if duration is None else now + duration)
             self._locks[(repo, env)] = lock
             self.lock_events.append(LockEvent(repo, env, "locked", locked_by, reason, lock.locked_at))
             return lock
 
     def get_lock(self, repo: str, env: str) -> Lock | None:
         with self._lock:
-            return self._locks.get((repo, env))
+            return self._holding(repo, env)
 
     def list_locks(self, repo: str | None = None) -> list[Lock]:
         with self._lock:
-            return [lock for key, lock in sorted(self._locks.items()) if repo is None or key[0] == repo]
+            return [
+                lock
+                for key, lock in sorted(self._locks.items())
+                if (repo is None or key[0] == repo) and not self._expired(lock)
+            ]
 
     def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
         with self._lock:
-            removed = self._locks.pop((repo, env), None)
-            if removed is not None:
-                self.lock_events.append(LockEvent(repo, env, "unlocked", unlocked_by, removed.reason, _now()))
-                self._touch()
+            if self._holding(repo, env) is None:
+                return None
+            removed = self._locks.pop((repo, env))
+            self.lock_events.append(LockEvent(repo, env, "unlocked", unlocked_by, removed.reason, _now()))
+            self._touch()
             return removed
+
+    def release_expired_locks(self) -> list[Lock]:
+        with self._lock:
+            gone = [lock for _, lock in sorted(self._locks.items()) if self._expired(lock)]
+            for lock in gone:
+                del self._locks[(lock.repo, lock.env)]
+                self.lock_events.append(
+                    LockEvent(lock.repo, lock.env, "unlocked", str(ROBOT), lock.reason, _now())
+                )
+            if gone:
+                self._touch()
+            return gone
+
+    def next_lock_expiry(self) -> datetime | None:
+        with self._lock:
+            return min((lock.expires_at for lock in self._locks.values() if lock.expires_at), default=None)
+
+    def _expired(self, lock: Lock) -> bool:
+        return lock.expires_at is not None and lock.expires_at <= self.clock()
+
+    def _holding(self, repo: str, env: str) -> Lock | None:
+        lock = self._locks.get((repo, env))
+        return None if lock is None or self._expired(lock) else lock
+
+    def _drop_expired(self, repo: str, env: str) -> None:
+        """An expired lock makes way for a new one; the history records the robot's unlock."""
+        lock = self._locks.get((repo, env))
+        if lock is not None and self._expired(lock):
+            del self._locks[(repo, env)]
+            self.lock_events.append(LockEvent(repo, env, "unlocked", str(ROBOT), lock.reason, _now()))
 
     def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -168,6 +169,61 @@ def test_locks_and_unlocks_are_kept_in_a_history(store: Any) -> None:
         ("locked", "slack:U7", "release freeze"),
     ]
     assert store.lock_history("acme/api", "staging") == []
+
+
+EXPIRES = timedelta(milliseconds=300)
+
+
+def test_a_lock_with_a_duration_holds_until_it_expires_then_refuses_nothing(store: Any) -> None:
+    queued = store.create_deploy(req())[0]
+    lock = store.set_lock("acme/api", "production", "slack:U7", "freeze", EXPIRES)
+    store.set_lock("acme/api", "staging", "slack:U7", "no end")
+    assert lock.expires_at is not None and lock.duration_seconds == pytest.approx(0.3, abs=0.01)
+    assert store.get_lock("acme/api", "production") == lock
+    assert store.next_lock_expiry() == lock.expires_at
+    assert store.release_expired_locks() == [] and store.claim_next() is None
+    time.sleep(EXPIRES.total_seconds() + 0.1)
+    # Expired: no longer there for reads, claims or a person's unlock, before anyone releases it.
+    assert store.get_lock("acme/api", "production") is None
+    assert [lock.env for lock in store.list_locks()] == ["staging"]
+    assert store.remove_lock("acme/api", "production", "slack:U8") is None
+    assert store.claim_next().id == queued.id
+    assert store.release_expired_locks() == [lock]
+    assert store.release_expired_locks() == []
+    assert store.next_lock_expiry() is None  # the lock left has no end
+    events = store.lock_history("acme/api", "production")
+    assert [(e.action, e.actor, e.reason) for e in events] == [
+        ("unlocked", "robot:robot", "freeze"),
+        ("locked", "slack:U7", "freeze"),
+    ]
+
+
+def test_locking_again_replaces_an_expired_lock_and_its_end(store: Any) -> None:
+    store.set_lock("acme/api", "production", "slack:U7", "short", EXPIRES)
+    time.sleep(EXPIRES.total_seconds() + 0.1)
+    again = store.set_lock("acme/api", "production", "slack:U8", "long")
+    assert again.expires_at is None and store.get_lock("acme/api", "production") == again
+    assert store.release_expired_locks() == []  # the new lock is not the one that ran out
+    events = store.lock_history("acme/api", "production")
+    assert [(e.action, e.actor) for e in events] == [
+        ("locked", "slack:U8"),
+        ("unlocked", "robot:robot"),
+        ("locked", "slack:U7"),
+    ]
+    renewed = store.set_lock("acme/api", "production", "slack:U9", "later", timedelta(hours=2))
+    assert renewed.expires_at is not None and store.next_lock_expiry() == renewed.expires_at
+
+
+def test_an_expired_lock_makes_way_for_a_takeover_lock(store: Any) -> None:
+    dead = store.register_process(ProcessInfo("host-b", 2, "boot-2", ProcessKind.RUN))
+    running = store.create_deploy(req())[0]
+    store.claim_next(owner=dead.id)
+    store.set_lock("acme/api", "production", "slack:U7", "short freeze", EXPIRES)
+    store.stop_process(dead.id)
+    time.sleep(EXPIRES.total_seconds() + 0.1)
+    assert store.take_over(running.id, 30, "robot stopped", lock_reason="check host-b") is not None
+    lock = store.get_lock("acme/api", "production")
+    assert (lock.locked_by, lock.reason, lock.expires_at) == ("robot", "check host-b", None)
 
 
 def test_a_waiting_deploy_holds_its_env_and_its_rechecks_are_claimed_once(store: Any) -> None:

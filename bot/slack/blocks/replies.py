@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from bot.models import ROLLBACK_MARK, Deploy, EnvironmentView, Lock
 from bot.slack.blocks.primitives import MAX_SECTION, Block, Message, finish, section
 from bot.slack.text import escape, fmt_duration, fmt_time, mention, truncate
-from bot.text import one_line
+from bot.text import fmt_remaining, one_line
 
 HELP_TEXT = "\n".join(
     (
@@ -15,7 +16,8 @@ HELP_TEXT = "\n".join(
         "`/deploy <repo>[@<ref>] [to <env>][!]` deploy; <repo> is owner/name, or name when unique;"
         " <ref> defaults to the repo's branch, <env> to its default environment; `!` skips the CI gate",
         "`/deploy cancel <id>` stop a queued or running deploy",
-        "`/deploy lock <repo> [to <env>] [: reason]` block deploys until unlocked",
+        "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]` block deploys until unlocked,"
+        " or for a while: `for 30m`, `2h`, `1d`, `1h30m`, `90s` (at most 30 days)",
         "`/deploy unlock <repo> [to <env>]` lift a lock",
         "`/deploy where <repo>` environments, their locks and last deploy",
         "`/deploy rollback <repo> [to <env>]` redeploy the SHA that ran before the current one"
@@ -123,10 +125,13 @@ def _recent_lines(recent: Sequence[Deploy]) -> list[str]:
     return lines
 
 
-def _lock_line(lock: Lock) -> str:
-    """🔒 repo → env, who, when, why."""
+def _lock_line(lock: Lock, now: datetime | None = None) -> str:
+    """🔒 repo → env, who, when, for how much longer, why."""
     line = f"🔒 *{escape(lock.repo)} → {escape(lock.env)}* · {mention(lock.locker)}"
     line += f" · {fmt_time(lock.locked_at)}"
+    left = lock.remaining_seconds(now or datetime.now(UTC))
+    if left is not None:
+        line += f" · {fmt_remaining(left)}"
     if lock.reason:
         line += f" · {escape(truncate(one_line(lock.reason), 200))}"
     return line

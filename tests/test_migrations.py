@@ -48,7 +48,7 @@ TABLES = {
 }
 HEAD = migrate.head_revision()
 NEWER = (
-    f"state.url: the database is at schema revision 0007_x, newer than this robot's {HEAD}; upgrade the robot"
+    f"state.url: the database is at schema revision 0099_x, newer than this robot's {HEAD}; upgrade the robot"
 )
 PROCESS_DEADLINE = 60.0
 REPOS = {"acme/api": {"environments": {"production": {"folder": ".", "commands": [["true"]]}}}}
@@ -397,7 +397,7 @@ def test_a_database_newer_than_the_robot_is_refused_in_one_line(url: str, engine
     store = SqlStore.from_url(url)
     store.create_deploy(req("1" * 40))
     store.close()
-    set_version(engine, "0007_x")
+    set_version(engine, "0099_x")
     kept = rows(engine)
     with pytest.raises(ConfigError) as refused:
         SqlStore.from_url(url)
@@ -497,7 +497,7 @@ def test_db_current_and_upgrade_as_a_user_runs_them(tmp_path: Path) -> None:
 
     engine = make_engine(f"sqlite:///{tmp_path / 'robot.db'}")
     try:
-        set_version(engine, "0007_x")
+        set_version(engine, "0099_x")
     finally:
         engine.dispose()
     for args in (("db", "current"), ("db", "upgrade"), ("status",), ("deploy", "acme/api")):

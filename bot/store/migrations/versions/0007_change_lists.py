@@ -1,4 +1,4 @@
-"""Revision 9: change lists: a shared cache of GitHub comparisons, each deploy's change list and
+"""Revision 7: change lists: a shared cache of GitHub comparisons, each deploy's change list and
 the commits it ships.
 
 Frozen once released, written out in full.
@@ -7,8 +7,8 @@ Frozen once released, written out in full.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_change_lists"
-down_revision: str | None = "0007_rollbacks"
+revision = "0007_change_lists"
+down_revision: str | None = "0006_rollbacks"
 branch_labels: str | None = None
 depends_on: str | None = None
 

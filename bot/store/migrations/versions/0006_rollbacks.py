@@ -1,4 +1,4 @@
-"""Revision 7: a rollback records the deploy it undoes (``deploys.rollback_of``).
+"""Revision 6: a rollback records the deploy it undoes (``deploys.rollback_of``).
 
 Frozen once released, written out in full.
 """
@@ -6,7 +6,7 @@ Frozen once released, written out in full.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_rollbacks"
+revision = "0006_rollbacks"
 down_revision: str | None = "0005_waiting_and_roots"
 branch_labels: str | None = None
 depends_on: str | None = None

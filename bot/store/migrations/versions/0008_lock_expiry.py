@@ -1,4 +1,4 @@
-"""Revision 6: a lock may expire (``locks.expires_at``; NULL: it holds until someone unlocks).
+"""Revision 8: a lock may expire (``locks.expires_at``; NULL: it holds until someone unlocks).
 
 Frozen once released, written out in full.
 """
@@ -6,8 +6,8 @@ Frozen once released, written out in full.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_lock_expiry"
-down_revision: str | None = "0009_change_lists"
+revision = "0008_lock_expiry"
+down_revision: str | None = "0007_change_lists"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -27,7 +27,7 @@ from bot.errors import BotError
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.models import Deploy
+    from bot.models import Approval, Deploy
     from bot.processes import Heartbeat
 
 EXIT_OK = 0
@@ -77,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     deploy = command("deploy", "one deploy from this terminal, with live progress")
     deploy.add_argument("target", metavar="REPO[@REF]", help="owner/name or a unique name, optional @ref")
     deploy.add_argument("--env", help="environment (default: the repo's default_environment)")
-    deploy.add_argument("--force", action="store_true", help="skip the CI gate")
+    deploy.add_argument("--force", action="store_true", help="skip the CI gate (and any approval)")
+    deploy.add_argument(
+        "--approved-by",
+        metavar="NAME",
+        help="who approved it, where the environment wants approvals (recorded as given)",
+    )
     deploy.set_defaults(func=_deploy)
 
     status = command("status", "deploy history from the store")
@@ -241,6 +246,7 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
             user=Actor(ActorKind.CLI, getpass.getuser()),
             source=Source.CLI,
             force=args.force,
+            approved_by=Actor(ActorKind.CLI, args.approved_by) if args.approved_by else None,
         )
         observer.follow(deploy.id)
         if not created:
@@ -294,14 +300,15 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         if schema.current is not None:
             schema.require_head()
             deploys = store.list_deploys(repo=repo, limit=args.limit)
+            approvals = store.list_approvals([d.id for d in deploys])
         else:
-            deploys = []
+            deploys, approvals = [], {}
     finally:
         store.close()
     if not deploys:
         print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
         return EXIT_OK
-    rows = [_status_row(d) for d in deploys]
+    rows = [_status_row(d, approvals.get(d.id, ())) for d in deploys]
     if sys.stdout.isatty():
         _print_rich_table(rows)
     else:
@@ -312,8 +319,13 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 STATUS_COLUMNS = ("#", "repo", "env", "sha", "state", "who", "when", "took", "why")
 
 
-def _status_row(d: Deploy) -> list[str]:
+def _status_row(d: Deploy, approvals: Sequence[Approval] = ()) -> list[str]:
     took = d.duration_seconds
+    why = d.waiting_for or d.error or ""
+    if approvals:
+        # Who approved it, as the store keeps them (kind:name): a terminal's name is not a Slack id.
+        approved = "approved by " + ", ".join(a.approver for a in approvals)
+        why = f"{approved}; {why}" if why else approved
     cells = [
         str(d.id),
         d.repo,
@@ -323,7 +335,7 @@ def _status_row(d: Deploy) -> list[str]:
         d.requested_by,
         d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
         f"{took:.1f} s" if took is not None else "",
-        d.waiting_for or d.error or "",
+        why,
     ]
     return [_plain(cell) for cell in cells]
 

@@ -389,7 +389,13 @@ class Pipeline:
             "source": deploy.source.value,
             "slack_channel": deploy.channel,
             "slack_thread_ts": deploy.message_ts,
+            **self._approved_by(deploy),
         }
+
+    def _approved_by(self, deploy: Deploy) -> dict[str, object]:
+        """`approved_by` (the approvers' names, as each kind spells them) of an approved deploy."""
+        given = self._store.list_approvals([deploy.id]).get(deploy.id, ())
+        return {"approved_by": [approval.actor.name for approval in given]} if given else {}
 
     def _status(
         self, deploy: Deploy, state: str, description: str, observer: DeployObserver | None

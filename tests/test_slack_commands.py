@@ -31,7 +31,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
-    "`/deploy where <repo>`, `/deploy help`."
+    "`/deploy where <repo>`, `/deploy approve <id>`, `/deploy reject <id> [: reason]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 
@@ -122,7 +122,7 @@ def test_lock_reason_is_one_line_and_cut_at_200() -> None:
             "lock acme/api!",
             "`/deploy lock` cannot be forced with `!`. Usage: `/deploy lock <repo> [to <env>]`",
         ),
-        ("unlock acme/api : because", f"Only `/deploy lock` takes a `: reason`. {USAGE}"),
+        ("unlock acme/api : because", f"Only `/deploy lock` and `/deploy reject` take a `: reason`. {USAGE}"),
         ("unlock", "`/deploy unlock` needs a repo. Usage: `/deploy unlock <repo> [to <env>]`"),
         ("where", "`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`"),
         ("where a b", "`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`"),

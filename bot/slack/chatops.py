@@ -14,6 +14,8 @@ from bot.models import (
     FINAL_STATES,
     Actor,
     ActorKind,
+    ApprovalResult,
+    ApprovalView,
     Deploy,
     DeployState,
     EnvironmentView,
@@ -22,11 +24,13 @@ from bot.models import (
 from bot.slack.blocks.primitives import Block
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
+    ApproveCommand,
     CancelCommand,
     Command,
     DeployCommand,
     HelpCommand,
     LockCommand,
+    RejectCommand,
     StatusCommand,
     UnlockCommand,
     WhereCommand,
@@ -79,15 +83,20 @@ class ChatOps:
         self,
         service: DeployService,
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
+        approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
     ) -> None:
         self._service = service
         self._current_step = current_step
+        self._approval_view = approval_view
 
     # --- commands -------------------------------------------------------------------------
 
     def command(self, command: Command | StatusCommand, caller: Caller) -> Reply:
         """Run one parsed `/deploy` or `/deploy-status` command."""
-        if isinstance(command, DeployCommand | CancelCommand | LockCommand | UnlockCommand):
+        if isinstance(
+            command,
+            DeployCommand | CancelCommand | LockCommand | UnlockCommand | ApproveCommand | RejectCommand,
+        ):
             _check_caller(caller)
         match command:
             case DeployCommand():
@@ -118,6 +127,10 @@ class ChatOps:
                 return Reply(text, blocks)
             case StatusCommand():
                 return self._status(command)
+            case ApproveCommand():
+                return self._approved(self._service.approve(command.deploy_id, caller.actor))
+            case RejectCommand():
+                return self._rejected(self._service.reject(command.deploy_id, caller.actor, command.reason))
         raise TypeError(f"unhandled command {command!r}")
 
     def click_deploy(self, value: str, caller: Caller) -> Reply:
@@ -138,7 +151,33 @@ class ChatOps:
             raise BadCommand("This Cancel button is broken; use `/deploy cancel <id>` instead.")
         return self._cancelled(self._service.cancel(int(value), caller.actor))
 
+    def click_approve(self, value: str, caller: Caller) -> Reply:
+        """The Approve button on a root awaiting approval."""
+        _check_caller(caller)
+        return self._approved(self._service.approve(_button_id(value, "approve"), caller.actor))
+
+    def click_reject(self, value: str, caller: Caller) -> Reply:
+        """The Reject button on a root awaiting approval (no reason: `/deploy reject` takes one)."""
+        _check_caller(caller)
+        return self._rejected(self._service.reject(_button_id(value, "reject"), caller.actor))
+
     # --- rendering ------------------------------------------------------------------------
+
+    def _approved(self, result: ApprovalResult) -> Reply:
+        deploy = result.deploy
+        count = len(result.approvals)
+        if not result.recorded:
+            if deploy.state is DeployState.AWAITING_APPROVAL:
+                return Reply(
+                    f"You approved deploy #{deploy.id} already; approvals count once ({count} so far)."
+                )
+            return Reply(f"Deploy #{deploy.id} is {deploy.state.value}; it awaits no approval.")
+        if result.queued:
+            return Reply(f"✅ Approved: deploy #{deploy.id} is queued ({count} approval(s)).")
+        return Reply(f"✅ Approved ({count} so far): deploy #{deploy.id} needs more approvals.")
+
+    def _rejected(self, deploy: Deploy) -> Reply:
+        return Reply(f"{deploy.state.icon} Deploy #{deploy.id} rejected: it will not run.")
 
     def _queued(self, deploy: Deploy, created: bool) -> Reply:
         what = f"{deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
@@ -162,8 +201,21 @@ class ChatOps:
         recent = history(command.repo, command.env, FINAL_STATES, limit=_RECENT)
         repo = self._service.target(command.repo).repo if command.repo else None
         steps = {d.id: step for d in running if (step := d.waiting_for or self._current_step(d.id))}
-        text, blocks = status_blocks(running, queued, recent, self._service.locks(repo), steps)
+        awaiting = [
+            (d, self._approval_view(d))
+            for d in sorted(active, key=lambda d: d.id)
+            if d.state is DeployState.AWAITING_APPROVAL
+        ]
+        locks = self._service.locks(repo)
+        text, blocks = status_blocks(running, queued, recent, locks, steps, awaiting)
         return Reply(text, blocks)
+
+
+def _button_id(value: str, action: str) -> int:
+    """The deploy id an Approve / Reject button carries (refused unless plain digits)."""
+    if not _CANCEL_VALUE.fullmatch(value):
+        raise BadCommand(f"This {action.title()} button is broken; use `/deploy {action} <id>` instead.")
+    return int(value)
 
 
 def _check_caller(caller: Caller) -> None:

@@ -14,7 +14,7 @@ MAX_REASON = 200
 USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
-    "`/deploy where <repo>`, `/deploy help`."
+    "`/deploy where <repo>`, `/deploy approve <id>`, `/deploy reject <id> [: reason]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 STATUS_USAGE = "Usage: `/deploy-status [<repo>] [<env>]`"
@@ -23,7 +23,8 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
-_KEYWORDS = ("cancel", "lock", "unlock", "where", "help")
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "help", "approve", "reject")
+_TAKES_REASON = ("lock", "reject")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,21 @@ class CancelCommand:
     """`/deploy cancel <id>`."""
 
     deploy_id: int
+
+
+@dataclass(frozen=True)
+class ApproveCommand:
+    """`/deploy approve <id>`."""
+
+    deploy_id: int
+
+
+@dataclass(frozen=True)
+class RejectCommand:
+    """`/deploy reject <id> [: reason]`."""
+
+    deploy_id: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,16 @@ class StatusCommand:
     env: str | None = None
 
 
-Command = DeployCommand | CancelCommand | LockCommand | UnlockCommand | WhereCommand | HelpCommand
+Command = (
+    DeployCommand
+    | CancelCommand
+    | LockCommand
+    | UnlockCommand
+    | WhereCommand
+    | HelpCommand
+    | ApproveCommand
+    | RejectCommand
+)
 
 
 def check_env_name(env: str) -> str:
@@ -99,20 +124,24 @@ def parse_deploy(text: str) -> Command:
     first = text.split(maxsplit=1)[0].lower() if text.strip() else ""
     reason: str | None = None
     head = text
-    if first == "lock":
+    if first in _TAKES_REASON:
         head, reason = _split_reason(text)
     words = _plain_words(head, "/deploy")
     if not words:
         return HelpCommand()
     keyword = words[0].lower()
-    if keyword != "lock" and any(":" in w for w in words):
-        raise BadCommand(f"Only `/deploy lock` takes a `: reason`. {USAGE}")
+    if keyword not in _TAKES_REASON and any(":" in w for w in words):
+        raise BadCommand(f"Only `/deploy lock` and `/deploy reject` take a `: reason`. {USAGE}")
     if keyword == "help":
         if len(words) > 1:
             raise BadCommand(f"`/deploy help` takes nothing after it. {USAGE}")
         return HelpCommand()
     if keyword == "cancel":
         return _parse_cancel(words[1:])
+    if keyword == "approve":
+        return ApproveCommand(_deploy_id(words[1:], "approve"))
+    if keyword == "reject":
+        return RejectCommand(_deploy_id(words[1:], "reject"), _clean_reason(reason or ""))
     if keyword in ("lock", "unlock"):
         repo, env = _repo_and_env(words[1:], f"/deploy {keyword}", f"`/deploy {keyword} <repo> [to <env>]`")
         if keyword == "unlock":
@@ -173,6 +202,17 @@ def _parse_cancel(args: list[str]) -> CancelCommand:
     if not match or int(match.group(1)) == 0:
         raise BadCommand(f"`{shown(args[0])}` is not a deploy id; use its number, e.g. `/deploy cancel 42`.")
     return CancelCommand(int(match.group(1)))
+
+
+def _deploy_id(args: list[str], keyword: str) -> int:
+    """`<id>` or `#<id>` after `approve` / `reject`."""
+    example = f"`/deploy {keyword} 42`"
+    if len(args) != 1:
+        raise BadCommand(f"`/deploy {keyword}` takes one deploy id, e.g. {example}.")
+    match = _DEPLOY_ID.fullmatch(args[0])
+    if not match or int(match.group(1)) == 0:
+        raise BadCommand(f"`{shown(args[0])}` is not a deploy id; use its number, e.g. {example}.")
+    return int(match.group(1))
 
 
 def _repo_and_env(args: list[str], command: str, usage: str) -> tuple[str, str | None]:

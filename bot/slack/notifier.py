@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackClientError
 from bot.errors import StoreError
 from bot.models import (
     TAIL_LINES,
+    ApprovalView,
     Deploy,
     DeployState,
     GateResult,
@@ -73,7 +74,10 @@ class SlackNotifier:
         store: StorePort,
         commit_url: Callable[[str, str], str],
         step_labels: Callable[[Deploy], Sequence[str]],
+        approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
     ) -> None:
+        """``approval_view``: what a root shows of the deploy's approvals (None: its env wants none)."""
+        self._approval_view = approval_view
         self._outbox = outbox
         self._client = client
         self._store = store
@@ -268,7 +272,13 @@ class SlackNotifier:
         return record
 
     def _root_blocks(self, deploy: Deploy) -> tuple[str, list[dict[str, object]]]:
-        return root_message(deploy, self._commit_url(deploy.repo, deploy.sha), deploy.duration_seconds)
+        try:
+            approval = self._approval_view(deploy)
+        except StoreError as exc:
+            log.warning("deploy #%s: approvals unreadable, root shown without them: %s", deploy.id, exc)
+            approval = None
+        url = self._commit_url(deploy.repo, deploy.sha)
+        return root_message(deploy, url, deploy.duration_seconds, approval)
 
     def _render_root(self, deploy: Deploy, live: _LiveDeploy) -> None:
         unposted = live.root.ts is None and not live.root.posted.is_set()

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.models import TAIL_LINES, Deploy, DeployState, Source
+from bot.models import TAIL_LINES, ApprovalView, Deploy, DeployState, Source
+from bot.slack.blocks.approvals import approval_buttons, approval_lines
 from bot.slack.blocks.primitives import (
     MAX_SECTION,
     Block,
@@ -53,14 +54,17 @@ class StepView:
     reason: str = ""
 
 
-def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Message:
-    """The deploy's root message: what, who, state, duration, error, and Cancel while it can be cancelled."""
+def root_message(
+    deploy: Deploy, commit_url: str, duration: float | None, approval: ApprovalView | None = None
+) -> Message:
+    """The deploy's root message: what, who, state, duration, error, approvals (Approve / Reject
+    while it awaits them), and Cancel while it can be cancelled."""
     icon = deploy.state.icon
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = link(commit_url, deploy.short_sha)
     ref = sha if deploy.ref == deploy.sha else f"`{escape(truncate(deploy.ref, 200))}` ({sha})"
     who = f"Requested by {mention(deploy.requester)} via {_SOURCES.get(deploy.source, deploy.source)}"
-    if deploy.force:
+    if deploy.force and approval is None:
         who += " · forced (CI gate skipped)"
     state = f"{icon} {deploy.state.value}"
     if deploy.cancel_requested and not deploy.state.is_final:
@@ -68,11 +72,15 @@ def root_message(deploy: Deploy, commit_url: str, duration: float | None) -> Mes
     if duration is not None:
         state += f" · {fmt_duration(duration)}"
     lines = [f"*{title}*", f"Ref: {ref}", who, f"State: {state}"]
+    if approval is not None:
+        lines += approval_lines(deploy, approval)
     note = deploy.waiting_for or deploy.error
     if note and deploy.state is not DeployState.SUCCEEDED:
         lines.append("> " + escape(truncate(one_line(note), 1500)))
     blocks: list[Block] = [section("\n".join(lines))]
-    if not deploy.state.is_final and not deploy.cancel_requested:
+    if deploy.state is DeployState.AWAITING_APPROVAL:
+        blocks.append(actions([*approval_buttons(deploy.id), _cancel_button(deploy.id)]))
+    elif not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))
     fallback = f"{icon} Deploy #{deploy.id} {deploy.repo} → {deploy.env} ({deploy.short_sha}): {deploy.state}"
     return finish(escape(fallback), blocks)

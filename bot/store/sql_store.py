@@ -698,14 +698,9 @@ class SqlStore:
                 raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
             if row.state != _AWAITING:
                 return ApprovalResult(_deploy(row), self._approvals_of(conn, deploy_id), False, False)
-            recorded = conn.execute(
-                self._upsert(
-                    approvals,
-                    ("deploy_id", "approver"),
-                    {"deploy_id": deploy_id, "approver": approver, "approved_at": _now()},
-                    keep_existing=True,
-                )
-            ).rowcount
+            values = {"deploy_id": deploy_id, "approver": approver, "approved_at": _now()}
+            insert_once = self._upsert(approvals, ("deploy_id", "approver"), values, keep_existing=True)
+            recorded = conn.execute(insert_once.returning(approvals.c.id)).first() is not None
             given = self._approvals_of(conn, deploy_id)
             queued = None
             if len(given) >= required:
@@ -717,7 +712,7 @@ class SqlStore:
                 ).first()
                 if queued is not None:
                     self._wake(conn)
-        return ApprovalResult(_deploy(queued or row), given, recorded == 1, queued is not None)
+        return ApprovalResult(_deploy(queued or row), given, recorded, queued is not None)
 
     def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
         """Awaiting approval → a final state (rejected, cancelled); None if it was not awaiting."""

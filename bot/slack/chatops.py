@@ -181,6 +181,10 @@ class ChatOps:
 
     def _queued(self, deploy: Deploy, created: bool) -> Reply:
         what = f"{deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
+        if created and deploy.state is DeployState.AWAITING_APPROVAL:
+            return Reply(
+                f"Deploy #{deploy.id} awaits approval: {escape(what)}; its message says who may approve."
+            )
         if created:
             return Reply(f"Deploy #{deploy.id} queued: {escape(what)}")
         return Reply(

@@ -127,6 +127,7 @@ def measure_click_acks(
                     mix[first : first + batch], _click_batch(slack, mix[first : first + batch]), strict=True
                 ):
                     result.samples[click.kind].append(sample)
+            result.notes.append(_outcomes(config.parent / "robot.db", ids, clicks))
         result.notes.append(f"robot exit {robot.exit_code}")
         result.notes.extend(f"fake Slack error: {e[-300:]}" for e in slack.server_errors)
     return result
@@ -151,6 +152,36 @@ def _awaiting_ids(database: Path, want: int) -> list[int]:
     finally:
         store.close()
     return sorted(found)
+
+
+def _outcomes(database: Path, ids: list[int], clicks: int) -> str:
+    """What the clicks did: the approved deploys left awaiting approval, the rejected ones rejected."""
+    from collections import Counter
+
+    from bot.models import DeployState
+    from bot.store import SqlStore
+
+    store = SqlStore.from_url(f"sqlite:///{database}", upgrade=False)
+    started = time.monotonic()
+    states: list[Any] = []
+
+    def settled() -> bool:
+        states[:] = [store.get_deploy(i) for i in ids]
+        return not any(d is None or d.state is DeployState.AWAITING_APPROVAL for d in states)
+
+    try:
+        wait_for(settled, AWAITING_SECONDS, "every clicked deploy decided", interval=0.2)
+    except AssertionError:
+        pass  # reported below as what it is
+    finally:
+        store.close()
+    took = time.monotonic() - started
+    approved = Counter(d.state.value for d in states[:clicks] if d is not None)
+    rejected = Counter(d.state.value for d in states[clicks:] if d is not None)
+    return (
+        f"{took:.1f} s after the last ack: the Approve clicks' deploys {dict(approved)}, "
+        f"the Reject clicks' {dict(rejected)}"
+    )
 
 
 def _click_batch(slack: FakeSlack, clicks: list[Click]) -> list[Sample]:

@@ -153,9 +153,14 @@ class DeployService:
         )
         deploy, created = self._store.create_deploy(request)
         if approved_by is not None and deploy.state is DeployState.AWAITING_APPROVAL:
-            # The terminal's operator answers for the approval: it alone queues the deploy.
-            deploy = self._store.approve(deploy.id, str(approved_by), 1).deploy
+            # The terminal's operator answers for the approval: it alone queues the deploy (the
+            # one just created, or an identical one that was awaiting approval).
+            approval = self._store.approve(deploy.id, str(approved_by), 1)
+            deploy = approval.deploy
             self._store.append_log(deploy.id, [f"==> approved by {approved_by} (given on the terminal)"])
+            if approval.queued and not created:
+                self._observer.deploy_changed(deploy)
+                self._notify_workers()
         if created:
             self._observer.deploy_changed(deploy)
             self._notify_workers()
@@ -648,7 +653,7 @@ class DeployService:
         rejected = self._store.finish_approval(deploy_id, DeployState.REJECTED, why)
         if rejected is None:
             raise UnknownDeploy(
-                f"Deploy #{deploy_id} {self.get(deploy_id).state.value}; it awaits no approval."
+                f"Deploy #{deploy_id} is {self.get(deploy_id).state.value}; it awaits no approval."
             )
         self._store.append_log(deploy_id, [f"==> {why}"])
         self._observer.deploy_changed(rejected)

@@ -271,3 +271,16 @@ def test_groups_allow_more_required_than_listed(tmp_path: Path) -> None:
     settings = load_settings(write_config(tmp_path, "http://github.invalid", repos), environ())
     found = settings.repos[API].environments["production"].approvals
     assert found is not None and found.required == 3 and found.timeout == 60
+
+
+def test_a_terminal_approval_queues_the_identical_deploy_awaiting_it(
+    world_for: WorldFactory, tmp_path: Path
+) -> None:
+    world = world_for(protected(tmp_path / "checkout"))
+    deploy_id = awaiting(world)
+    operator = Actor(ActorKind.CLI, "root")
+    deploy, created = world.service.request(
+        API, env="production", user=operator, source=Source.CLI, approved_by=Actor(ActorKind.CLI, "alice")
+    )
+    assert not created and deploy.id == deploy_id and deploy.state is DeployState.QUEUED
+    assert world.observer.states(deploy_id) == [DeployState.AWAITING_APPROVAL, DeployState.QUEUED]

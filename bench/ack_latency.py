@@ -9,8 +9,11 @@
    buttons (naming the rollback targets the robot's store holds then), BATCH at a time.
 2. Slack writes: one deploy printing LINES lines, the fake limiting writes to 1/s per channel,
    the robot's default pacing; root + progress writes, their rate, and 429s served.
+3. Click acks: CLICKS clicks each of the Deploy button, Approve and Reject (kinds mixed, BATCH at
+   a time) while 4 deploys stream; Approve / Reject are judged against the Deploy button.
 Runs on 127.0.0.1 only, every wait under a timeout, temp dirs removed; always exits 0.
-Usage (repo root): python bench/ack_latency.py [--commands 200] [--batch 50] [--clicks 100] [--lines 200000]
+Usage (repo root): python bench/ack_latency.py [--commands 200] [--batch 50] [--clicks 100]
+                  [--lines 200000] [--only acks|writes|clicks]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
     from bench.lib.acks import AckResult, Sample
+    from bench.lib.click_acks import ClickResult
     from bench.lib.slack_writes import WritesResult
 
 P99_RATIO_TARGET = 1.5
@@ -36,6 +40,7 @@ ROLLBACK_TO_DEPLOY_TARGET = 1.2  # "as the Deploy button", with room for this ma
 ACK_DEADLINE = 3.0
 WRITES_PER_2S_TARGET = 1.0
 MESSAGE_INTERVAL = 2.0
+CLICK_RATIO_TARGET = 1.25  # Approve / Reject p99 against the Deploy button's, same run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,18 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     acks: AckResult | None = None
     writes: WritesResult | None = None
+    clicks: ClickResult | None = None
+    wanted = {args.only} if args.only else {"acks", "writes", "clicks"}
     with tempfile.TemporaryDirectory(prefix="bench-slack-") as tmp:
         root = Path(tmp)
         try:
-            acks = _scenario_acks(root, args)
-            writes = _scenario_writes(root, args)
+            acks = _scenario_acks(root, args) if "acks" in wanted else None
+            writes = _scenario_writes(root, args) if "writes" in wanted else None
+            clicks = _scenario_clicks(root, args) if "clicks" in wanted else None
         except Exception:
             # A benchmark reports; it does not fail the build.
             traceback.print_exc()
             print("bench: stopped by the error above; numbers are incomplete.")
         finally:
             _clean_up(root)
-    _report(acks, writes)
+    _report(acks, writes, clicks)
     print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
     return 0
 
@@ -71,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch", type=int, default=50, help="commands in flight at once (default: %(default)s)")
     p.add_argument(
-        "--clicks", type=int, default=100, help="measured button clicks per app (default: %(default)s)"
+        "--clicks",
+        type=int,
+        default=100,
+        help="button clicks per app in scenario 1, and of each button in scenario 3 (default: %(default)s)",
     )
     p.add_argument(
         "--stream-burst",
@@ -82,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lines", type=int, default=200_000, help="lines of the scenario-2 step (default: %(default)s)"
     )
+    p.add_argument("--only", choices=("acks", "writes", "clicks"), help="run just this scenario")
     return p
 
 
@@ -124,6 +136,23 @@ def _scenario_writes(root: Path, args: argparse.Namespace) -> WritesResult:
         github.stop()
 
 
+def _scenario_clicks(root: Path, args: argparse.Namespace) -> ClickResult:
+    from bench.lib.click_acks import measure_click_acks
+    from tests.fakes.github import FakeGitHub
+    from tests.support.harness import TOKEN
+
+    print(
+        f"Scenario 3: {args.clicks} clicks each of Deploy, Approve and Reject, {args.batch} at a time, "
+        f"4 deploys streaming ~{args.stream_burst * 100} lines/s each …",
+        flush=True,
+    )
+    github = FakeGitHub(tokens={TOKEN: "deploy-robot"}).start()
+    try:
+        return measure_click_acks(root / "clicks", github, args.clicks, max(1, args.batch), args.stream_burst)
+    finally:
+        github.stop()
+
+
 def _clean_up(root: Path) -> None:
     from bench.lib.app_process import kill_leftovers
 
@@ -136,13 +165,15 @@ def _fmt(value: float, unit: str = "", digits: int = 1) -> str:
     return "—" if math.isnan(value) else f"{value:.{digits}f}{unit}"
 
 
-def _report(acks: AckResult | None, writes: WritesResult | None) -> None:
+def _report(acks: AckResult | None, writes: WritesResult | None, clicks: ClickResult | None = None) -> None:
     rows: list[tuple[str, str, str, str, str, str]] = []
     if acks is not None:
         rows.extend(_ack_rows(acks))
-        rows.extend(_click_rows(acks))
+        rows.extend(_rollback_click_rows(acks))
     if writes is not None:
         rows.extend(_write_rows(writes))
+    if clicks is not None:
+        rows.extend(_approval_click_rows(clicks))
     if not rows:
         return
     header = ("what", "robot", "baseline", "ratio", "target", "met?")
@@ -155,6 +186,9 @@ def _report(acks: AckResult | None, writes: WritesResult | None) -> None:
         _ack_notes(acks)
     if writes is not None:
         _write_notes(writes)
+    if clicks is not None:
+        for note in clicks.notes:
+            print(f"Click scenario: {note}")
 
 
 def _ack_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
@@ -186,7 +220,7 @@ def _ack_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
-def _click_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
+def _rollback_click_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
     """Click ack latency: the Deploy button against the bare app, the Roll back button against both."""
     from bench.lib.acks import latencies, percentile
     from bench.lib.clicks import DEPLOY_KIND, ROLLBACK_KIND
@@ -223,6 +257,45 @@ def _click_rows(acks: AckResult) -> list[tuple[str, str, str, str, str, str]]:
             "yes" if every else "NO",
         )
     )
+    return rows
+
+
+def _approval_click_rows(clicks: ClickResult) -> list[tuple[str, str, str, str, str, str]]:
+    """Approve and Reject beside the Deploy button (the baseline column), p50 / p99 / max."""
+    from bench.lib.acks import latencies, percentile
+
+    button = latencies(clicks.samples["deploy button"])
+    rows = []
+    for kind in ("deploy button", "approve", "reject"):
+        got = latencies(clicks.samples[kind])
+        if not got or not button:
+            rows.append((f"{kind} click acks", "no acks", "", "", "", "NO"))
+            continue
+        for label, q in (("p50", 50.0), ("p99", 99.0), ("max", 100.0)):
+            r, b = percentile(got, q) * 1000, percentile(button, q) * 1000
+            target, met = "", ""
+            if q == 99.0 and kind != "deploy button":
+                target = f"≤ {CLICK_RATIO_TARGET:g}× Deploy button"
+                met = "yes" if r <= CLICK_RATIO_TARGET * b else "NO"
+            if q == 100.0:
+                target, met = (
+                    f"every ack < {ACK_DEADLINE * 1000:.0f}",
+                    "yes" if max(got) < ACK_DEADLINE else "NO",
+                )
+            rows.append(
+                (f"{kind} click ack {label} (ms)", f"{r:.1f}", f"{b:.1f}", f"{r / b:.2f}×", target, met)
+            )
+        every = len(got) == len(clicks.samples[kind])
+        rows.append(
+            (
+                f"{kind} clicks acked",
+                f"{len(got)}/{len(clicks.samples[kind])}",
+                "",
+                "",
+                "all",
+                "yes" if every else "NO",
+            )
+        )
     return rows
 
 

@@ -27,7 +27,7 @@ from bot.errors import BotError
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.models import Deploy, Lock
+    from bot.models import Approval, Deploy, Lock
     from bot.processes import Heartbeat
 
 EXIT_OK = 0
@@ -77,11 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     deploy = command("deploy", "one deploy from this terminal, with live progress")
     deploy.add_argument("target", metavar="REPO[@REF]", help="owner/name or a unique name, optional @ref")
     deploy.add_argument("--env", help="environment (default: the repo's default_environment)")
-    deploy.add_argument("--force", action="store_true", help="skip the CI gate")
+    deploy.add_argument("--force", action="store_true", help="skip the CI gate (and any approval)")
     deploy.add_argument(
         "--rollback",
         action="store_true",
         help="redeploy the SHA that succeeded there before the current one (no CI gate)",
+    )
+    deploy.add_argument(
+        "--approved-by",
+        metavar="NAME",
+        help="who approved it, where the environment wants approvals (recorded as given)",
     )
     deploy.set_defaults(func=_deploy)
 
@@ -247,11 +252,20 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         # over, or the environment locked) before this deploy asks for it.
         core.service.register(ProcessKind.DEPLOY)
         user = Actor(ActorKind.CLI, getpass.getuser())
+        approved_by = Actor(ActorKind.CLI, args.approved_by) if args.approved_by else None
         if args.rollback:
-            deploy, created = core.service.rollback(repo, args.env, user=user, source=Source.CLI)
+            deploy, created = core.service.rollback(
+                repo, args.env, user=user, source=Source.CLI, approved_by=approved_by
+            )
         else:
             deploy, created = core.service.request(
-                repo, ref=ref or None, env=args.env, user=user, source=Source.CLI, force=args.force
+                repo,
+                ref=ref or None,
+                env=args.env,
+                user=user,
+                source=Source.CLI,
+                force=args.force,
+                approved_by=approved_by,
             )
         observer.follow(deploy.id)
         if core.changes is not None:
@@ -344,14 +358,15 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             schema.require_head()
             deploys = store.list_deploys(repo=repo, limit=args.limit)
             locks = store.list_locks(repo)
+            approvals = store.list_approvals([d.id for d in deploys])
         else:
-            deploys, locks = [], []
+            deploys, locks, approvals = [], [], {}
     finally:
         store.close()
     if not deploys:
         print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
     else:
-        rows = [_status_row(d) for d in deploys]
+        rows = [_status_row(d, approvals.get(d.id, ())) for d in deploys]
         if sys.stdout.isatty():
             _print_rich_table(rows)
         else:
@@ -381,10 +396,15 @@ def _print_locks(locks: list[Lock]) -> None:
 STATUS_COLUMNS = ("#", "repo", "env", "sha", "state", "who", "when", "took", "why")
 
 
-def _status_row(d: Deploy) -> list[str]:
+def _status_row(d: Deploy, approvals: Sequence[Approval] = ()) -> list[str]:
     from bot.models import ROLLBACK_MARK
 
     took = d.duration_seconds
+    why = d.waiting_for or d.error or ""
+    if approvals:
+        # Who approved it, as the store keeps them (kind:name): a terminal's name is not a Slack id.
+        approved = "approved by " + ", ".join(a.approver for a in approvals)
+        why = f"{approved}; {why}" if why else approved
     cells = [
         str(d.id),
         d.repo,
@@ -394,7 +414,7 @@ def _status_row(d: Deploy) -> list[str]:
         d.requested_by,
         d.created_at.strftime("%Y-%m-%d %H:%M") if d.created_at else "",
         f"{took:.1f} s" if took is not None else "",
-        d.waiting_for or d.error or "",
+        why,
     ]
     return [_plain(cell) for cell in cells]
 

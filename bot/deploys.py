@@ -10,11 +10,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.config import RepoSettings, Settings
-from bot.errors import AccessDenied, EnvironmentLocked, NothingToRollBack, StoreError, UnknownDeploy
+from bot.approvals import approval_settings, approvers_of
+from bot.config import ApprovalSettings, RepoSettings, Settings
+from bot.errors import (
+    AccessDenied,
+    ApprovalRequired,
+    EnvironmentLocked,
+    NothingToRollBack,
+    StoreError,
+    UnknownDeploy,
+)
 from bot.models import (
     Actor,
     ActorKind,
+    ApprovalResult,
     AutoDeploy,
     Deploy,
     DeployRequest,
@@ -52,6 +61,8 @@ _LISTEN_SLICE_SECONDS = 2.0
 # `run_one` checks its cancel event this often while it waits for a wake-up.
 _CANCEL_SLICE_SECONDS = 0.2
 _CANCELLED_WAITING = "cancelled while waiting for CI"
+_CANCELLED_AWAITING = "cancelled while awaiting approval"
+_EXPIRED = "not approved in time"
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,14 @@ class Target:
 
     repo: str
     env: str
+
+
+@dataclass(frozen=True)
+class _Rollback:
+    """What a rollback deploys (``sha``) and the deploy it undoes."""
+
+    sha: str
+    undo: int
 
 
 class DeployService:
@@ -117,8 +136,13 @@ class DeployService:
         force: bool = False,
         channel: str | None = None,
         message_ts: str | None = None,
+        approved_by: Actor | None = None,
     ) -> tuple[Deploy, bool]:
-        """Queue a deploy (or return the identical one already queued/running, and False)."""
+        """Queue a deploy (or return the identical one already active, and False).
+
+        Where the environment wants approvals it starts awaiting them, unless forced (break
+        glass); a terminal must name its approver (``approved_by``), whose approval it records.
+        """
         target = self.target(repo, env)
         settings = self._settings.repos[target.repo]
         # A terminal is the operator's; a merge deploy was allowed by `on_merge: deploy` itself.
@@ -130,6 +154,7 @@ class DeployService:
                 )
         self._check_unlocked(target)
         environment_preflight(self._settings, target.repo, target.env, self._environ)
+        approval_timeout = self._approval_timeout(target, user, source, force, approved_by)
         ref_name = check_ref(ref or settings.branch)
         sha = self._github.resolve_ref(target.repo, ref_name)
         request = DeployRequest(
@@ -142,8 +167,22 @@ class DeployService:
             force=force,
             channel=channel or self._settings.channel(target.repo),
             message_ts=message_ts,
+            approval_timeout=approval_timeout,
         )
+        return self._create(request, approved_by)
+
+    def _create(self, request: DeployRequest, approved_by: Actor | None) -> tuple[Deploy, bool]:
+        """Record a request (or find its identical active deploy) and tell the workers."""
         deploy, created = self._store.create_deploy(request)
+        if approved_by is not None and deploy.state is DeployState.AWAITING_APPROVAL:
+            # The terminal's operator answers for the approval: it alone queues the deploy (the
+            # one just created, or an identical one that was awaiting approval).
+            approval = self._store.approve(deploy.id, str(approved_by), 1)
+            deploy = approval.deploy
+            self._store.append_log(deploy.id, [f"==> approved by {approved_by} (given on the terminal)"])
+            if approval.queued and not created:
+                self._observer.deploy_changed(deploy)
+                self._notify_workers()
         if created:
             self._observer.deploy_changed(deploy)
             self._notify_workers()
@@ -164,6 +203,7 @@ class DeployService:
             source=Source.MERGE,
             channel=claim.channel or self._settings.channel(target.repo),
             message_ts=claim.message_ts,
+            approval_timeout=_timeout(approval_settings(self._settings, target.repo, target.env)),
         )
         queued = self._store.queue_auto_deploy(request)
         if queued is not None and queued[1]:
@@ -181,6 +221,7 @@ class DeployService:
         user: Actor,
         source: Source,
         channel: str | None = None,
+        approved_by: Actor | None = None,
     ) -> tuple[Deploy, bool]:
         """Queue a rollback: redeploy the SHA the environment ran before its current one.
 
@@ -194,7 +235,8 @@ class DeployService:
         choice = self._store.rollback_choice(target.repo, target.env)
         if choice.current is None or choice.target is None:
             raise NothingToRollBack(_nothing_to_roll_back(choice))
-        return self._queue_rollback(target, choice.target.sha, choice.current.id, user, source, channel)
+        rollback = _Rollback(choice.target.sha, choice.current.id)
+        return self._queue_rollback(target, rollback, user, source, channel, approved_by)
 
     def rollback_to(
         self,
@@ -206,6 +248,7 @@ class DeployService:
         user: Actor,
         source: Source,
         channel: str | None = None,
+        approved_by: Actor | None = None,
     ) -> tuple[Deploy, bool]:
         """A Roll back button: deploy exactly ``sha``, undoing deploy ``undo``, as the button said.
 
@@ -231,31 +274,35 @@ class DeployService:
                 f"{target.repo} {target.env} moved on since this Roll back button was shown: {now}. "
                 f"Use `/deploy rollback {target.repo} to {target.env}`."
             )
-        return self._queue_rollback(target, sha, undo, user, source, channel)
+        return self._queue_rollback(target, _Rollback(sha, undo), user, source, channel, approved_by)
 
     def _check_rollback_right(self, user: Actor, source: Source, target: Target) -> None:
         if source is not Source.CLI:  # a terminal is the operator's
             self._check_access(user, self._settings.repos[target.repo].deployers, target.repo, "roll back")
 
     def _queue_rollback(
-        self, target: Target, sha: str, undo: int, user: Actor, source: Source, channel: str | None
+        self,
+        target: Target,
+        rollback: _Rollback,
+        user: Actor,
+        source: Source,
+        channel: str | None,
+        approved_by: Actor | None,
     ) -> tuple[Deploy, bool]:
+        """A rollback is an ordinary request: it awaits approval where the environment wants it."""
         environment_preflight(self._settings, target.repo, target.env, self._environ)
         request = DeployRequest(
             repo=target.repo,
             env=target.env,
-            ref=sha,
-            sha=sha,
+            ref=rollback.sha,
+            sha=rollback.sha,
             requested_by=str(user),
             source=source,
             channel=channel or self._settings.channel(target.repo),
-            rollback_of=undo,
+            rollback_of=rollback.undo,
+            approval_timeout=self._approval_timeout(target, user, source, False, approved_by),
         )
-        deploy, created = self._store.create_deploy(request)
-        if created:
-            self._observer.deploy_changed(deploy)
-            self._notify_workers()
-        return deploy, created
+        return self._create(request, approved_by)
 
     def cancel(self, deploy_id: int, user: Actor, *, operator: bool = False) -> Deploy:
         """Remove a queued deploy, or stop a running one (its process group is killed).
@@ -276,6 +323,11 @@ class DeployService:
         cancelled = self._store.cancel_queued(deploy_id)
         if cancelled is not None:
             self._store.append_log(deploy_id, [f"==> cancelled by {user} while queued"])
+            self._observer.deploy_changed(cancelled)
+            return cancelled
+        cancelled = self._store.finish_approval(deploy_id, DeployState.CANCELLED, _CANCELLED_AWAITING)
+        if cancelled is not None:
+            self._store.append_log(deploy_id, [f"==> cancelled by {user} while awaiting approval"])
             self._observer.deploy_changed(cancelled)
             return cancelled
         # No worker holds a waiting deploy: cancelling it is one conditional write too.
@@ -611,6 +663,9 @@ class DeployService:
         if deploy is not None:
             self._ring()  # more may be claimable: another idle worker looks
             return self._run(deploy, cancel or threading.Event())
+        expired = self._expire_approval(only_id)
+        if expired is not None:
+            return expired
         waiting = self._store.claim_recheck(self._settings.deploys.ci_poll_interval, only_id)
         if waiting is None:
             return None
@@ -707,6 +762,80 @@ class DeployService:
             self._wakeups += 1
             self._wake.notify()
 
+    # --- approvals ------------------------------------------------------------------------
+
+    def approve(self, deploy_id: int, user: Actor) -> ApprovalResult:
+        """Approve a deploy awaiting approval: an approver's right, never its requester's.
+
+        Each approver counts once; the approval that makes ``required`` queues it (one
+        conditional write in the store, so two processes approving at once queue it once).
+        """
+        deploy, approvals = self._awaiting(deploy_id, user, "approve")
+        if user == deploy.requester:
+            raise AccessDenied(f"You requested deploy #{deploy_id}: someone else must approve it.")
+        result = self._store.approve(deploy_id, str(user), approvals.required)
+        if not result.recorded:
+            return result
+        count = f"{len(result.approvals)}/{approvals.required}"
+        self._store.append_log(deploy_id, [f"==> approved by {user} ({count})"])
+        if result.queued:
+            self._notify_workers()
+        self._observer.deploy_changed(result.deploy)
+        return result
+
+    def reject(self, deploy_id: int, user: Actor, reason: str = "") -> Deploy:
+        """Reject a deploy awaiting approval (an approver's right): it ends ``rejected``."""
+        self._awaiting(deploy_id, user, "reject")
+        why = f"rejected by {user}" + (f": {reason}" if reason else "")
+        rejected = self._store.finish_approval(deploy_id, DeployState.REJECTED, why)
+        if rejected is None:
+            raise UnknownDeploy(
+                f"Deploy #{deploy_id} is {self.get(deploy_id).state.value}; it awaits no approval."
+            )
+        self._store.append_log(deploy_id, [f"==> {why}"])
+        self._observer.deploy_changed(rejected)
+        return rejected
+
+    def _awaiting(self, deploy_id: int, user: Actor, action: str) -> tuple[Deploy, ApprovalSettings]:
+        """The deploy, awaiting approval, and its environment's approvals, once ``user`` may
+        approve or reject there."""
+        deploy = self.get(deploy_id)
+        approvals = approval_settings(self._settings, deploy.repo, deploy.env)
+        if approvals is None:
+            raise UnknownDeploy(f"Deploy #{deploy_id} needs no approval ({deploy.env} wants none).")
+        approvers = approvers_of(self._settings, deploy.repo, deploy.env)
+        self._check_access(user, approvers, deploy.repo, f"{action} deploys to {deploy.env} of")
+        if deploy.state is not DeployState.AWAITING_APPROVAL:
+            raise UnknownDeploy(f"Deploy #{deploy_id} is {deploy.state.value}; it awaits no approval.")
+        return deploy, approvals
+
+    def _approval_timeout(
+        self, target: Target, user: Actor, source: Source, force: bool, approved_by: Actor | None
+    ) -> float | None:
+        """How long a new deploy awaits approval; None when it need not (no `approvals:`, or forced)."""
+        approvals = approval_settings(self._settings, target.repo, target.env)
+        if approvals is None or force:
+            return None
+        if source is Source.CLI:
+            if approved_by is None:
+                raise ApprovalRequired(
+                    f"{target.repo} {target.env} needs approval: name its approver with --approved-by NAME."
+                )
+            if approved_by.name == user.name:
+                raise AccessDenied("You requested this deploy: --approved-by must name someone else.")
+        return approvals.timeout
+
+    def _expire_approval(self, only_id: int | None) -> Deploy | None:
+        """End one deploy whose approval time ran out (whichever process notices first)."""
+        expired = self._store.expire_approval(_EXPIRED, only_id)
+        if expired is None:
+            return None
+        self._ring()  # more may be due
+        self._store.append_log(expired.id, [f"==> expired: {expired.error}"])
+        log.info("deploy #%s expired: no approval in time", expired.id)
+        self._observer.deploy_changed(expired)
+        return expired
+
     # --- checks ---------------------------------------------------------------------------
 
     def _check_access(
@@ -774,6 +903,10 @@ def _nothing_to_roll_back(choice: RollbackChoice) -> str:
         f"{where}: {current.short_sha} is current and every other SHA that succeeded there was "
         f"rolled back from already ({', '.join(others)})."
     )
+
+
+def _timeout(approvals: ApprovalSettings | None) -> float | None:
+    return approvals.timeout if approvals is not None else None
 
 
 def _deployers_and_force(repo: RepoSettings) -> list[str]:

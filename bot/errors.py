@@ -62,6 +62,10 @@ class AccessDenied(RequestError):
     """The user may not do this (not a deployer, or forcing without the right)."""
 
 
+class ApprovalRequired(RequestError):
+    """The environment wants approvals the request did not bring (a terminal without --approved-by)."""
+
+
 class EnvironmentLocked(RequestError):
     """The repo + environment is locked."""
 

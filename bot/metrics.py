@@ -339,6 +339,9 @@ class StateCollector(Collector):
         labels = ["repo", "environment"]
         queued = GaugeMetricFamily(f"{PREFIX}_queued_deploys", "Deploys waiting", labels=labels)
         running = GaugeMetricFamily(f"{PREFIX}_running_deploys", "Deploys running", labels=labels)
+        awaiting = GaugeMetricFamily(
+            f"{PREFIX}_awaiting_approval_deploys", "Deploys awaiting approval", labels=labels
+        )
         counts: dict[tuple[str, str, DeployState], int] = {}
         try:
             for deploy in self._active():
@@ -352,8 +355,10 @@ class StateCollector(Collector):
             for repo, env in known:
                 queued.add_metric([repo, env], counts.get((repo, env, DeployState.QUEUED), 0))
                 running.add_metric([repo, env], counts.get((repo, env, DeployState.RUNNING), 0))
+                awaiting.add_metric([repo, env], counts.get((repo, env, DeployState.AWAITING_APPROVAL), 0))
         yield queued
         yield running
+        yield awaiting
         yield GaugeMetricFamily(
             f"{PREFIX}_slack_outbox_backlog",
             "Slack writes waiting in the outbox",

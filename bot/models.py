@@ -9,12 +9,15 @@ from enum import StrEnum
 
 
 class DeployState(StrEnum):
-    """Where a deploy is in its life; the last five are final.
+    """Where a deploy is in its life; the first four are active, the rest final.
 
     ``waiting``: the head of its repo + environment queue, claimed, its CI gate pending; no
     worker holds it (a scheduled re-check moves it on).
+    ``awaiting_approval``: its environment wants approvals first; it neither holds the queue nor
+    a worker (enough approvals queue it; a rejection or its timeout ends it rejected / expired).
     """
 
+    AWAITING_APPROVAL = "awaiting_approval"
     QUEUED = "queued"
     WAITING = "waiting"
     RUNNING = "running"
@@ -23,6 +26,8 @@ class DeployState(StrEnum):
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
     INTERRUPTED = "interrupted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
 
     @property
     def is_final(self) -> bool:
@@ -35,6 +40,7 @@ class DeployState(StrEnum):
 
 
 _STATE_ICONS = {
+    DeployState.AWAITING_APPROVAL: "✋",
     DeployState.QUEUED: "⏳",
     DeployState.WAITING: "⏸️",
     DeployState.RUNNING: "🚀",
@@ -43,9 +49,12 @@ _STATE_ICONS = {
     DeployState.CANCELLED: "⛔",
     DeployState.BLOCKED: "🚫",
     DeployState.INTERRUPTED: "⚠️",
+    DeployState.REJECTED: "🙅",
+    DeployState.EXPIRED: "⌛",
 }
-ACTIVE_STATES = (DeployState.QUEUED, DeployState.WAITING, DeployState.RUNNING)
-"""Not final: dedupe and "one deploy at a time per repo + environment" count these."""
+ACTIVE_STATES = (DeployState.AWAITING_APPROVAL, DeployState.QUEUED, DeployState.WAITING, DeployState.RUNNING)
+"""Not final: dedupe counts these (a second identical request while one awaits approval is a
+duplicate); "one deploy at a time per repo + environment" counts only waiting and running."""
 FINAL_STATES = tuple(state for state in DeployState if state.is_final)
 
 
@@ -111,6 +120,9 @@ class DeployRequest:
     message_ts: str | None = None
     rollback_of: int | None = None
     """A rollback: the deploy it undoes. Its SHA succeeded there before, so no CI gate."""
+    approval_timeout: float | None = None
+    """Set when its environment wants approvals: it starts ``awaiting_approval`` and expires
+    after this many seconds without enough of them."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,41 @@ class RollbackChoice:
     current: Deploy | None
     target: Deploy | None
     undone: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approval of a deploy: who (``kind:name``) and when."""
+
+    deploy_id: int
+    approver: str
+    at: datetime
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.parse(self.approver)
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    """What one approve did: ``recorded`` False when that approver had approved already (or the
+    deploy no longer awaits approval); ``queued`` True when this approval queued the deploy."""
+
+    deploy: Deploy
+    approvals: tuple[Approval, ...]
+    recorded: bool
+    queued: bool
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """What a root shows of a deploy's approvals: who may approve, who did, break glass."""
+
+    required: int
+    approvers: tuple[str, ...]
+    """Slack user / user-group ids; empty: anyone may (no approvers and no deployers listed)."""
+    approvals: tuple[Approval, ...] = ()
+    break_glass: bool = False
 
 
 class ProcessKind(StrEnum):

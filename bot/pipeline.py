@@ -400,10 +400,16 @@ class Pipeline:
             "source": deploy.source.value,
             "slack_channel": deploy.channel,
             "slack_thread_ts": deploy.message_ts,
+            **self._approved_by(deploy),
         }
         if deploy.rollback_of is not None:
             payload["rollback_of"] = deploy.rollback_of
         return payload
+
+    def _approved_by(self, deploy: Deploy) -> dict[str, object]:
+        """`approved_by` (the approvers' names, as each kind spells them) of an approved deploy."""
+        given = self._store.list_approvals([deploy.id]).get(deploy.id, ())
+        return {"approved_by": [approval.actor.name for approval in given]} if given else {}
 
     def _status(
         self, deploy: Deploy, state: str, description: str, observer: DeployObserver | None

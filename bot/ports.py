@@ -12,6 +12,8 @@ from typing import Protocol
 from bot.models import (
     Actor,
     AnnouncementRef,
+    Approval,
+    ApprovalResult,
     AutoDeploy,
     BranchHead,
     ChangeList,
@@ -156,7 +158,8 @@ class StorePort(Protocol):
         ...
 
     def next_recheck(self) -> datetime | None:
-        """When the soonest waiting deploy is due for a re-check (None: nothing waits)."""
+        """When the soonest waiting deploy is due for a re-check, or deploy awaiting approval
+        for its expiry (None: nothing waits)."""
         ...
 
     def update_waiting(self, deploy_id: int, note: str) -> Deploy | None:
@@ -173,6 +176,24 @@ class StorePort(Protocol):
 
     def watch(self) -> ChangeFeed:
         """A feed of queue changes made by any process (the caller closes it)."""
+        ...
+
+    def approve(self, deploy_id: int, approver: str, required: int) -> ApprovalResult:
+        """Record ``approver``'s approval once; the ``required``-th moves the deploy
+        awaiting_approval → queued in the same conditional write (never twice)."""
+        ...
+
+    def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        """Awaiting approval → a final state (rejected, cancelled); None if it was not awaiting."""
+        ...
+
+    def expire_approval(self, error: str, only_id: int | None = None) -> Deploy | None:
+        """The oldest deploy awaiting approval past its ``recheck_at``, now expired (one
+        conditional write); None when none is due."""
+        ...
+
+    def list_approvals(self, deploy_ids: Sequence[int]) -> dict[int, tuple[Approval, ...]]:
+        """Each deploy's approvals, oldest first (deploys with none are absent)."""
         ...
 
     def record_step(self, deploy_id: int, pgid: int | None) -> bool:

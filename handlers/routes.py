@@ -9,10 +9,12 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.slack.ids import CANCEL_ACTION, DEPLOY_ACTION_PATTERN, ROLLBACK_ACTION
+from bot.slack.ids import APPROVE_ACTION, CANCEL_ACTION, DEPLOY_ACTION_PATTERN, REJECT_ACTION, ROLLBACK_ACTION
+from handlers.approve_button import handle_approve_button
 from handlers.cancel_button import handle_cancel_button
 from handlers.deploy_button import handle_deploy_button
 from handlers.deploy_command import handle_deploy_command
+from handlers.reject_button import handle_reject_button
 from handlers.rollback_button import handle_rollback_button
 from handlers.status_command import handle_status_command
 
@@ -35,6 +37,8 @@ ROUTES = (
     Route("action", CANCEL_ACTION, handle_cancel_button),
     Route("action", DEPLOY_ACTION_PATTERN, handle_deploy_button),
     Route("action", ROLLBACK_ACTION, handle_rollback_button),
+    Route("action", APPROVE_ACTION, handle_approve_button),
+    Route("action", REJECT_ACTION, handle_reject_button),
 )
 
 

@@ -33,7 +33,8 @@ USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
     "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
-    "`/deploy changes <repo> [to <env>]`, `/deploy help`."
+    "`/deploy changes <repo> [to <env>]`, `/deploy approve <id>`, `/deploy reject <id> [: reason]`, "
+    "`/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 LOCK_USAGE = "Usage: `/deploy lock <repo> [to <env>] [for <duration>] [: reason]`"
@@ -142,7 +143,10 @@ def test_lock_reason_is_one_line_and_cut_at_200() -> None:
         ),
         ("lock acme/api for 1h for 2h", f"`/deploy lock acme/api` takes one `for`. {LOCK_USAGE}"),
         ("lock acme/api to a to b", f"`/deploy lock acme/api` takes one `to`. {LOCK_USAGE}"),
-        ("unlock acme/api : because", f"Only `/deploy lock` takes a `: reason`. {USAGE}"),
+        (
+            "unlock acme/api : because",
+            f"Only `/deploy lock` and `/deploy reject` take a `: reason`. {USAGE}",
+        ),
         ("unlock", "`/deploy unlock` needs a repo. Usage: `/deploy unlock <repo> [to <env>]`"),
         ("where", "`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`"),
         ("where a b", "`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`"),

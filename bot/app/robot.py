@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from slack_bolt import App, BoltContext, BoltResponse, Respond
@@ -15,6 +16,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.error import BoltUnhandledRequestError
 
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
+from bot.approvals import approval_view
 from bot.config import MetricsSettings, Settings
 from bot.daemon_pool import DaemonThreadPool
 from bot.errors import BotError, StoreError
@@ -150,14 +152,21 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
         client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
     )
     base = lay_foundation(settings, environ, store, metrics)
+    approvals = partial(approval_view, settings, base.store)
     notifier = SlackNotifier(
-        outbox, client, base.store, base.github.commit_url, base.step_labels, changes=base.changes
+        outbox,
+        client,
+        base.store,
+        base.github.commit_url,
+        base.step_labels,
+        approvals,
+        changes=base.changes,
     )
     observer: DeployObserver = notifier
     if telemetry is not None:
         observer = FanOutObserver([MetricsObserver(telemetry), notifier])
     core = assemble_core(base, environ, observer, members_of=UserGroups(client).members)
-    chatops = ChatOps(core.service, notifier.current_step, changes=base.changes)
+    chatops = ChatOps(core.service, notifier.current_step, approvals, changes=base.changes)
     answerer = Answerer(metrics=metrics)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     # Daemon listener threads: one still waiting on GitHub must not hold the exit at shutdown.

@@ -3,6 +3,7 @@
 from bot.config.loader import MAX_DEPTH, MAX_VALUES, SECRET_NAME, load_settings
 from bot.config.schema import (
     AnsibleSettings,
+    ApprovalSettings,
     DeploySettings,
     EnvironmentSettings,
     GitHubSettings,
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_VALUES",
     "SECRET_NAME",
     "AnsibleSettings",
+    "ApprovalSettings",
     "DeploySettings",
     "EnvironmentSettings",
     "GitHubSettings",

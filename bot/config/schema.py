@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -201,6 +202,41 @@ class AnsibleSettings(_Model):
     extravars: dict[str, Any] = Field(default_factory=dict)
 
 
+# A Slack user id (U…, or W… on Enterprise Grid) or a user-group id (S…).
+_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,20}")
+
+
+class ApprovalSettings(_Model):
+    """`approvals:` of an environment: how many people must approve a deploy there, who may, how long."""
+
+    required: int = Field(1, ge=1, le=10)
+    approvers: list[str] = Field(default_factory=list)  # empty: any of the repo's deployers
+    timeout: float = Field(3600, gt=0, le=7 * 24 * 3600)
+
+    @field_validator("approvers")
+    @classmethod
+    def _slack_ids(cls, approvers: list[str]) -> list[str]:
+        for who in approvers:
+            if not _SLACK_ID.fullmatch(who):
+                raise ValueError(
+                    f"`{who}` is not a Slack user id (U…/W…) or user-group id (S…); "
+                    "approvers are ids, not names (a profile's ⋮ → Copy member ID)"
+                )
+        if len(set(approvers)) != len(approvers):
+            raise ValueError("lists someone twice")
+        return approvers
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ApprovalSettings:
+        groups = any(who.startswith("S") for who in self.approvers)
+        if self.approvers and not groups and self.required > len(self.approvers):
+            raise ValueError(
+                f"required ({self.required}) is more than the approvers listed ({len(self.approvers)}): "
+                "no deploy could ever be approved"
+            )
+        return self
+
+
 class EnvironmentSettings(_Model):
     """One deploy target of a repo: where and how to run its steps."""
 
@@ -210,6 +246,7 @@ class EnvironmentSettings(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     commands: list[list[str]] | None = None
     ansible: AnsibleSettings | None = None
+    approvals: ApprovalSettings | None = None
 
     @field_validator("commands")
     @classmethod

@@ -15,6 +15,8 @@ from bot.models import (
     FINAL_STATES,
     Actor,
     ActorKind,
+    ApprovalResult,
+    ApprovalView,
     Deploy,
     DeployState,
     EnvironmentView,
@@ -25,12 +27,14 @@ from bot.slack.blocks.changes import changes_reply
 from bot.slack.blocks.primitives import Block
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
 from bot.slack.commands import (
+    ApproveCommand,
     CancelCommand,
     ChangesCommand,
     Command,
     DeployCommand,
     HelpCommand,
     LockCommand,
+    RejectCommand,
     RollbackCommand,
     StatusCommand,
     UnlockCommand,
@@ -84,17 +88,28 @@ class ChatOps:
         self,
         service: DeployService,
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
+        approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
         changes: ChangeLists | None = None,
     ) -> None:
         self._service = service
         self._current_step = current_step
+        self._approval_view = approval_view
         self._changes = changes
 
     # --- commands -------------------------------------------------------------------------
 
     def command(self, command: Command | StatusCommand, caller: Caller) -> Reply:
         """Run one parsed `/deploy` or `/deploy-status` command."""
-        if isinstance(command, DeployCommand | CancelCommand | LockCommand | UnlockCommand | RollbackCommand):
+        if isinstance(
+            command,
+            DeployCommand
+            | CancelCommand
+            | LockCommand
+            | UnlockCommand
+            | RollbackCommand
+            | ApproveCommand
+            | RejectCommand,
+        ):
             _check_caller(caller)
         match command:
             case DeployCommand():
@@ -133,6 +148,10 @@ class ChatOps:
                 return Reply(text, blocks)
             case StatusCommand():
                 return self._status(command)
+            case ApproveCommand():
+                return self._approved(self._service.approve(command.deploy_id, caller.actor))
+            case RejectCommand():
+                return self._rejected(self._service.reject(command.deploy_id, caller.actor, command.reason))
         raise TypeError(f"unhandled command {command!r}")
 
     def click_deploy(self, value: str, caller: Caller) -> Reply:
@@ -162,10 +181,40 @@ class ChatOps:
             raise BadCommand("This Cancel button is broken; use `/deploy cancel <id>` instead.")
         return self._cancelled(self._service.cancel(int(value), caller.actor))
 
+    def click_approve(self, value: str, caller: Caller) -> Reply:
+        """The Approve button on a root awaiting approval."""
+        _check_caller(caller)
+        return self._approved(self._service.approve(_button_id(value, "approve"), caller.actor))
+
+    def click_reject(self, value: str, caller: Caller) -> Reply:
+        """The Reject button on a root awaiting approval (no reason: `/deploy reject` takes one)."""
+        _check_caller(caller)
+        return self._rejected(self._service.reject(_button_id(value, "reject"), caller.actor))
+
     # --- rendering ------------------------------------------------------------------------
+
+    def _approved(self, result: ApprovalResult) -> Reply:
+        deploy = result.deploy
+        count = len(result.approvals)
+        if not result.recorded:
+            if deploy.state is DeployState.AWAITING_APPROVAL:
+                return Reply(
+                    f"You approved deploy #{deploy.id} already; approvals count once ({count} so far)."
+                )
+            return Reply(f"Deploy #{deploy.id} is {deploy.state.value}; it awaits no approval.")
+        if result.queued:
+            return Reply(f"✅ Approved: deploy #{deploy.id} is queued ({count} approval(s)).")
+        return Reply(f"✅ Approved ({count} so far): deploy #{deploy.id} needs more approvals.")
+
+    def _rejected(self, deploy: Deploy) -> Reply:
+        return Reply(f"{deploy.state.icon} Deploy #{deploy.id} rejected: it will not run.")
 
     def _queued(self, deploy: Deploy, created: bool) -> Reply:
         what = f"{deploy.repo}@{deploy.ref} ({deploy.short_sha}) → {deploy.env}"
+        if created and deploy.state is DeployState.AWAITING_APPROVAL:
+            return Reply(
+                f"Deploy #{deploy.id} awaits approval: {escape(what)}; its message says who may approve."
+            )
         if created:
             return Reply(f"Deploy #{deploy.id} queued: {escape(what)}")
         return Reply(
@@ -203,7 +252,13 @@ class ChatOps:
         recent = history(command.repo, command.env, FINAL_STATES, limit=_RECENT)
         repo = self._service.target(command.repo).repo if command.repo else None
         steps = {d.id: step for d in running if (step := d.waiting_for or self._current_step(d.id))}
-        text, blocks = status_blocks(running, queued, recent, self._service.locks(repo), steps)
+        awaiting = [
+            (d, self._approval_view(d))
+            for d in sorted(active, key=lambda d: d.id)
+            if d.state is DeployState.AWAITING_APPROVAL
+        ]
+        locks = self._service.locks(repo)
+        text, blocks = status_blocks(running, queued, recent, locks, steps, awaiting)
         return Reply(text, blocks)
 
 
@@ -217,6 +272,13 @@ def _locked_text(lock: Lock) -> str:
         f"🔒 {lock.repo} {lock.env} is locked for {lasts}{why}. Deploys there wait until "
         f"{fmt_time(lock.expires_at)}, when it unlocks by itself, or until unlocked."
     )
+
+
+def _button_id(value: str, action: str) -> int:
+    """The deploy id an Approve / Reject button carries (refused unless plain digits)."""
+    if not _CANCEL_VALUE.fullmatch(value):
+        raise BadCommand(f"This {action.title()} button is broken; use `/deploy {action} <id>` instead.")
+    return int(value)
 
 
 def _check_caller(caller: Caller) -> None:

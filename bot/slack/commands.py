@@ -16,7 +16,8 @@ USAGE = (
     "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`, `/deploy cancel <id>`, "
     "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
     "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
-    "`/deploy changes <repo> [to <env>]`, `/deploy help`."
+    "`/deploy changes <repo> [to <env>]`, `/deploy approve <id>`, `/deploy reject <id> [: reason]`, "
+    "`/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 LOCK_USAGE = "Usage: `/deploy lock <repo> [to <env>] [for <duration>] [: reason]`"
@@ -26,7 +27,8 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
-_KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback")
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback", "approve", "reject")
+_TAKES_REASON = ("lock", "reject")
 ROLLBACK_USAGE = "`/deploy rollback <repo> [to <env>]`"
 
 
@@ -45,6 +47,21 @@ class CancelCommand:
     """`/deploy cancel <id>`."""
 
     deploy_id: int
+
+
+@dataclass(frozen=True)
+class ApproveCommand:
+    """`/deploy approve <id>`."""
+
+    deploy_id: int
+
+
+@dataclass(frozen=True)
+class RejectCommand:
+    """`/deploy reject <id> [: reason]`."""
+
+    deploy_id: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,8 @@ Command = (
     | HelpCommand
     | RollbackCommand
     | ChangesCommand
+    | ApproveCommand
+    | RejectCommand
 )
 
 
@@ -129,20 +148,24 @@ def parse_deploy(text: str) -> Command:
     first = text.split(maxsplit=1)[0].lower() if text.strip() else ""
     reason: str | None = None
     head = text
-    if first == "lock":
+    if first in _TAKES_REASON:
         head, reason = _split_reason(text)
     words = _plain_words(head, "/deploy")
     if not words:
         return HelpCommand()
     keyword = words[0].lower()
-    if keyword != "lock" and any(":" in w for w in words):
-        raise BadCommand(f"Only `/deploy lock` takes a `: reason`. {USAGE}")
+    if keyword not in _TAKES_REASON and any(":" in w for w in words):
+        raise BadCommand(f"Only `/deploy lock` and `/deploy reject` take a `: reason`. {USAGE}")
     if keyword == "help":
         if len(words) > 1:
             raise BadCommand(f"`/deploy help` takes nothing after it. {USAGE}")
         return HelpCommand()
     if keyword == "cancel":
         return _parse_cancel(words[1:])
+    if keyword == "approve":
+        return ApproveCommand(_deploy_id(words[1:], "approve"))
+    if keyword == "reject":
+        return RejectCommand(_deploy_id(words[1:], "reject"), _clean_reason(reason or ""))
     if keyword == "lock":
         return _parse_lock(words[1:], _clean_reason(reason or ""))
     if keyword == "unlock":
@@ -238,6 +261,17 @@ def _parse_lock(args: list[str], reason: str) -> LockCommand:
     env = check_env_name(clauses["to"]) if "to" in clauses else None
     duration = parse_lock_duration(clauses["for"]) if "for" in clauses else None
     return LockCommand(repo, env, reason, duration)
+
+
+def _deploy_id(args: list[str], keyword: str) -> int:
+    """`<id>` or `#<id>` after `approve` / `reject`."""
+    example = f"`/deploy {keyword} 42`"
+    if len(args) != 1:
+        raise BadCommand(f"`/deploy {keyword}` takes one deploy id, e.g. {example}.")
+    match = _DEPLOY_ID.fullmatch(args[0])
+    if not match or int(match.group(1)) == 0:
+        raise BadCommand(f"`{shown(args[0])}` is not a deploy id; use its number, e.g. {example}.")
+    return int(match.group(1))
 
 
 def _repo_and_env(args: list[str], command: str, usage: str) -> tuple[str, str | None]:

@@ -9,6 +9,8 @@ from bot.errors import BadCommand
 from bot.validation import ENV_NAME, is_valid_repo_name
 
 CANCEL_ACTION = "deploy_cancel"
+APPROVE_ACTION = "deploy_approve"
+REJECT_ACTION = "deploy_reject"
 DEPLOY_ACTION = "deploy_from_announcement"
 # Slack wants action_ids unique within a message, so each Deploy button is `deploy_from_announcement:<env>`;
 # the router registers this pattern rather than the bare id.

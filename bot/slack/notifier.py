@@ -17,6 +17,7 @@ from bot.changes import ChangeLists, summarize
 from bot.errors import StoreError
 from bot.models import (
     TAIL_LINES,
+    ApprovalView,
     ChangeList,
     Deploy,
     DeployState,
@@ -83,9 +84,12 @@ class SlackNotifier:
         store: StorePort,
         commit_url: Callable[[str, str], str],
         step_labels: Callable[[Deploy], Sequence[str]],
+        approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
         changes: ChangeLists | None = None,
     ) -> None:
-        """``changes``: where the root finds what the deploy ships (None: roots list no changes)."""
+        """``approval_view``: what a root shows of the deploy's approvals (None: its env wants none);
+        ``changes``: where the root finds what the deploy ships (None: roots list no changes)."""
+        self._approval_view = approval_view
         self._outbox = outbox
         self._client = client
         self._store = store
@@ -282,9 +286,19 @@ class SlackNotifier:
         return record
 
     def _root_blocks(self, deploy: Deploy) -> tuple[str, list[dict[str, object]]]:
+        try:
+            approval = self._approval_view(deploy)
+        except StoreError as exc:
+            log.warning("deploy #%s: approvals unreadable, root shown without them: %s", deploy.id, exc)
+            approval = None
         url = self._commit_url(deploy.repo, deploy.sha)
         return root_message(
-            deploy, url, deploy.duration_seconds, self._rollback_offer(deploy), self._changes_text(deploy)
+            deploy,
+            url,
+            deploy.duration_seconds,
+            rollback=self._rollback_offer(deploy),
+            changes=self._changes_text(deploy),
+            approval=approval,
         )
 
     def _rollback_offer(self, deploy: Deploy) -> RollbackOffer | None:

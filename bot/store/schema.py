@@ -250,3 +250,16 @@ deploy_commits = Table(
     Column("author", String(255), nullable=False),
     Column("title", Text, nullable=False),
 )
+
+# Who approved which deploy (environments with `approvals:`), once per approver: the unique
+# index makes a double approve count once, whichever process records it.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deploy_id", Integer, ForeignKey("deploys.id"), nullable=False),
+    Column("approver", String(255), nullable=False),
+    Column("approved_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ux_approvals_deploy_approver", approvals.c.deploy_id, approvals.c.approver, unique=True)

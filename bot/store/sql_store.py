@@ -35,6 +35,8 @@ from bot.models import (
     ACTIVE_STATES,
     FINAL_STATES,
     ROBOT,
+    Approval,
+    ApprovalResult,
     AutoDeploy,
     AutoDeployStatus,
     BranchHead,
@@ -58,6 +60,7 @@ from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
 from bot.store.migrate import SchemaState
 from bot.store.schema import (
+    approvals,
     auto_deploys,
     deploy_logs,
     deploys,
@@ -87,7 +90,9 @@ _ACTIVE = [s.value for s in ACTIVE_STATES]
 _QUEUED = DeployState.QUEUED.value
 _WAITING = DeployState.WAITING.value
 _RUNNING = DeployState.RUNNING.value
+_AWAITING = DeployState.AWAITING_APPROVAL.value
 _HOLDING = [_WAITING, _RUNNING]  # a deploy in these states holds its repo + env
+_RECHECKED = [_WAITING, _AWAITING]  # due at `recheck_at`: a CI re-check, an approval's expiry
 
 # The first key of the two-key advisory locks that serialize queue writes per repo + env
 # (two-key locks never collide with one-key ones, such as a poller's).
@@ -555,10 +560,10 @@ class SqlStore(ChangeListRows):
         return None
 
     def next_recheck(self) -> datetime | None:
-        """When the soonest waiting deploy's gate is due (None: nothing waits)."""
+        """When the soonest waiting deploy's gate, or approval timeout, is due (None: nothing waits)."""
         with self._read() as conn:
             found: datetime | None = conn.execute(
-                select(func.min(deploys.c.recheck_at)).where(deploys.c.state == _WAITING)
+                select(func.min(deploys.c.recheck_at)).where(deploys.c.state.in_(_RECHECKED))
             ).scalar()
         if found is None:
             return None
@@ -685,6 +690,91 @@ class SqlStore(ChangeListRows):
                 self._drop_expired(conn, row.repo, row.env)
                 conn.execute(self._upsert(locks, ("repo", "env"), values, keep_existing=True))
         return None if row is None else _deploy(row)
+
+    # approvals
+
+    def approve(self, deploy_id: int, approver: str, required: int) -> ApprovalResult:
+        """Record ``approver``'s approval once; the ``required``-th moves the deploy
+        awaiting_approval → queued in the same transaction.
+
+        The deploy's row is locked first (PostgreSQL: FOR UPDATE; SQLite: the write lock), so
+        two processes approving at once count each other's approval and queue it once.
+        """
+        with self._write() as conn:
+            row = conn.execute(select(deploys).where(deploys.c.id == deploy_id).with_for_update()).first()
+            if row is None:
+                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
+            if row.state != _AWAITING:
+                return ApprovalResult(_deploy(row), self._approvals_of(conn, deploy_id), False, False)
+            values = {"deploy_id": deploy_id, "approver": approver, "approved_at": _now()}
+            insert_once = self._upsert(approvals, ("deploy_id", "approver"), values, keep_existing=True)
+            recorded = conn.execute(insert_once.returning(approvals.c.id)).first() is not None
+            given = self._approvals_of(conn, deploy_id)
+            queued = None
+            if len(given) >= required:
+                queued = conn.execute(
+                    update(deploys)
+                    .where(deploys.c.id == deploy_id, deploys.c.state == _AWAITING)
+                    .values(state=_QUEUED, recheck_at=None, waiting_for=None)
+                    .returning(deploys)
+                ).first()
+                if queued is not None:
+                    self._wake(conn)
+        return ApprovalResult(_deploy(queued or row), given, recorded, queued is not None)
+
+    def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        """Awaiting approval → a final state (rejected, cancelled); None if it was not awaiting."""
+        if not state.is_final:
+            raise ValueError(f"finish_approval needs a final state, not {state.value}")
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys)
+                .where(deploys.c.id == deploy_id, deploys.c.state == _AWAITING)
+                .values(state=state.value, finished_at=_now(), error=error, waiting_for=None, recheck_at=None)
+                .returning(deploys)
+            ).first()
+            if row is not None:
+                self._wake(conn)
+        return None if row is None else _deploy(row)
+
+    def expire_approval(self, error: str, only_id: int | None = None) -> Deploy | None:
+        """The oldest deploy whose approval time ran out, now expired (one conditional write, so
+        of every process looking exactly one expires it); None when none is due."""
+        now = _now()
+        due = (deploys.c.state == _AWAITING) & (deploys.c.recheck_at <= now)
+        candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
+        if only_id is not None:
+            candidates = candidates.where(deploys.c.id == only_id)
+        with self._read() as conn:
+            ids = list(conn.scalars(candidates))
+        for deploy_id in ids:
+            with self._write() as conn:
+                row = conn.execute(
+                    update(deploys)
+                    .where(deploys.c.id == deploy_id, due)
+                    .values(state=DeployState.EXPIRED.value, finished_at=now, error=error, recheck_at=None)
+                    .returning(deploys)
+                ).first()
+                if row is not None:
+                    self._wake(conn)
+            if row is not None:
+                return _deploy(row)
+        return None
+
+    def list_approvals(self, deploy_ids: Sequence[int]) -> dict[int, tuple[Approval, ...]]:
+        """The approvals of each deploy asked about, oldest first (a deploy with none is absent)."""
+        if not deploy_ids:
+            return {}
+        query = select(approvals).where(approvals.c.deploy_id.in_(list(deploy_ids))).order_by(approvals.c.id)
+        found: dict[int, list[Approval]] = {}
+        with self._read() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.deploy_id, []).append(_approval(row))
+        return {deploy_id: tuple(given) for deploy_id, given in found.items()}
+
+    def _approvals_of(self, conn: Connection, deploy_id: int) -> tuple[Approval, ...]:
+        query = select(approvals).where(approvals.c.deploy_id == deploy_id).order_by(approvals.c.id)
+        return tuple(_approval(row) for row in conn.execute(query))
 
     # processes
 
@@ -1297,8 +1387,14 @@ def _auto_deploy(row: Row[tuple[object, ...]]) -> AutoDeploy:
     )
 
 
+def _approval(row: Row[tuple[object, ...]]) -> Approval:
+    m = row._mapping
+    return Approval(deploy_id=m["deploy_id"], approver=m["approver"], at=m["approved_at"])
+
+
 def _new_deploy(request: DeployRequest) -> dict[str, object]:
-    """The row of a newly queued deploy."""
+    """The row of a newly queued deploy (awaiting approval, due to expire, where it needs one)."""
+    awaiting = request.approval_timeout is not None
     return {
         "repo": request.repo,
         "env": request.env,
@@ -1315,4 +1411,10 @@ def _new_deploy(request: DeployRequest) -> dict[str, object]:
         "created_at": _now(),
         "cancel_requested": False,
         "rollback_of": request.rollback_of,
+        **(_awaiting_approval(request.approval_timeout) if awaiting else {}),
     }
+
+
+def _awaiting_approval(timeout: float | None) -> dict[str, object]:
+    """A new deploy awaiting approval: expired at ``recheck_at`` unless approved by then."""
+    return {"state": _AWAITING, "recheck_at": _now() + timedelta(seconds=timeout or 0)}

@@ -20,6 +20,8 @@ from bot.models import (
     ACTIVE_STATES,
     ROBOT,
     AnnouncementRef,
+    Approval,
+    ApprovalResult,
     AutoDeploy,
     AutoDeployStatus,
     BranchHead,
@@ -74,6 +76,7 @@ class MemoryStore:
         self._ids = itertools.count(1)
         self._deploys: dict[int, Deploy] = {}
         self._logs: dict[int, list[str]] = {}
+        self._approvals: dict[int, list[Approval]] = {}
         self.lock_events: list[LockEvent] = []
         self._locks: dict[tuple[str, str], Lock] = {}
         self._heads: dict[str, BranchHead] = {}
@@ -121,6 +124,9 @@ class MemoryStore:
                 created_at=_now(),
                 rollback_of=request.rollback_of,
             )
+            if request.approval_timeout is not None:
+                due = self.clock() + timedelta(seconds=request.approval_timeout)
+                deploy = replace(deploy, state=DeployState.AWAITING_APPROVAL, recheck_at=due)
             self._deploys[deploy.id] = deploy
             self._touch()
             return deploy, True
@@ -257,7 +263,8 @@ class MemoryStore:
             due = [
                 d.recheck_at
                 for d in self._deploys.values()
-                if d.state is DeployState.WAITING and d.recheck_at is not None
+                if d.state in (DeployState.WAITING, DeployState.AWAITING_APPROVAL)
+                and d.recheck_at is not None
             ]
             return min(due) if due else None
 
@@ -297,6 +304,52 @@ class MemoryStore:
                     deploy, state=state, finished_at=_now(), error=error, waiting_for=None, recheck_at=None
                 )
             )
+
+    # approvals
+
+    def approve(self, deploy_id: int, approver: str, required: int) -> ApprovalResult:
+        with self._lock:
+            deploy = self._existing(deploy_id)
+            given = self._approvals.setdefault(deploy_id, [])
+            if deploy.state is not DeployState.AWAITING_APPROVAL:
+                return ApprovalResult(deploy, tuple(given), False, False)
+            recorded = all(a.approver != approver for a in given)
+            if recorded:
+                given.append(Approval(deploy_id, approver, self.clock()))
+            queued = len(given) >= required
+            if queued:
+                deploy = self._put(replace(deploy, state=DeployState.QUEUED, recheck_at=None))
+                self._touch()
+            return ApprovalResult(deploy, tuple(given), recorded, queued)
+
+    def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        if not state.is_final:
+            raise ValueError(f"finish_approval needs a final state, not {state.value}")
+        with self._lock:
+            deploy = self._deploys.get(deploy_id)
+            if deploy is None or deploy.state is not DeployState.AWAITING_APPROVAL:
+                return None
+            self._touch()
+            return self._put(replace(deploy, state=state, finished_at=_now(), error=error, recheck_at=None))
+
+    def expire_approval(self, error: str, only_id: int | None = None) -> Deploy | None:
+        with self._lock:
+            now = self.clock()
+            for deploy in sorted(self._deploys.values(), key=lambda d: d.id):
+                if only_id is not None and deploy.id != only_id:
+                    continue
+                due = deploy.recheck_at is not None and deploy.recheck_at <= now
+                if deploy.state is DeployState.AWAITING_APPROVAL and due:
+                    self._touch()
+                    expired = replace(
+                        deploy, state=DeployState.EXPIRED, finished_at=now, error=error, recheck_at=None
+                    )
+                    return self._put(expired)
+            return None
+
+    def list_approvals(self, deploy_ids: Sequence[int]) -> dict[int, tuple[Approval, ...]]:
+        with self._lock:
+            return {i: tuple(self._approvals[i]) for i in deploy_ids if self._approvals.get(i)}
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         with self._lock:

@@ -321,7 +321,7 @@ def test_root_with_a_roll_back_button_and_its_confirm() -> None:
     b = deploy_row(2, B, DeployState.SUCCEEDED)
     _, plain = root_message(b, "https://github.test/c", 3.0)
     assert ROLLBACK_ACTION not in json.dumps(plain)
-    _, blocks = root_message(b, "https://github.test/c", 3.0, RollbackOffer(API, PROD, A, 2))
+    _, blocks = root_message(b, "https://github.test/c", 3.0, rollback=RollbackOffer(API, PROD, A, 2))
     (button,) = blocks[-1]["elements"]
     assert button["action_id"] == ROLLBACK_ACTION and button["text"]["text"] == f"Roll back to {A[:7]}"
     assert decode_rollback_value(button["value"]) == (API, PROD, A, 2)
@@ -331,7 +331,7 @@ def test_root_with_a_roll_back_button_and_its_confirm() -> None:
     assert {confirm["confirm"]["text"], confirm["deny"]["text"]} == {"Roll back", "Keep it"}
     # While a deploy runs, only Cancel: an offer is for final roots.
     running = deploy_row(2, B, DeployState.RUNNING)
-    _, live = root_message(running, "https://github.test/c", 3.0, RollbackOffer(API, PROD, A, 2))
+    _, live = root_message(running, "https://github.test/c", 3.0, rollback=RollbackOffer(API, PROD, A, 2))
     assert ROLLBACK_ACTION not in json.dumps(live)
 
 

@@ -359,3 +359,53 @@ def test_comparisons_are_kept_per_sha_pair_and_change_lists_per_deploy(store: An
     assert again.kind is ChangeKind.UNAVAILABLE and again.commits == () and again.note == "GitHub 502"
     with pytest.raises(UnknownDeploy):
         store.record_changes(999, changes)
+
+
+def awaiting(sha: str = "a" * 40, timeout: float = 3600, env: str = "production") -> DeployRequest:
+    return replace(req(sha, env=env), approval_timeout=timeout)
+
+
+def test_a_deploy_awaiting_approval_dedupes_but_holds_nothing(store: Any) -> None:
+    first, created = store.create_deploy(awaiting())
+    assert created and first.state is DeployState.AWAITING_APPROVAL and first.recheck_at is not None
+    assert store.create_deploy(req()) == (first, False)  # the same commit again is a duplicate
+    other = store.create_deploy(req("b" * 40))[0]
+    assert store.claim_next().id == other.id  # the queue does not wait on an approval
+    assert store.next_recheck() == first.recheck_at
+
+
+def test_approvals_count_each_approver_once_and_the_last_one_queues(store: Any) -> None:
+    deploy = store.create_deploy(awaiting())[0]
+    first = store.approve(deploy.id, "slack:U2", 2)
+    assert first.recorded and not first.queued and first.deploy.state is DeployState.AWAITING_APPROVAL
+    again = store.approve(deploy.id, "slack:U2", 2)
+    assert not again.recorded and not again.queued and len(again.approvals) == 1
+    second = store.approve(deploy.id, "slack:U3", 2)
+    assert second.recorded and second.queued and second.deploy.state is DeployState.QUEUED
+    assert [a.approver for a in second.approvals] == ["slack:U2", "slack:U3"]
+    late = store.approve(deploy.id, "slack:U4", 2)
+    assert not late.recorded and not late.queued and late.deploy.state is DeployState.QUEUED
+    given = store.list_approvals([deploy.id, 99])
+    assert list(given) == [deploy.id] and [a.actor.name for a in given[deploy.id]] == ["U2", "U3"]
+    assert given[deploy.id][0].at.tzinfo is not None
+    assert store.claim_next().id == deploy.id
+    with pytest.raises(UnknownDeploy):
+        store.approve(99, "slack:U2", 1)
+
+
+def test_rejecting_and_expiring_are_conditional_writes(store: Any) -> None:
+    rejected = store.create_deploy(awaiting("1" * 40))[0]
+    expiring = store.create_deploy(awaiting("2" * 40, timeout=0.001))[0]
+    later = store.create_deploy(awaiting("3" * 40))[0]
+    done = store.finish_approval(rejected.id, DeployState.REJECTED, "rejected by slack:U2: not today")
+    assert done.state is DeployState.REJECTED and done.error.endswith("not today") and done.finished_at
+    assert store.finish_approval(rejected.id, DeployState.CANCELLED, "x") is None
+    with pytest.raises(ValueError, match="final state"):
+        store.finish_approval(later.id, DeployState.QUEUED, "x")
+    time.sleep(0.01)
+    assert store.expire_approval("not approved in time", only_id=later.id) is None  # not due
+    expired = store.expire_approval("not approved in time")
+    assert expired.id == expiring.id and expired.state is DeployState.EXPIRED and expired.finished_at
+    assert store.expire_approval("not approved in time") is None  # once
+    assert store.approve(expiring.id, "slack:U2", 1).deploy.state is DeployState.EXPIRED
+    assert store.next_recheck() == later.recheck_at

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from bot.models import ROLLBACK_MARK, Deploy, EnvironmentView, Lock
+from bot.models import ROLLBACK_MARK, ApprovalView, Deploy, EnvironmentView, Lock
+from bot.slack.blocks.approvals import approved_by, who_may_approve
 from bot.slack.blocks.primitives import MAX_SECTION, Block, Message, finish, section
 from bot.slack.text import escape, fmt_duration, fmt_time, mention, truncate
 from bot.text import fmt_remaining, one_line
@@ -23,6 +24,8 @@ HELP_TEXT = "\n".join(
         "`/deploy rollback <repo> [to <env>]` redeploy the SHA that ran before the current one"
         " (no CI gate: it succeeded there before; a second rollback goes further back)",
         "`/deploy changes <repo> [to <env>]` what deploying the branch head now would ship",
+        "`/deploy approve <id>` approve a deploy to an environment that wants approvals",
+        "`/deploy reject <id> [: reason]` reject it: it will not run",
         "`/deploy help` this text",
         "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
     )
@@ -37,9 +40,11 @@ def status_blocks(
     recent: Sequence[Deploy],
     locks: Sequence[Lock],
     current_steps: Mapping[int, str] | None = None,
+    awaiting: Sequence[tuple[Deploy, ApprovalView | None]] = (),
 ) -> Message:
-    """`/deploy-status`: running (elapsed, current step), queued (position), recent per environment, locks."""
-    if not (running or queued or recent or locks):
+    """`/deploy-status`: running (elapsed, current step), queued (position), awaiting approval
+    (who may approve, who did; only when some do), recent per environment, locks."""
+    if not (running or queued or recent or locks or awaiting):
         return finish(
             "Nothing running, nothing queued, no recent deploys, no locks.",
             [section("Nothing running, nothing queued, no recent deploys, no locks.")],
@@ -48,6 +53,8 @@ def status_blocks(
     blocks: list[Block] = []
     blocks += _part("Running", [_running_line(d, steps.get(d.id)) for d in running], "Nothing running.")
     blocks += _part("Queued", _queued_lines(queued, running), "Nothing queued.")
+    if awaiting:
+        blocks += _part("Awaiting approval", [_awaiting_line(d, view) for d, view in awaiting], "")
     blocks += _part("Recent", _recent_lines(recent), "No recent deploys.")
     blocks += _part("Locks", [_lock_line(lock) for lock in locks], "No locks.")
     fallback = f"{len(running)} running, {len(queued)} queued, {len(locks)} locked"
@@ -91,6 +98,16 @@ def _running_line(deploy: Deploy, step: str | None) -> str:
         line += f" · {fmt_duration(deploy.duration_seconds)}"
     if step:
         line += f" · {escape(truncate(one_line(step), 200))}"
+    return line
+
+
+def _awaiting_line(deploy: Deploy, view: ApprovalView | None) -> str:
+    """One deploy awaiting approval: what, who asked, its approvals and who may give them."""
+    line = _deploy_head(deploy) + f" · {mention(deploy.requester)}"
+    if view is not None:
+        line += f" · {len(view.approvals)}/{view.required} from {who_may_approve(view.approvers)}"
+        if view.approvals:
+            line += f" · approved by {approved_by(view)}"
     return line
 
 

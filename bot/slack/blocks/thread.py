@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.models import ROLLBACK_MARK, TAIL_LINES, Deploy, DeployState, RollbackChoice, Source
+from bot.models import ROLLBACK_MARK, TAIL_LINES, ApprovalView, Deploy, DeployState, RollbackChoice, Source
+from bot.slack.blocks.approvals import approval_buttons, approval_lines
 from bot.slack.blocks.primitives import (
     MAX_SECTION,
     Block,
@@ -84,18 +85,20 @@ def root_message(
     deploy: Deploy,
     commit_url: str,
     duration: float | None,
+    *,
     rollback: RollbackOffer | None = None,
     changes: str | None = None,
+    approval: ApprovalView | None = None,
 ) -> Message:
-    """The deploy's root message: what, who, state, duration, error, what it ships (``changes``,
-    mrkdwn), and Cancel while it can be cancelled; ``rollback`` adds a Roll back button (see
-    ``rollback_offer``)."""
+    """The deploy's root message: what, who, state, duration, error, approvals (Approve / Reject
+    while it awaits them), what it ships (``changes``, mrkdwn), and Cancel while it can be
+    cancelled; ``rollback`` adds a Roll back button (see ``rollback_offer``)."""
     icon = deploy.state.icon
     title = f"🚀 Deploy #{deploy.id} · {escape(deploy.repo)} → {escape(deploy.env)}"
     sha = link(commit_url, deploy.short_sha)
     ref = sha if deploy.ref == deploy.sha else f"`{escape(truncate(deploy.ref, 200))}` ({sha})"
     who = f"Requested by {mention(deploy.requester)} via {_SOURCES.get(deploy.source, deploy.source)}"
-    if deploy.force:
+    if deploy.force and approval is None:
         who += " · forced (CI gate skipped)"
     if deploy.rollback_of is not None:
         who += f" · {ROLLBACK_MARK} of #{deploy.rollback_of} (no CI gate: it succeeded here before)"
@@ -105,13 +108,17 @@ def root_message(
     if duration is not None:
         state += f" · {fmt_duration(duration)}"
     lines = [f"*{title}*", f"Ref: {ref}", who, f"State: {state}"]
+    if approval is not None:
+        lines += approval_lines(deploy, approval)
     note = deploy.waiting_for or deploy.error
     if note and deploy.state is not DeployState.SUCCEEDED:
         lines.append("> " + escape(truncate(one_line(note), 1500)))
     blocks: list[Block] = [section("\n".join(lines))]
     if changes:
         blocks.append(section(changes))
-    if not deploy.state.is_final and not deploy.cancel_requested:
+    if deploy.state is DeployState.AWAITING_APPROVAL:
+        blocks.append(actions([*approval_buttons(deploy.id), _cancel_button(deploy.id)]))
+    elif not deploy.state.is_final and not deploy.cancel_requested:
         blocks.append(actions([_cancel_button(deploy.id)]))
     elif deploy.state.is_final and rollback is not None:
         blocks.extend(rollback_actions(rollback))

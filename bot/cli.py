@@ -1,4 +1,4 @@
-"""The `robot` command line: check, deploy, changes, status, db, run.
+"""The `robot` command line: check, deploy, changes, status, stats, db, run.
 
 Each command imports what it uses, inside its function: `robot --help` and `robot status`
 start in a fraction of the time the whole robot (Bolt, PyGithub, rich, Alembic) takes to import.
@@ -99,6 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("repo", nargs="?", help="only this repo")
     status.add_argument("--limit", type=int, default=20, help="rows to show (default: %(default)s)")
     status.set_defaults(func=_status)
+
+    stats = command("stats", "DORA figures from the deploy history: frequency, lead time, failures, recovery")
+    stats.add_argument("repo", nargs="?", help="only this repo")
+    stats.add_argument(
+        "--env", help="count this environment (default: those with `dora: true`, else production)"
+    )
+    stats.add_argument("--days", type=_days, default=30, help="the window, in days (default: %(default)s)")
+    stats.add_argument("--json", action="store_true", help="print JSON for dashboards (README: DORA figures)")
+    stats.set_defaults(func=_stats)
 
     prune = command("prune", "delete the logs of deploys older than a duration; keep their history")
     prune.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 90d, 12w, 36h")
@@ -372,6 +381,50 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         else:
             _print_plain_table(rows)
     _print_locks(locks)
+    return EXIT_OK
+
+
+def _days(text: str) -> int:
+    """`--days`: a whole number of days the DORA window spans."""
+    from bot.dora import MAX_DAYS
+
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of days from 1 to {MAX_DAYS}, got {text!r}"
+        )
+    return days
+
+
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from bot.dora import build_report, report_json, report_lines
+    from bot.models import DoraHistory
+    from bot.stats import DoraStats, dora_targets
+    from bot.store import SqlStore
+
+    store = SqlStore.from_url(settings.state.url, upgrade=False)
+    try:
+        schema = store.schema_state()
+        if schema.current is not None:
+            schema.require_head()
+            report = DoraStats(settings, store).report(args.repo, args.env, args.days)
+        else:  # no database yet: the figures of an empty history
+            targets, uncounted = dora_targets(settings, args.repo, args.env)
+            now = datetime.now(UTC)
+            report = build_report(DoraHistory(), targets, now, args.days, uncounted)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report_json(report), ensure_ascii=False, indent=2))
+    else:
+        from bot.text import terminal_safe
+
+        print("\n".join(terminal_safe(line) for line in report_lines(report)))
     return EXIT_OK
 
 

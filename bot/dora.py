@@ -17,15 +17,24 @@ failed deploy recovery     < 1 hour            < 1 day            < 1 week      
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
+
+from bot.models import DoraDay, DoraHistory, Incident, LeadSample
 
 HOUR = 3600.0
 DAY = 24 * HOUR
 WEEK = 7 * DAY
 MONTH = 30 * DAY
 SPARK_WEEKS = 12
+DEFAULT_DAYS = 30
+MAX_DAYS = 3650
+JSON_VERSION = 1
+_LISTED_TARGETS = 4  # more environments than this: the overall title counts them
 _BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -111,10 +120,272 @@ def duration_text(seconds: float | None) -> str:
 
 @dataclass(frozen=True)
 class Figure:
-    """One key: its value (None when the history holds nothing to measure), level and 12-week trend."""
+    """One key over the window: its value (None when there is nothing to measure), its level, the
+    numbers behind it, and one value per week of the last 12 (oldest first) for its trend."""
 
+    key: str
     name: str
     value: float | None
     text: str
     level: Level | None
-    trend: str
+    weekly: tuple[float | None, ...]
+    numbers: Mapping[str, float | int | None]
+
+    @property
+    def trend(self) -> str:
+        """The weekly values as a text sparkline."""
+        return sparkline(self.weekly)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The four figures of one repo, or of every counted repo (``repo`` None)."""
+
+    repo: str | None
+    targets: tuple[tuple[str, str], ...]
+    frequency: Figure
+    lead_time: Figure
+    failure_rate: Figure
+    recovery: Figure
+
+    @property
+    def figures(self) -> tuple[Figure, Figure, Figure, Figure]:
+        return (self.frequency, self.lead_time, self.failure_rate, self.recovery)
+
+
+@dataclass(frozen=True)
+class DoraReport:
+    """DORA figures over the ``days`` before ``until``: every counted repo together, then each."""
+
+    until: datetime
+    days: int
+    overall: Scope
+    repos: tuple[Scope, ...]
+    uncounted: tuple[str, ...] = ()  # repos none of whose environments count
+
+    @property
+    def since(self) -> datetime:
+        return self.until - timedelta(days=self.days)
+
+
+def lookback_days(days: int) -> int:
+    """The days of history a report over ``days`` reads: its window, and the trends' 12 weeks."""
+    return max(days, SPARK_WEEKS * 7)
+
+
+def build_report(
+    history: DoraHistory,
+    targets: Sequence[tuple[str, str]],
+    until: datetime,
+    days: int,
+    uncounted: Sequence[str] = (),
+) -> DoraReport:
+    """The figures of ``history`` (read over lookback_days(days) before ``until``) per repo and overall."""
+    repos = list(dict.fromkeys(repo for repo, _ in targets))
+    overall = _scope(None, tuple(targets), history, days)
+    per_repo = tuple(
+        _scope(repo, tuple(t for t in targets if t[0] == repo), _only(history, repo), days) for repo in repos
+    )
+    return DoraReport(until, days, overall, per_repo, tuple(uncounted))
+
+
+def _only(history: DoraHistory, repo: str) -> DoraHistory:
+    return DoraHistory(
+        days=tuple(r for r in history.days if r.repo == repo),
+        leads=tuple(r for r in history.leads if r.repo == repo),
+        incidents=tuple(r for r in history.incidents if r.repo == repo),
+    )
+
+
+def _scope(repo: str | None, targets: tuple[tuple[str, str], ...], history: DoraHistory, days: int) -> Scope:
+    return Scope(
+        repo,
+        targets,
+        _frequency(history.days, days),
+        _lead_time(history.leads, days),
+        _failure_rate(history.days, days),
+        _recovery(history.incidents, days),
+    )
+
+
+def _week(day: int) -> int | None:
+    """The trend's week a day falls in (0 the oldest of the 12, 11 the last); None before them."""
+    back = day // 7
+    return SPARK_WEEKS - 1 - back if back < SPARK_WEEKS else None
+
+
+def _weekly_values(pairs: Iterable[tuple[int, float]]) -> dict[int, list[float]]:
+    weeks: dict[int, list[float]] = defaultdict(list)
+    for day, value in pairs:
+        week = _week(day)
+        if week is not None:
+            weeks[week].append(value)
+    return weeks
+
+
+def _frequency(rows: Sequence[DoraDay], days: int) -> Figure:
+    deploys = sum(r.succeeded for r in rows if r.day < days)
+    per_day = deploys / days
+    weeks = _weekly_values((r.day, r.succeeded) for r in rows)
+    weekly = tuple(float(sum(weeks.get(w, ()))) for w in range(SPARK_WEEKS))
+    text = f"{_rate(per_day)} per day · {_rate(per_day * 7)} per week · {_count(deploys, 'deploy')}"
+    numbers = {"deploys": deploys, "per_day": per_day, "per_week": per_day * 7}
+    return Figure(
+        "deployment_frequency",
+        "Deployment frequency",
+        per_day,
+        text,
+        frequency_level(per_day),
+        weekly,
+        numbers,
+    )
+
+
+def _lead_time(samples: Sequence[LeadSample], days: int) -> Figure:
+    # A commit stamped after its deploy ended (a skewed clock) waited no time at all.
+    seconds = [max(s.seconds, 0.0) for s in samples if s.day < days]
+    median, p90 = percentile(seconds, 0.5), percentile(seconds, 0.9)
+    weeks = _weekly_values((s.day, max(s.seconds, 0.0)) for s in samples)
+    weekly = tuple(percentile(weeks.get(w, []), 0.5) for w in range(SPARK_WEEKS))
+    if median is None:
+        text = "no commits recorded as shipped"
+    else:
+        text = f"median {duration_text(median)} · p90 {duration_text(p90)} · {_count(len(seconds), 'commit')}"
+    numbers = {"commits": len(seconds), "median_seconds": median, "p90_seconds": p90}
+    level = lead_time_level(median) if median is not None else None
+    return Figure("lead_time", "Lead time for changes", median, text, level, weekly, numbers)
+
+
+def _failure_rate(rows: Sequence[DoraDay], days: int) -> Figure:
+    window = [r for r in rows if r.day < days]
+    failed = sum(r.failed for r in window)
+    rolled_back = sum(r.rolled_back for r in window)
+    finished = failed + sum(r.succeeded for r in window)
+    rate = (failed + rolled_back) / finished if finished else None
+    by_week: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        week = _week(r.day)
+        if week is not None:
+            by_week[week][0] += r.failed + r.rolled_back
+            by_week[week][1] += r.failed + r.succeeded
+    weekly = tuple(
+        (by_week[w][0] / by_week[w][1]) if by_week.get(w, [0, 0])[1] else None for w in range(SPARK_WEEKS)
+    )
+    if rate is None:
+        text = "no finished deploys"
+    else:
+        text = (
+            f"{rate * 100:.1f} % · {failed + rolled_back} of {finished} "
+            f"({failed} failed, {rolled_back} rolled back)"
+        )
+    numbers = {"finished": finished, "failed": failed, "rolled_back": rolled_back, "rate": rate}
+    level = failure_rate_level(rate) if rate is not None else None
+    return Figure("change_failure_rate", "Change failure rate", rate, text, level, weekly, numbers)
+
+
+def _recovery(incidents: Sequence[Incident], days: int) -> Figure:
+    window = [i for i in incidents if i.day < days]
+    recovered = [i.seconds for i in window if i.seconds is not None]
+    median = percentile(recovered, 0.5)
+    weeks = _weekly_values((i.day, i.seconds) for i in incidents if i.seconds is not None)
+    weekly = tuple(percentile(weeks.get(w, []), 0.5) for w in range(SPARK_WEEKS))
+    still_open = len(window) - len(recovered)
+    if not window:
+        text = "no failed or rolled-back deploys"
+    else:
+        text = f"median {duration_text(median)} · {_count(len(window), 'incident')}"
+        text += f", {still_open} not recovered yet" if still_open else ""
+    numbers = {
+        "incidents": len(window),
+        "recovered": len(recovered),
+        "not_recovered": still_open,
+        "median_seconds": median,
+    }
+    level = recovery_level(median) if median is not None else None
+    return Figure("recovery_time", "Failed deployment recovery time", median, text, level, weekly, numbers)
+
+
+def _rate(value: float) -> str:
+    if value == 0:
+        return "0"
+    if value < 0.1:
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def iso(when: datetime) -> str:
+    """A time as ISO 8601 UTC to the second: ``2026-12-01T13:30:00Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the two plain renderings: --json for dashboards, text for the terminal --------------------
+
+
+def report_json(report: DoraReport) -> dict[str, Any]:
+    """The report as JSON-ready data with stable keys (README "DORA figures" shows an example)."""
+    return {
+        "version": JSON_VERSION,
+        "since": iso(report.since),
+        "until": iso(report.until),
+        "days": report.days,
+        "trend_weeks": SPARK_WEEKS,
+        "overall": _scope_json(report.overall),
+        "repos": [_scope_json(scope) for scope in report.repos],
+        "uncounted_repos": list(report.uncounted),
+    }
+
+
+def _scope_json(scope: Scope) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "repo": scope.repo,
+        "environments": [{"repo": repo, "env": env} for repo, env in scope.targets],
+    }
+    for figure in scope.figures:
+        figures[figure.key] = {
+            "value": figure.value,
+            "level": figure.level.value if figure.level is not None else None,
+            **figure.numbers,
+            "weekly": list(figure.weekly),
+            "sparkline": figure.trend,
+        }
+    return figures
+
+
+def report_lines(report: DoraReport) -> list[str]:
+    """The report for a terminal: a heading, then each scope's four figures with level and trend."""
+    lines = [
+        f"DORA figures, last {report.days} days ({report.since:%Y-%m-%d %H:%M} → "
+        f"{report.until:%Y-%m-%d %H:%M} UTC); trends: {SPARK_WEEKS} weeks, oldest first",
+    ]
+    scopes = list(report.repos) if len(report.repos) == 1 else [report.overall, *report.repos]
+    if not report.repos:
+        lines.append("")
+        lines.append("No environment is counted: mark one `dora: true` in robot.yaml.")
+        scopes = []
+    for scope in scopes:
+        lines.append("")
+        lines.append(scope_title(scope))
+        width = max(len(f.name) for f in scope.figures)
+        for figure in scope.figures:
+            level = figure.level.value if figure.level is not None else "–"
+            lines.append(
+                f"  {figure.name:<{width}}  {level:<6}  {figure.trend:<{SPARK_WEEKS}}  {figure.text}"
+            )
+    if report.uncounted:
+        lines.append("")
+        lines.append(f"Not counted (no `production`, no `dora: true`): {', '.join(report.uncounted)}")
+    return lines
+
+
+def scope_title(scope: Scope) -> str:
+    """``acme/api: production`` for a repo; every counted environment for the overall scope."""
+    if scope.repo is not None:
+        return f"{scope.repo}: {', '.join(env for _, env in scope.targets)}"
+    if len(scope.targets) > _LISTED_TARGETS:
+        repos = len({repo for repo, _ in scope.targets})
+        return f"All {repos} repos ({len(scope.targets)} environments)"
+    return "All repos: " + ", ".join(f"{repo} {env}" for repo, env in scope.targets)

@@ -711,3 +711,52 @@ class ChangeList:
     behind_by: int = 0
     commits: tuple[CommitInfo, ...] = ()
     note: str = ""  # why it is unavailable, one line
+
+
+# --- DORA figures: what the store sums up per day; bot/dora.py makes the figures of it ---------
+# `day` counts whole days back from the window's end: 0 is its last 24 hours.
+
+
+@dataclass(frozen=True)
+class DoraDay:
+    """One repo + environment's finished deploys (succeeded or failed) on one day of a window.
+
+    ``rolled_back``: of the succeeded ones, those a rollback was requested for within 24 hours.
+    """
+
+    repo: str
+    env: str
+    day: int
+    succeeded: int
+    failed: int
+    rolled_back: int
+
+
+@dataclass(frozen=True)
+class LeadSample:
+    """One commit's lead time: its commit time → the end of the first succeeded deploy shipping it."""
+
+    repo: str
+    env: str
+    day: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A run of failed or rolled-back deploys in one environment, from the first one's end to the
+    end of the next good deploy there (``seconds`` None: not recovered yet)."""
+
+    repo: str
+    env: str
+    day: int
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class DoraHistory:
+    """What the DORA figures are made of, for some environments over a number of days."""
+
+    days: tuple[DoraDay, ...] = ()
+    leads: tuple[LeadSample, ...] = ()
+    incidents: tuple[Incident, ...] = ()

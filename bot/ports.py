@@ -21,6 +21,7 @@ from bot.models import (
     Deploy,
     DeployRequest,
     DeployState,
+    DoraHistory,
     GateResult,
     HeadClaim,
     HeadPoll,
@@ -302,6 +303,13 @@ class StorePort(Protocol):
         """A deploy's change list as recorded; None before it was worked out."""
         ...
 
+    # DORA figures
+
+    def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
+        """The deploys of ``targets`` (repo, env) that finished in the ``days`` days before ``until``,
+        summed up per day, with the lead time of each commit they shipped first and the incidents."""
+        ...
+
 
 @dataclass
 class StepContext:
@@ -506,3 +514,11 @@ class _NoMetrics:
 
 
 NO_METRICS: Metrics = _NoMetrics()
+
+
+class DoraSource(Protocol):
+    """What the DORA figures read: the store's per-day sums (StorePort.dora_history)."""
+
+    def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
+        """See StorePort.dora_history."""
+        ...

@@ -247,6 +247,8 @@ class EnvironmentSettings(_Model):
     commands: list[list[str]] | None = None
     ansible: AnsibleSettings | None = None
     approvals: ApprovalSettings | None = None
+    # Counted in the DORA figures (`robot stats`); by default only `production` is.
+    dora: bool = False
 
     @field_validator("commands")
     @classmethod
@@ -317,6 +319,17 @@ class RepoSettings(_Model):
     @property
     def auto_deploy_env(self) -> str:
         return self.auto_deploy or self.default_env
+
+    @property
+    def dora_environments(self) -> list[str]:
+        """The environments the DORA figures count: those with `dora: true`, else `production`,
+        else the repo's only environment; none when it has several and none is either."""
+        flagged = [name for name, env in self.environments.items() if env.dora]
+        if flagged:
+            return flagged
+        if "production" in self.environments:
+            return ["production"]
+        return list(self.environments) if len(self.environments) == 1 else []
 
     @field_validator("required_contexts", mode="before")
     @classmethod

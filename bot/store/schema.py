@@ -112,6 +112,10 @@ Index(
 )
 Index("ix_deploys_state_id", deploys.c.state, deploys.c.id)
 Index("ix_deploys_repo_env_id", deploys.c.repo, deploys.c.env, deploys.c.id)
+# The DORA figures (bot/store/stats.py): finished deploys of an environment in a time window,
+# the rollback of a deploy, and the earlier deploys that shipped a commit.
+Index("ix_deploys_dora", deploys.c.repo, deploys.c.env, deploys.c.state, deploys.c.finished_at)
+Index("ix_deploys_rollback_of", deploys.c.rollback_of)
 
 # Every robot process (`robot run`, `robot deploy`) that shares this store, with its heartbeat:
 # a running deploy is taken from its owner only once the owner's heartbeat is older than the lease.
@@ -250,6 +254,7 @@ deploy_commits = Table(
     Column("author", String(255), nullable=False),
     Column("title", Text, nullable=False),
 )
+Index("ix_deploy_commits_sha", deploy_commits.c.sha, deploy_commits.c.deploy_id)
 
 # Who approved which deploy (environments with `approvals:`), once per approver: the unique
 # index makes a double approve count once, whichever process records it.

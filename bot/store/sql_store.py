@@ -70,6 +70,7 @@ from bot.store.schema import (
     poller_lease,
     processes,
 )
+from bot.store.stats import DoraRows
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def _lock(row: Row[tuple[object, ...]]) -> Lock:
     )
 
 
-class SqlStore(ChangeListRows):
+class SqlStore(ChangeListRows, DoraRows):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
     def __init__(self, engine: Engine) -> None:

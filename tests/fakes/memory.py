@@ -25,6 +25,7 @@ from bot.models import (
     AutoDeploy,
     AutoDeployStatus,
     BranchHead,
+    ChangeKind,
     ChangeList,
     CommitInfo,
     Comparison,
@@ -33,6 +34,7 @@ from bot.models import (
     Deploy,
     DeployRequest,
     DeployState,
+    DoraHistory,
     GateResult,
     HeadClaim,
     HeadPoll,
@@ -52,6 +54,7 @@ from bot.models import (
     TaskEvent,
 )
 from bot.ports import StepContext
+from tests.fakes.dora_memory import dora_history
 
 TAKEOVER_LOCKED_BY = "robot"
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
@@ -679,6 +682,21 @@ class MemoryStore:
     def get_changes(self, deploy_id: int) -> ChangeList | None:
         with self._lock:
             return self._change_lists.get(deploy_id)
+
+    def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
+        with self._lock:
+            commits = {i: changes.commits for i, changes in self._change_lists.items()}
+            return dora_history(list(self._deploys.values()), commits, targets, until, days)
+
+    def add_past_deploy(self, deploy: Deploy, commits: Sequence[CommitInfo] = ()) -> None:
+        """Put a finished deploy of a seeded history in as it stands (the fake's `INSERT`)."""
+        with self._lock:
+            self._deploys[deploy.id] = deploy
+            self._ids = itertools.count(max(self._deploys) + 1)
+            if commits:
+                self._change_lists[deploy.id] = ChangeList(
+                    ChangeKind.AHEAD, deploy.sha, ahead_by=len(commits), commits=tuple(commits)
+                )
 
     def lead_poller(self, process_id: int, lease: float) -> bool:
         with self._lock:

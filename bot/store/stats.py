@@ -1,0 +1,216 @@
+"""SqlStore's DORA reads: finished deploys summed per day, first-shipped commits, incidents.
+
+The sums, the "first shipped" test and the incident runs (window functions) are SQL; medians and
+percentiles are left to bot/dora.py in Python, since SQLite has no percentile aggregate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    Integer,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from bot.models import DeployState, DoraDay, DoraHistory, Incident, LeadSample
+from bot.store.schema import deploy_commits, deploys
+
+DAY_SECONDS = 86400.0
+ROLLBACK_WITHIN_SECONDS = 86400.0
+"""A succeeded deploy counts as failed when a rollback of it was requested this soon after it ended."""
+
+_SUCCEEDED = DeployState.SUCCEEDED.value
+_FAILED = DeployState.FAILED.value
+
+
+class _Epoch(FunctionElement[float]):
+    """A timestamp column as seconds since 1970-01-01 UTC, in either dialect."""
+
+    type = Float()
+    name = "robot_epoch"
+    inherit_cache = True
+
+
+@compiles(_Epoch, "sqlite")
+def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps naive UTC text; julianday 2440587.5 is 1970-01-01 00:00 (millisecond precision).
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@compiles(_Epoch, "postgresql")
+def _epoch_postgresql(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # EXTRACT gives numeric (a Decimal in Python) since PostgreSQL 14: a float is what we add up.
+    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS DOUBLE PRECISION)"
+
+
+class _WholeDays(FunctionElement[int]):
+    """Whole days in a non-negative number of seconds."""
+
+    type = Integer()
+    name = "robot_whole_days"
+    inherit_cache = True
+
+
+@compiles(_WholeDays, "sqlite")
+def _whole_days_sqlite(element: _WholeDays, compiler: SQLCompiler, **kw: Any) -> str:
+    # CAST truncates toward zero: the floor, for the non-negative values this takes.
+    return f"CAST(({compiler.process(element.clauses, **kw)}) / 86400.0 AS INTEGER)"
+
+
+@compiles(_WholeDays, "postgresql")
+def _whole_days_postgresql(element: _WholeDays, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(FLOOR(({compiler.process(element.clauses, **kw)}) / 86400.0) AS INTEGER)"
+
+
+class DoraRows:
+    """The DORA half of SqlStore (mixed into it): one read, three queries."""
+
+    if TYPE_CHECKING:
+
+        def _read(self) -> AbstractContextManager[Connection]: ...
+
+    def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
+        """The deploys of ``targets`` (repo, env) that finished in the ``days`` days before ``until``,
+        summed up per day, with the lead time of each commit they shipped first and the incidents."""
+        if not targets or days <= 0:
+            return DoraHistory()
+        since = until - timedelta(days=days)
+        end = until.timestamp()
+        d = deploys.alias("d")
+        rollback = deploys.alias("r")
+        pairs = sorted(set(targets))
+        # The IN lists lead the planner to ix_deploys_dora (repo, env, state, finished_at); the
+        # pairs then keep only the environments asked for.
+        in_targets = and_(
+            d.c.repo.in_(sorted({repo for repo, _ in pairs})),
+            d.c.env.in_(sorted({env for _, env in pairs})),
+            or_(*(and_(d.c.repo == repo, d.c.env == env) for repo, env in pairs)),
+        )
+        in_window = and_(in_targets, d.c.finished_at >= since, d.c.finished_at < until)
+        ended = _Epoch(d.c.finished_at)
+        rolled_back = exists().where(
+            rollback.c.rollback_of == d.c.id,
+            _Epoch(rollback.c.created_at) - ended <= ROLLBACK_WITHIN_SECONDS,
+        )
+        finished = (
+            select(
+                d.c.id,
+                d.c.repo,
+                d.c.env,
+                d.c.state,
+                ended.label("t"),
+                _WholeDays(literal(end, Float) - ended).label("day"),
+                case((and_(d.c.state == _SUCCEEDED, rolled_back), 1), else_=0).label("rb"),
+            )
+            .where(in_window, d.c.state.in_([_SUCCEEDED, _FAILED]))
+            .cte("finished")
+        )
+        with self._read() as conn:
+            day_rows = conn.execute(_per_day(finished)).all()
+            incident_rows = conn.execute(_incidents(finished)).all()
+            lead_rows = conn.execute(_first_shipped(d, in_window, since)).all()
+        return _sorted(
+            DoraHistory(
+                days=tuple(
+                    DoraDay(r.repo, r.env, int(r.day), int(r.ok), int(r.failed), int(r.rb)) for r in day_rows
+                ),
+                leads=tuple(
+                    LeadSample(r.repo, r.env, int((end - r.shipped) // DAY_SECONDS), r.shipped - r.committed)
+                    for r in lead_rows
+                ),
+                incidents=tuple(Incident(r.repo, r.env, int(r.day), r.took) for r in incident_rows),
+            )
+        )
+
+
+def _sorted(history: DoraHistory) -> DoraHistory:
+    """One order for every store: by repo, env and day (newest first), then value."""
+    return DoraHistory(
+        days=tuple(sorted(history.days, key=lambda x: (x.repo, x.env, x.day))),
+        leads=tuple(sorted(history.leads, key=lambda x: (x.repo, x.env, x.day, x.seconds))),
+        incidents=tuple(sorted(history.incidents, key=_incident_order)),
+    )
+
+
+def _incident_order(incident: Incident) -> tuple[str, str, int, bool, float]:
+    return (incident.repo, incident.env, incident.day, incident.seconds is None, incident.seconds or 0.0)
+
+
+def _per_day(finished: Any) -> Any:
+    """Succeeded, failed and rolled-back deploys per repo, env and day."""
+    f = finished.c
+    return select(
+        f.repo,
+        f.env,
+        f.day,
+        func.sum(case((f.state == _SUCCEEDED, 1), else_=0)).label("ok"),
+        func.sum(case((f.state == _FAILED, 1), else_=0)).label("failed"),
+        func.sum(f.rb).label("rb"),
+    ).group_by(f.repo, f.env, f.day)
+
+
+def _incidents(finished: Any) -> Any:
+    """The first bad deploy of each run of bad ones, and how long until the next good one ended."""
+    f = finished.c
+    bad: ColumnElement[int] = case((or_(f.state == _FAILED, f.rb == 1), 1), else_=0)
+    env, order = [f.repo, f.env], [f.t, f.id]
+    marked = select(
+        f.repo,
+        f.env,
+        f.day,
+        f.t,
+        bad.label("bad"),
+        func.lag(bad, literal_column("1"), literal_column("0"))
+        .over(partition_by=env, order_by=order)
+        .label("before"),
+        func.min(case((bad == 0, f.t))).over(partition_by=env, order_by=order, rows=(1, None)).label("good"),
+    ).subquery("marked")
+    m = marked.c
+    return select(m.repo, m.env, m.day, (m.good - m.t).label("took")).where(m.bad == 1, m.before == 0)
+
+
+def _first_shipped(d: Any, in_window: ColumnElement[bool], since: datetime) -> Any:
+    """Each commit the window's succeeded deploys shipped, unless one had shipped it there before."""
+    c = deploy_commits.alias("c")
+    c2 = deploy_commits.alias("c2")
+    d2 = deploys.alias("d2")
+    # Nested, so the only way in is by SHA (its index), then each deploy by its key: a planner
+    # without statistics would otherwise walk every earlier deploy of the environment instead.
+    shipped_before = exists().where(
+        c2.c.sha == c.c.sha,
+        exists().where(
+            d2.c.id == c2.c.deploy_id,
+            d2.c.repo == d.c.repo,
+            d2.c.env == d.c.env,
+            d2.c.state == _SUCCEEDED,
+            d2.c.finished_at < since,
+        ),
+    )
+    return (
+        select(
+            d.c.repo,
+            d.c.env,
+            func.min(_Epoch(c.c.committed_at)).label("committed"),
+            func.min(_Epoch(d.c.finished_at)).label("shipped"),
+        )
+        .select_from(d.join(c, c.c.deploy_id == d.c.id))
+        .where(in_window, d.c.state == _SUCCEEDED, c.c.committed_at.is_not(None), ~shipped_before)
+        .group_by(d.c.repo, d.c.env, c.c.sha)
+    )

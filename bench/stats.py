@@ -1,7 +1,7 @@
 """Benchmark: `robot stats` over 100,000 seeded deploys (target ≤ 1 s on SQLite and PostgreSQL).
 
-A synthetic year of history (20 repos × production + staging, about 1 in 10 deploys failed, 1 in
-30 rolled back, 1–4 commits each, a failed deploy's commits shipped again by the next one) is
+A synthetic year of history (20 repos x production + staging, about 1 in 10 deploys failed, 1 in
+30 rolled back, 1 to 4 commits each, a failed deploy's commits shipped again by the next one) is
 bulk-inserted into a fresh store. Timed, as the median of --runs: `robot stats` as a process
 (baseline: `robot status` as a process on the same store) and the store call alone (baseline:
 the same call over a 1,000-deploy history, to show how it scales). The figures are printed too.

@@ -15,6 +15,7 @@ from bot.slack.commands import (
     DeployCommand,
     HelpCommand,
     LockCommand,
+    StatsCommand,
     StatusCommand,
     UnlockCommand,
     WhereCommand,
@@ -34,7 +35,7 @@ USAGE = (
     "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
     "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
     "`/deploy changes <repo> [to <env>]`, `/deploy approve <id>`, `/deploy reject <id> [: reason]`, "
-    "`/deploy help`."
+    "`/deploy stats [<repo>] [<env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 LOCK_USAGE = "Usage: `/deploy lock <repo> [to <env>] [for <duration>] [: reason]`"
@@ -286,3 +287,36 @@ def test_deploy_action_ids_match_the_routing_pattern() -> None:
     assert DEPLOY_ACTION_PATTERN.match("deploy_from_announcement")
     assert not DEPLOY_ACTION_PATTERN.match("deploy_cancel")
     assert not DEPLOY_ACTION_PATTERN.match("deploy_from_announcement:a b")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stats", StatsCommand()),
+        ("STATS acme/api", StatsCommand("acme/api")),
+        ("stats acme/api production", StatsCommand("acme/api", "production")),
+        ("stats acme/api to staging", StatsCommand("acme/api", "staging")),
+        ("stats to staging", StatsCommand(None, "staging")),
+    ],
+)
+def test_stats_forms(text: str, expected: StatsCommand) -> None:
+    assert parse_deploy(text) == expected
+    assert "`/deploy stats [<repo>] [<env>]`" in HELP_TEXT
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("stats a b c", "`/deploy stats` takes at most a repo and an environment."),
+        ("stats acme/api!", "`/deploy stats` cannot be forced with `!`."),
+        ("stats acme/api to", "`/deploy stats` needs an environment after `to`."),
+        ("stats to", "`/deploy stats` needs an environment after `to`."),
+        ("stats lock", "`lock` is a command word, not a repo."),
+        ("stats acme/api pr$d", "`pr$d` is not an environment name"),
+        ("lock stats", "`stats` is a command word, not a repo."),
+    ],
+)
+def test_stats_errors(text: str, message: str) -> None:
+    with pytest.raises(BadCommand) as info:
+        parse_deploy(text)
+    assert str(info.value).startswith(message)

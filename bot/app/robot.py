@@ -40,6 +40,7 @@ from bot.slack.client import build_web_client
 from bot.slack.directory import UserGroups
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import SlackOutbox
+from bot.stats import DoraStats
 from bot.wiring import Core, CoreStore, assemble_core, lay_foundation
 from handlers.answer import Answerer
 from handlers.routes import register
@@ -166,7 +167,13 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     if telemetry is not None:
         observer = FanOutObserver([MetricsObserver(telemetry), notifier])
     core = assemble_core(base, environ, observer, members_of=UserGroups(client).members)
-    chatops = ChatOps(core.service, notifier.current_step, approvals, changes=base.changes)
+    chatops = ChatOps(
+        core.service,
+        notifier.current_step,
+        approvals,
+        changes=base.changes,
+        stats=DoraStats(settings, base.store),
+    )
     answerer = Answerer(metrics=metrics)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     # Daemon listener threads: one still waiting on GitHub must not hold the exit at shutdown.

@@ -26,6 +26,7 @@ from bot.models import (
 from bot.slack.blocks.changes import changes_reply
 from bot.slack.blocks.primitives import Block
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
+from bot.slack.blocks.stats import stats_reply
 from bot.slack.commands import (
     ApproveCommand,
     CancelCommand,
@@ -36,12 +37,14 @@ from bot.slack.commands import (
     LockCommand,
     RejectCommand,
     RollbackCommand,
+    StatsCommand,
     StatusCommand,
     UnlockCommand,
     WhereCommand,
 )
 from bot.slack.ids import decode_deploy_value, decode_rollback_value
 from bot.slack.text import escape, fmt_duration, fmt_time
+from bot.stats import DoraStats
 
 _RECENT = 30
 _CANCEL_VALUE = re.compile(r"[1-9][0-9]{0,17}")
@@ -90,11 +93,13 @@ class ChatOps:
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
         approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
         changes: ChangeLists | None = None,
+        stats: DoraStats | None = None,
     ) -> None:
         self._service = service
         self._current_step = current_step
         self._approval_view = approval_view
         self._changes = changes
+        self._stats = stats
 
     # --- commands -------------------------------------------------------------------------
 
@@ -152,6 +157,8 @@ class ChatOps:
                 return self._approved(self._service.approve(command.deploy_id, caller.actor))
             case RejectCommand():
                 return self._rejected(self._service.reject(command.deploy_id, caller.actor, command.reason))
+            case StatsCommand():
+                return self._dora(command)
         raise TypeError(f"unhandled command {command!r}")
 
     def click_deploy(self, value: str, caller: Caller) -> Reply:
@@ -241,6 +248,13 @@ class ChatOps:
         url = self._changes.compare_url(preview.repo, preview.changes)
         head = preview.changes.head_sha
         text, blocks = changes_reply(preview.repo, preview.env, preview.branch, head, summary, url)
+        return Reply(text, blocks)
+
+    def _dora(self, command: StatsCommand) -> Reply:
+        """`/deploy stats`: the DORA figures of the last 30 days, from one store read."""
+        if self._stats is None:
+            raise BadCommand("This robot does not work out DORA figures.")
+        text, blocks = stats_reply(self._stats.report(command.repo, command.env))
         return Reply(text, blocks)
 
     def _status(self, command: StatusCommand) -> Reply:

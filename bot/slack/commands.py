@@ -17,7 +17,7 @@ USAGE = (
     "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]`, `/deploy unlock <repo> [to <env>]`, "
     "`/deploy where <repo>`, `/deploy rollback <repo> [to <env>]`, "
     "`/deploy changes <repo> [to <env>]`, `/deploy approve <id>`, `/deploy reject <id> [: reason]`, "
-    "`/deploy help`."
+    "`/deploy stats [<repo>] [<env>]`, `/deploy help`."
 )
 DEPLOY_USAGE = "Usage: `/deploy <repo>[@<ref>] [to <env>][!]`"
 LOCK_USAGE = "Usage: `/deploy lock <repo> [to <env>] [for <duration>] [: reason]`"
@@ -27,9 +27,10 @@ _DEPLOY_ID = re.compile(r"#?([0-9]{1,18})")
 # Slack markup: <url|label>, <@U…>, <#C…|name>, <!here>; the text between is already &-escaped.
 _MARKUP = re.compile(r"<([^<>]*)>")
 _QUOTES = "\"'“”‘’„«»"
-_KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback", "approve", "reject")
+_KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback", "approve", "reject", "stats")
 _TAKES_REASON = ("lock", "reject")
 ROLLBACK_USAGE = "`/deploy rollback <repo> [to <env>]`"
+STATS_USAGE = "Usage: `/deploy stats [<repo>] [<env>]`"
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,14 @@ class ChangesCommand:
 
 
 @dataclass(frozen=True)
+class StatsCommand:
+    """`/deploy stats [<repo>] [<env>]`: the DORA figures of the last 30 days."""
+
+    repo: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     """`/deploy help` or an empty `/deploy`."""
 
@@ -129,6 +138,7 @@ Command = (
     | ChangesCommand
     | ApproveCommand
     | RejectCommand
+    | StatsCommand
 )
 
 
@@ -176,6 +186,8 @@ def parse_deploy(text: str) -> Command:
     if keyword == "changes":
         usage = "`/deploy changes <repo> [to <env>]`"
         return ChangesCommand(*_repo_and_env(words[1:], "/deploy changes", usage))
+    if keyword == "stats":
+        return _parse_stats(words[1:])
     if keyword == "where":
         if len(words) != 2:
             raise BadCommand("`/deploy where` needs exactly one repo. Usage: `/deploy where <repo>`")
@@ -194,6 +206,22 @@ def parse_status(text: str) -> StatusCommand:
     repo = _repo(words[0]) if words else None
     env = check_env_name(words[1]) if len(words) == 2 else None
     return StatusCommand(repo, env)
+
+
+def _parse_stats(args: list[str]) -> StatsCommand:
+    """`[<repo>] [[to] <env>]`, or `to <env>` alone: that environment of every repo."""
+    if any("!" in a for a in args):
+        raise BadCommand(f"`/deploy stats` cannot be forced with `!`. {STATS_USAGE}")
+    if len(args) == 2 and args[0].lower() == "to":
+        return StatsCommand(None, check_env_name(args[1]))
+    if len(args) == 3 and args[1].lower() == "to":
+        args = [args[0], args[2]]
+    if len(args) > 2:
+        raise BadCommand(f"`/deploy stats` takes at most a repo and an environment. {STATS_USAGE}")
+    if any(a.lower() == "to" for a in args):
+        raise BadCommand(f"`/deploy stats` needs an environment after `to`. {STATS_USAGE}")
+    repo = _repo(args[0]) if args else None
+    return StatsCommand(repo, check_env_name(args[1]) if len(args) == 2 else None)
 
 
 def _parse_deploy_words(words: list[str]) -> DeployCommand:

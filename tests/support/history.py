@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -128,3 +128,52 @@ def _deploy_row(past: Past) -> dict[str, Any]:
 def _batches(history: Iterator[Past]) -> Iterator[list[Past]]:
     while batch := list(islice(history, BATCH)):
         yield batch
+
+
+# --- the seeded history with hand-computed DORA figures (tests/unit/test_dora_figures.py and
+# tests/test_dora_store.py check the same answers on MemoryStore, SQLite and PostgreSQL) ---------
+
+UNTIL = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+API, WEB = "acme/api", "acme/web"
+
+
+def ago(days: float = 0, hours: float = 0) -> datetime:
+    """A time before UNTIL (never on a whole-day boundary in SEEDED: day buckets are floors)."""
+    return UNTIL - timedelta(days=days, hours=hours)
+
+
+def _sha(name: str) -> str:
+    return name.encode().hex().ljust(40, "0")[:40]
+
+
+def _ships(*commits: tuple[str, datetime]) -> tuple[tuple[str, datetime], ...]:
+    return tuple((_sha(name), when) for name, when in commits)
+
+
+S, F = DeployState.SUCCEEDED, DeployState.FAILED
+SEEDED: tuple[Past, ...] = (
+    # Before the 84 days read: shipped c1 long ago.
+    Past(1, S, ago(100), commits=_ships(("c1", ago(101)))),
+    # 40 days ago: only in the 12-week trends; it ships g first (3 h).
+    Past(2, S, ago(40, 2), commits=_ships(("g", ago(40, 5)))),
+    # The 30-day window of acme/api production:
+    Past(3, S, ago(20, 2), commits=_ships(("a", ago(20, 4)), ("b", ago(20, 6)))),  # leads 2 h, 4 h
+    Past(4, F, ago(15, 2), commits=_ships(("c", ago(15, 3)))),  # incident starts
+    Past(5, F, ago(15, 1), commits=_ships(("c", ago(15, 3)))),  # same incident
+    Past(6, S, ago(14, 22), commits=_ships(("c", ago(15, 3)), ("d", ago(14, 23)))),  # 5 h, 1 h; recovered in 4 h
+    Past(7, S, ago(10, 2), commits=_ships(("e", ago(12, 2)), ("c1", ago(101)))),  # e 48 h; c1 shipped before
+    Past(8, S, ago(10, 0.5), created_at=ago(10, 1), rollback_of=7),  # rolled #7 back 1 h after: 1.5 h
+    Past(9, S, ago(5, 2), commits=_ships(("e", ago(12, 2)), ("f", ago(5, 2.5)), ("g", ago(40, 5)))),  # f 0.5 h
+    Past(10, S, ago(3, 2)),
+    Past(11, DeployState.CANCELLED, ago(2, 0.9), created_at=ago(2, 1), rollback_of=10),  # 25 h later: no failure
+    Past(12, DeployState.BLOCKED, ago(1, 2)),
+    Past(13, DeployState.INTERRUPTED, ago(1, 1)),
+    Past(14, F, ago(0, 6)),  # not recovered yet
+    # acme/api staging: never counted (production is).
+    Past(15, S, ago(2, 2), env="staging", commits=_ships(("s", ago(2, 3)))),
+    Past(16, F, ago(2, 1), env="staging"),
+    # acme/web production:
+    Past(17, S, ago(2, 2), repo=WEB, commits=_ships(("h", ago(3, 2)))),  # lead 24 h
+    Past(18, F, ago(1, 2), repo=WEB),
+    Past(19, S, ago(1, 1), repo=WEB),  # recovered in 1 h
+)

@@ -26,6 +26,8 @@ HELP_TEXT = "\n".join(
         "`/deploy changes <repo> [to <env>]` what deploying the branch head now would ship",
         "`/deploy approve <id>` approve a deploy to an environment that wants approvals",
         "`/deploy reject <id> [: reason]` reject it: it will not run",
+        "`/deploy stats [<repo>] [<env>]` DORA figures of the last 30 days: deploy frequency, lead time,"
+        " change failure rate, recovery time, each with its level and a 12-week trend",
         "`/deploy help` this text",
         "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
     )

@@ -183,18 +183,29 @@ def build_report(
     """The figures of ``history`` (read over lookback_days(days) before ``until``) per repo and overall."""
     repos = list(dict.fromkeys(repo for repo, _ in targets))
     overall = _scope(None, tuple(targets), history, days)
+    by_repo = _by_repo(history)
     per_repo = tuple(
-        _scope(repo, tuple(t for t in targets if t[0] == repo), _only(history, repo), days) for repo in repos
+        _scope(repo, tuple(t for t in targets if t[0] == repo), by_repo.get(repo, DoraHistory()), days)
+        for repo in repos
     )
     return DoraReport(until, days, overall, per_repo, tuple(uncounted))
 
 
-def _only(history: DoraHistory, repo: str) -> DoraHistory:
-    return DoraHistory(
-        days=tuple(r for r in history.days if r.repo == repo),
-        leads=tuple(r for r in history.leads if r.repo == repo),
-        incidents=tuple(r for r in history.incidents if r.repo == repo),
-    )
+def _by_repo(history: DoraHistory) -> dict[str, DoraHistory]:
+    """The history split by repo, in one pass over each kind of row."""
+    days: dict[str, list[DoraDay]] = defaultdict(list)
+    leads: dict[str, list[LeadSample]] = defaultdict(list)
+    incidents: dict[str, list[Incident]] = defaultdict(list)
+    for day in history.days:
+        days[day.repo].append(day)
+    for lead in history.leads:
+        leads[lead.repo].append(lead)
+    for incident in history.incidents:
+        incidents[incident.repo].append(incident)
+    return {
+        repo: DoraHistory(tuple(days[repo]), tuple(leads[repo]), tuple(incidents[repo]))
+        for repo in {*days, *leads, *incidents}
+    }
 
 
 def _scope(repo: str | None, targets: tuple[tuple[str, str], ...], history: DoraHistory, days: int) -> Scope:

@@ -195,13 +195,15 @@ def _first_shipped(d: Any, in_window: ColumnElement[bool], since: datetime) -> A
     # without statistics would otherwise walk every earlier deploy of the environment instead.
     shipped_before = exists().where(
         c2.c.sha == c.c.sha,
-        exists().where(
+        exists()
+        .where(
             d2.c.id == c2.c.deploy_id,
             d2.c.repo == d.c.repo,
             d2.c.env == d.c.env,
             d2.c.state == _SUCCEEDED,
             d2.c.finished_at < since,
-        ),
+        )
+        .correlate(d, c2),  # said explicitly: `d` is two levels up, which is not looked for
     )
     return (
         select(

@@ -160,12 +160,18 @@ SEEDED: tuple[Past, ...] = (
     Past(3, S, ago(20, 2), commits=_ships(("a", ago(20, 4)), ("b", ago(20, 6)))),  # leads 2 h, 4 h
     Past(4, F, ago(15, 2), commits=_ships(("c", ago(15, 3)))),  # incident starts
     Past(5, F, ago(15, 1), commits=_ships(("c", ago(15, 3)))),  # same incident
-    Past(6, S, ago(14, 22), commits=_ships(("c", ago(15, 3)), ("d", ago(14, 23)))),  # 5 h, 1 h; recovered in 4 h
+    Past(
+        6, S, ago(14, 22), commits=_ships(("c", ago(15, 3)), ("d", ago(14, 23)))
+    ),  # 5 h, 1 h; recovered in 4 h
     Past(7, S, ago(10, 2), commits=_ships(("e", ago(12, 2)), ("c1", ago(101)))),  # e 48 h; c1 shipped before
     Past(8, S, ago(10, 0.5), created_at=ago(10, 1), rollback_of=7),  # rolled #7 back 1 h after: 1.5 h
-    Past(9, S, ago(5, 2), commits=_ships(("e", ago(12, 2)), ("f", ago(5, 2.5)), ("g", ago(40, 5)))),  # f 0.5 h
+    Past(
+        9, S, ago(5, 2), commits=_ships(("e", ago(12, 2)), ("f", ago(5, 2.5)), ("g", ago(40, 5)))
+    ),  # f 0.5 h
     Past(10, S, ago(3, 2)),
-    Past(11, DeployState.CANCELLED, ago(2, 0.9), created_at=ago(2, 1), rollback_of=10),  # 25 h later: no failure
+    Past(
+        11, DeployState.CANCELLED, ago(2, 0.9), created_at=ago(2, 1), rollback_of=10
+    ),  # 25 h later: no failure
     Past(12, DeployState.BLOCKED, ago(1, 2)),
     Past(13, DeployState.INTERRUPTED, ago(1, 1)),
     Past(14, F, ago(0, 6)),  # not recovered yet

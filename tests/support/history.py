@@ -7,7 +7,7 @@ deploys through its `add_past_deploy`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -183,3 +183,22 @@ SEEDED: tuple[Past, ...] = (
     Past(18, F, ago(1, 2), repo=WEB),
     Past(19, S, ago(1, 1), repo=WEB),  # recovered in 1 h
 )
+
+
+def shifted(history: Iterable[Past], until: datetime) -> list[Past]:
+    """``history`` moved in time so that it ends relative to ``until`` as SEEDED does to UNTIL
+    (for a robot process, whose clock is the real one)."""
+    by = until - UNTIL
+
+    def move(when: datetime | None) -> datetime | None:
+        return when + by if when is not None else None
+
+    return [
+        replace(
+            past,
+            finished_at=move(past.finished_at),
+            created_at=move(past.created_at),
+            commits=tuple((sha, when + by) for sha, when in past.commits),
+        )
+        for past in history
+    ]

@@ -24,6 +24,7 @@ BENCHES = (
     ("shutdown", ["bench/shutdown.py"]),
     ("replicas", ["bench/replicas.py"]),
     ("change list", ["bench/change_list.py"]),
+    ("dora stats", ["bench/stats.py"]),
 )
 TIMEOUT_SECONDS = 600
 HEADER = ("bench", "what", "robot", "baseline", "ratio", "target", "met?")

@@ -357,13 +357,18 @@ def _scope_json(scope: Scope) -> dict[str, Any]:
     }
     for figure in scope.figures:
         figures[figure.key] = {
-            "value": figure.value,
+            "value": _rounded(figure.value),
             "level": figure.level.value if figure.level is not None else None,
-            **figure.numbers,
-            "weekly": list(figure.weekly),
+            **{name: _rounded(value) for name, value in figure.numbers.items()},
+            "weekly": [_rounded(value) for value in figure.weekly],
             "sparkline": figure.trend,
         }
     return figures
+
+
+def _rounded(value: float | int | None) -> float | int | None:
+    """Floats to 6 decimals: 1.4, not 1.4000000000000001."""
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def report_lines(report: DoraReport) -> list[str]:

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from bot.dora import HOUR, build_report
 from bot.errors import UnknownDeploy
 from bot.models import BranchHead, DeployRequest, DeployState, ProcessInfo, ProcessKind, Source
 from bot.store import SqlStore
 from tests.fakes.memory import MemoryStore
+from tests.support.history import API, SEEDED, UNTIL, WEB, insert_history, seed_memory
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -409,3 +411,24 @@ def test_rejecting_and_expiring_are_conditional_writes(store: Any) -> None:
     assert store.expire_approval("not approved in time") is None  # once
     assert store.approve(expiring.id, "slack:U2", 1).deploy.state is DeployState.EXPIRED
     assert store.next_recheck() == later.recheck_at
+
+
+def test_dora_history_sums_the_seeded_history_alike(store: Any, tmp_path: Path) -> None:
+    if isinstance(store, MemoryStore):
+        seed_memory(store, SEEDED)
+    else:
+        insert_history(f"sqlite:///{tmp_path / 'contract.db'}", SEEDED)
+    targets = [(API, "production"), (WEB, "production")]
+    assert store.dora_history([], UNTIL, 84).days == ()
+    history = store.dora_history(targets, UNTIL, 84)
+    # acme/api production over 84 days: the days with deploys that ended (tests/support/history.py).
+    api_days = [(d.day, d.succeeded, d.failed, d.rolled_back) for d in history.days if d.repo == API]
+    assert api_days == [(0, 0, 1, 0), (3, 1, 0, 0), (5, 1, 0, 0), (10, 2, 0, 1), (14, 1, 0, 0), (15, 0, 2, 0),
+                        (20, 1, 0, 0), (40, 1, 0, 0)]  # fmt: skip
+    api = build_report(history, targets, UNTIL, 30).repos[0]
+    assert api.lead_time.numbers["median_seconds"] == pytest.approx(3 * HOUR, abs=1)
+    assert [(i.day, i.seconds is None) for i in history.incidents if i.repo == API] == [
+        (0, True),
+        (10, False),
+        (15, False),
+    ]

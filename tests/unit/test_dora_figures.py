@@ -287,6 +287,7 @@ def test_slack_blocks_overall_first_and_bounded(world: World) -> None:
     # App Home has less room: the figures stop in time and say how many repos were left out.
     small = dora_section(report, max_blocks=3)
     assert len(small) == 3 and "2 more repos" in json.dumps(small[-1])
+    assert all(len(dora_section(report, max_blocks=n)) <= n for n in range(1, 6))
     text, reply_blocks = stats_reply(report)
     assert text.startswith("DORA figures, last 30 days: Deployment frequency high")
     assert reply_blocks == blocks

@@ -43,7 +43,7 @@ def dora_section(report: DoraReport, max_blocks: int = MAX_BLOCKS) -> list[Block
         scopes.sort(key=lambda s: -(s.frequency.numbers.get("deploys") or 0))
         scopes.insert(0, report.overall)
     room = max_blocks - len(blocks) - (1 if report.uncounted else 0)
-    shown = scopes[:room] if len(scopes) <= room else scopes[: room - 1]
+    shown = scopes if len(scopes) <= room else scopes[: max(room - 1, 0)]
     blocks.extend(scope_section(scope) for scope in shown)
     if len(shown) < len(scopes):
         blocks.append(context(f"{len(scopes) - len(shown)} more repos: `/deploy stats <repo>` shows one."))
@@ -51,7 +51,7 @@ def dora_section(report: DoraReport, max_blocks: int = MAX_BLOCKS) -> list[Block
         blocks.append(
             context("Not counted (no `production`, no `dora: true`): " + escape(", ".join(report.uncounted)))
         )
-    return blocks
+    return blocks[:max_blocks]
 
 
 def stats_reply(report: DoraReport) -> Message:

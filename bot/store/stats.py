@@ -132,7 +132,7 @@ class DoraRows:
             # from the newest, value), at the least cost per row for the tens of thousands of commits.
             leads = sorted(
                 (repo, env, int((end - shipped) // DAY_SECONDS), shipped - committed)
-                for repo, env, committed, shipped in conn.execute(_first_shipped(d, in_window, since))
+                for repo, env, committed, shipped in conn.execute(_first_shipped(d, in_window))
             )
         return DoraHistory(
             days=tuple(
@@ -199,13 +199,18 @@ def _incidents(finished: Any) -> Any:
     return select(m.repo, m.env, m.day, (m.good - m.t).label("took")).where(m.bad == 1, m.before == 0)
 
 
-def _first_shipped(d: Any, in_window: ColumnElement[bool], since: datetime) -> Any:
-    """Each commit the window's succeeded deploys shipped, unless one had shipped it there before."""
+def _first_shipped(d: Any, in_window: ColumnElement[bool]) -> Any:
+    """Each commit a succeeded deploy of the window shipped first in its environment (no
+    succeeded deploy there shipped it before: an earlier end, or the same end and a lower id)."""
     c = deploy_commits.alias("c")
     c2 = deploy_commits.alias("c2")
     d2 = deploys.alias("d2")
+    earlier = or_(
+        d2.c.finished_at < d.c.finished_at, and_(d2.c.finished_at == d.c.finished_at, d2.c.id < d.c.id)
+    )
     # Nested, so the only way in is by SHA (its index), then each deploy by its key: a planner
     # without statistics would otherwise walk every earlier deploy of the environment instead.
+    # OFFSET 0 keeps PostgreSQL from making it a hash anti-join over every commit ever shipped.
     shipped_before = (
         select(c2.c.deploy_id)
         .where(
@@ -216,7 +221,7 @@ def _first_shipped(d: Any, in_window: ColumnElement[bool], since: datetime) -> A
                 d2.c.repo == d.c.repo,
                 d2.c.env == d.c.env,
                 d2.c.state == _SUCCEEDED,
-                d2.c.finished_at < since,
+                earlier,
             )
             .correlate(d, c2),  # said explicitly: `d` is two levels up, which is not looked for
         )
@@ -224,13 +229,7 @@ def _first_shipped(d: Any, in_window: ColumnElement[bool], since: datetime) -> A
         .exists()
     )
     return (
-        select(
-            d.c.repo,
-            d.c.env,
-            func.min(_Epoch(c.c.committed_at)).label("committed"),
-            func.min(_Epoch(d.c.finished_at)).label("shipped"),
-        )
+        select(d.c.repo, d.c.env, _Epoch(c.c.committed_at), _Epoch(d.c.finished_at))
         .select_from(d.join(c, c.c.deploy_id == d.c.id))
         .where(in_window, d.c.state == _SUCCEEDED, c.c.committed_at.is_not(None), ~shipped_before)
-        .group_by(d.c.repo, d.c.env, c.c.sha)
     )

@@ -44,7 +44,7 @@ def dora_history(
     days_rows = [DoraDay(*key, *row) for key, row in sums.items()]
 
     first: dict[tuple[str, str, str], tuple[datetime, datetime]] = {}
-    for d in sorted(ok, key=_end):
+    for d in sorted(ok, key=lambda d: (_end(d), d.id)):
         for commit in commits.get(d.id, ()):
             if commit.committed_at is not None:
                 first.setdefault((d.repo, d.env, commit.sha), (commit.committed_at, _end(d)))

@@ -50,6 +50,10 @@ _LISTEN_SLICE_SECONDS = 2.0
 # `run_one` checks its cancel event this often while it waits for a wake-up.
 _CANCEL_SLICE_SECONDS = 0.2
 _CANCELLED_WAITING = "cancelled while waiting for CI"
+# Rows of processes silent (stopped or dead) for this long are deleted, unless a running deploy
+# names them; some live process does it on a heartbeat, at most this often.
+PROCESS_ROWS_KEEP_SECONDS = 24 * 3600.0
+PRUNE_PROCESSES_EVERY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class DeployService:
         self._process_id: int | None = None
         self._beats: list[Heartbeat] = []
         self._process_lock = threading.Lock()
+        self._next_prune = 0.0  # monotonic; the first heartbeat prunes
 
     # --- requests -------------------------------------------------------------------------
 
@@ -299,12 +304,23 @@ class DeployService:
         self.recover()
         interval = self._settings.state.heartbeat
         self._beats = [
-            Heartbeat(lambda: self._store.heartbeat(process_id), interval, "heartbeat"),
+            Heartbeat(lambda: self._beat(process_id), interval, "heartbeat"),
             Heartbeat(self.recover, interval, "lease-watcher"),
         ]
         for beat in self._beats:
             beat.start()
         return process_id
+
+    def _beat(self, process_id: int) -> None:
+        """Renew this process's lease; now and then, delete long-silent processes' rows too."""
+        self._store.heartbeat(process_id)
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_PROCESSES_EVERY_SECONDS
+        pruned = self._store.prune_processes(PROCESS_ROWS_KEEP_SECONDS)
+        if pruned:
+            log.info("deleted the rows of %d robot process(es) silent for over a day", pruned)
 
     def close(self) -> None:
         """Stop the heartbeat and record a clean stop (what this process still runs is anyone's)."""

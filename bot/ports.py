@@ -188,6 +188,10 @@ class StorePort(Protocol):
 
     def get_process(self, process_id: int) -> RobotProcess | None: ...
 
+    def prune_processes(self, silent_for: float) -> int:
+        """Delete rows of processes silent for over ``silent_for`` s that own no active deploy."""
+        ...
+
     def list_deploys(
         self,
         repo: str | None = None,

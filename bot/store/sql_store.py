@@ -134,16 +134,18 @@ def _owner_alive(lease: float, database_clock: bool) -> ColumnElement[bool]:
     ``database_clock``: heartbeats were stamped by the database (PostgreSQL), so the cutoff is the
     database's time too; robots on hosts whose clocks drift never judge each other by them.
     """
-    cutoff: object = (
-        func.now() - func.make_interval(0, 0, 0, 0, 0, 0, lease)
-        if database_clock
-        else _now() - timedelta(seconds=lease)
-    )
     return exists().where(
         processes.c.id == deploys.c.owner_id,
         processes.c.stopped_at.is_(None),
-        processes.c.heartbeat_at >= cutoff,
+        processes.c.heartbeat_at >= _heartbeat_cutoff(lease, database_clock),
     )
+
+
+def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
+    """``seconds`` ago, on the clock that stamped the heartbeats (the database's on PostgreSQL)."""
+    if database_clock:
+        return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+    return _now() - timedelta(seconds=seconds)
 
 
 def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
@@ -720,6 +722,21 @@ class SqlStore:
                 .where(processes.c.id == process_id, processes.c.stopped_at.is_(None))
                 .values(stopped_at=_now())
             )
+
+    def prune_processes(self, silent_for: float) -> int:
+        """Delete the rows of processes silent for over ``silent_for`` seconds (stopped or dead)
+        that own no active deploy; how many went.
+
+        One conditional delete: a row a running deploy names stays, so a takeover still finds
+        its owner's host and boot id. A stopped process beats no more, so its row goes too.
+        """
+        cutoff = _heartbeat_cutoff(silent_for, self._database_clock)
+        owns = exists().where(
+            deploys.c.owner_id == processes.c.id, deploys.c.state.in_([_QUEUED, _WAITING, _RUNNING])
+        )
+        with self._write() as conn:
+            gone = conn.execute(delete(processes).where(processes.c.heartbeat_at < cutoff, ~owns))
+        return int(gone.rowcount or 0)
 
     def get_process(self, process_id: int) -> RobotProcess | None:
         """The registered process with that id, or None."""

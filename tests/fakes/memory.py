@@ -365,6 +365,17 @@ class MemoryStore:
         with self._lock:
             return self._processes.get(process_id)
 
+    def prune_processes(self, silent_for: float) -> int:
+        with self._lock:
+            cutoff = self.clock() - timedelta(seconds=silent_for)
+            owners = {d.owner_id for d in self._deploys.values() if not d.state.is_final}
+            gone = [
+                p.id for p in self._processes.values() if p.heartbeat_at < cutoff and p.id not in owners
+            ]
+            for process_id in gone:
+                del self._processes[process_id]
+            return len(gone)
+
     def list_deploys(
         self,
         repo: str | None = None,

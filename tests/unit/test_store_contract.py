@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -105,6 +106,22 @@ def test_take_over_and_last_succeeded(store: Any) -> None:
     store.heartbeat(alive.id)
     assert store.get_process(alive.id).heartbeat_at >= alive.heartbeat_at
     assert store.get_process(999) is None
+
+
+def test_prune_processes_keeps_live_rows_and_an_active_deploys_owner(store: Any) -> None:
+    gone = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.RUN))
+    owner = store.register_process(ProcessInfo("host-b", 2, "boot-2", ProcessKind.DEPLOY))
+    alive = store.register_process(ProcessInfo("host-a", 3, "boot-1", ProcessKind.RUN))
+    running = store.create_deploy(req())[0]
+    store.claim_next(owner=owner.id)
+    store.stop_process(gone.id)
+    time.sleep(0.3)
+    store.heartbeat(alive.id)
+    assert store.prune_processes(0.2) == 1
+    assert [store.get_process(p.id) is None for p in (gone, owner, alive)] == [True, False, False]
+    store.finish_deploy(running.id, DeployState.FAILED, "x")
+    assert store.prune_processes(0.2) == 1 and store.get_process(owner.id) is None
+    assert store.prune_processes(0.2) == 0
 
 
 def test_update_logs_locks_heads_and_auto_deploy_marks(store: Any) -> None:

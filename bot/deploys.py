@@ -145,7 +145,10 @@ class DeployService:
             channel=channel or self._settings.channel(target.repo),
             message_ts=message_ts,
         )
-        deploy, created = self._store.create_deploy(request)
+        # A terminal's deploy is queued for the terminal: it runs it (live output, Ctrl-C), not
+        # a `robot run` beside it that a restart would cancel it with.
+        owner = self._process_id if source is Source.CLI else None
+        deploy, created = self._store.create_deploy(request, owner)
         if created:
             self._observer.deploy_changed(deploy)
             self._notify_workers()
@@ -512,7 +515,7 @@ class DeployService:
 
         Returns the deploy it dealt with, as it is now; None when there was nothing to do.
         """
-        deploy = self._store.claim_next(only_id=only_id, owner=owner)
+        deploy = self._store.claim_next(only_id=only_id, owner=owner, lease=self._settings.state.lease)
         if deploy is not None:
             self._ring()  # more may be claimable: another idle worker looks
             return self._run(deploy, cancel or threading.Event())

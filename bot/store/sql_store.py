@@ -293,15 +293,18 @@ class SqlStore:
 
     # deploys
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
-        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False."""
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
+        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False.
+
+        ``owner``: the process that will run it (a terminal's deploy), recorded while it is queued.
+        """
         same_active = select(deploys).where(
             deploys.c.repo == request.repo,
             deploys.c.env == request.env,
             deploys.c.sha == request.sha,
             deploys.c.state.in_(_ACTIVE),
         )
-        values = _new_deploy(request)
+        values = {**_new_deploy(request), "owner_id": owner}
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 with self._write() as conn:
@@ -324,12 +327,21 @@ class SqlStore:
             row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
         return None if row is None else _deploy(row)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         """Atomically move the oldest claimable queued deploy to running (one per repo+env).
 
-        ``owner`` (the claiming process) is recorded in the same write.
+        ``owner`` (the claiming process) is recorded in the same write. With ``lease``, a deploy
+        queued for another process (a terminal's) is that process's while its lease holds: the
+        terminal shows its steps and its Ctrl-C cancels them; if it dies, anyone may run it.
         """
         claimable = _claimable()
+        if lease is not None:
+            mine = deploys.c.owner_id.is_(None) if owner is None else deploys.c.owner_id == owner
+            claimable = claimable & (
+                deploys.c.owner_id.is_(None) | mine | ~_owner_alive(lease, self._database_clock)
+            )
         candidates = select(deploys.c.id, deploys.c.repo, deploys.c.env).where(claimable)
         candidates = candidates.order_by(deploys.c.id)
         if only_id is not None:

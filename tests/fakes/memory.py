@@ -94,7 +94,7 @@ class MemoryStore:
 
     # deploys
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
         with self._lock:
             for deploy in self._deploys.values():
                 same = (deploy.repo, deploy.env, deploy.sha) == (request.repo, request.env, request.sha)
@@ -114,6 +114,7 @@ class MemoryStore:
                 message_ts=request.message_ts,
                 root_ts=request.message_ts if request.source is not Source.MERGE else None,
                 created_at=_now(),
+                owner_id=owner,
             )
             self._deploys[deploy.id] = deploy
             self._touch()
@@ -123,10 +124,15 @@ class MemoryStore:
         with self._lock:
             return self._deploys.get(deploy_id)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         with self._lock:
             for deploy in sorted(self._deploys.values(), key=lambda d: d.id):
                 if only_id is not None and deploy.id != only_id:
+                    continue
+                theirs = deploy.owner_id not in (None, owner)
+                if theirs and lease is not None and self._owner_alive(deploy, lease):
                     continue
                 if self._claimable(deploy):
                     running = replace(
@@ -369,9 +375,7 @@ class MemoryStore:
         with self._lock:
             cutoff = self.clock() - timedelta(seconds=silent_for)
             owners = {d.owner_id for d in self._deploys.values() if not d.state.is_final}
-            gone = [
-                p.id for p in self._processes.values() if p.heartbeat_at < cutoff and p.id not in owners
-            ]
+            gone = [p.id for p in self._processes.values() if p.heartbeat_at < cutoff and p.id not in owners]
             for process_id in gone:
                 del self._processes[process_id]
             return len(gone)

@@ -16,10 +16,13 @@ from bot.config import load_settings
 from bot.deploys import PROCESS_ROWS_KEEP_SECONDS, DeployService
 from bot.errors import ConfigError, StoreError
 from bot.models import (
+    Actor,
+    ActorKind,
     Deploy,
     DeployState,
     ProcessInfo,
     ProcessKind,
+    Source,
     Step,
     StepResult,
     StepStatus,
@@ -384,3 +387,21 @@ def test_a_live_process_deletes_rows_silent_for_a_day_on_a_heartbeat_now_and_the
         assert fast.store.get_process(live_id) is not None, "a live process beats: never pruned"
     finally:
         live.close()
+
+
+def test_a_terminals_deploy_is_left_to_the_terminal_while_a_robot_run_idles_beside_it(
+    world_for: WorldFactory,
+) -> None:
+    world = world_for(state={"heartbeat": 0.02, "lease": 1})
+    terminal = world.service.register(ProcessKind.DEPLOY)
+    deploy = world.request(user=Actor(ActorKind.CLI, "ops"), source=Source.CLI)
+    robot, _ = other_process(world)
+    robot.start()
+    try:
+        time.sleep(0.3)  # the robot's idle workers look at the queue, beat and watch leases
+        assert world.service.get(deploy.id).state is DeployState.QUEUED
+        final = world.run(deploy.id)  # `robot deploy` claims and runs it itself
+    finally:
+        robot.stop(1)
+        robot.close()
+    assert (final.state, final.owner_id) == (DeployState.SUCCEEDED, terminal)

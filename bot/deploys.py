@@ -63,6 +63,10 @@ _CANCEL_SLICE_SECONDS = 0.2
 _CANCELLED_WAITING = "cancelled while waiting for CI"
 _CANCELLED_AWAITING = "cancelled while awaiting approval"
 _EXPIRED = "not approved in time"
+# Rows of processes silent (stopped or dead) for this long are deleted, unless a running deploy
+# names them; some live process does it on a heartbeat, at most this often.
+PROCESS_ROWS_KEEP_SECONDS = 24 * 3600.0
+PRUNE_PROCESSES_EVERY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class DeployService:
         self._beats: list[Heartbeat] = []
         self._process_lock = threading.Lock()
         self._lock_watchers: list[Callable[[Lock], None]] = []
+        self._next_prune = 0.0  # monotonic; the first heartbeat prunes
 
     # --- requests -------------------------------------------------------------------------
 
@@ -173,7 +178,10 @@ class DeployService:
 
     def _create(self, request: DeployRequest, approved_by: Actor | None) -> tuple[Deploy, bool]:
         """Record a request (or find its identical active deploy) and tell the workers."""
-        deploy, created = self._store.create_deploy(request)
+        # A terminal's deploy is queued for the terminal: it runs it (live output, Ctrl-C), not
+        # a `robot run` beside it that a restart would cancel it with.
+        owner = self._process_id if request.source is Source.CLI else None
+        deploy, created = self._store.create_deploy(request, owner)
         if approved_by is not None and deploy.state is DeployState.AWAITING_APPROVAL:
             # The terminal's operator answers for the approval: it alone queues the deploy (the
             # one just created, or an identical one that was awaiting approval).
@@ -462,12 +470,23 @@ class DeployService:
         self.recover()
         interval = self._settings.state.heartbeat
         self._beats = [
-            Heartbeat(lambda: self._store.heartbeat(process_id), interval, "heartbeat"),
+            Heartbeat(lambda: self._beat(process_id), interval, "heartbeat"),
             Heartbeat(self.recover, interval, "lease-watcher"),
         ]
         for beat in self._beats:
             beat.start()
         return process_id
+
+    def _beat(self, process_id: int) -> None:
+        """Renew this process's lease; now and then, delete long-silent processes' rows too."""
+        self._store.heartbeat(process_id)
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_PROCESSES_EVERY_SECONDS
+        pruned = self._store.prune_processes(PROCESS_ROWS_KEEP_SECONDS)
+        if pruned:
+            log.info("deleted the rows of %d robot process(es) silent for over a day", pruned)
 
     def close(self) -> None:
         """Stop the heartbeat and record a clean stop (what this process still runs is anyone's)."""
@@ -659,7 +678,7 @@ class DeployService:
 
         Returns the deploy it dealt with, as it is now; None when there was nothing to do.
         """
-        deploy = self._store.claim_next(only_id=only_id, owner=owner)
+        deploy = self._store.claim_next(only_id=only_id, owner=owner, lease=self._settings.state.lease)
         if deploy is not None:
             self._ring()  # more may be claimable: another idle worker looks
             return self._run(deploy, cancel or threading.Event())

@@ -41,6 +41,8 @@ STORE_RETRY_SECONDS = 300.0
 STORE_RETRY_FIRST_SECONDS = 0.2
 STORE_RETRY_MAX_SECONDS = 10.0
 STOPPED_SUMMARY = "cancelled: the robot stopped"
+# Said first of a deploy its own robot cancelled because it was stopped (SIGTERM), not a person.
+STOPPED_REASON = "the robot stopped"
 
 T = TypeVar("T")
 
@@ -492,6 +494,8 @@ class Pipeline:
             log.warning("deploy #%s was taken over by another robot: %s", deploy.id, current.error)
             observer.deploy_changed(current)
             return current
+        if self._stopping.is_set() and not current.cancel_requested:
+            outcome = _said_stopped(outcome)
         error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
         final = self._store_write(
             deploy,
@@ -555,6 +559,15 @@ class Pipeline:
             outcome.github_state,
             extra=deploy_fields(deploy),
         )
+
+
+def _said_stopped(outcome: Outcome) -> Outcome:
+    """A cancel that the robot's own stop caused says so first (a person's cancel stays as is)."""
+    if outcome.state is not DeployState.CANCELLED or outcome.summary.startswith(
+        (STOPPED_REASON, STOPPED_SUMMARY)
+    ):
+        return outcome
+    return replace(outcome, summary=f"{STOPPED_REASON}: {outcome.summary}")
 
 
 def _step_outcome(index: int, total: int, label: str, result: StepResult) -> Outcome:

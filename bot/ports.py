@@ -110,15 +110,21 @@ class ChangeFeed(Protocol):
 class StorePort(Protocol):
     """The source of truth for deploys, queue, locks, logs and last-seen heads."""
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
-        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False."""
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
+        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False.
+
+        ``owner``: the process that will run it (a terminal's deploy): queued for that process.
+        """
         ...
 
     def get_deploy(self, deploy_id: int) -> Deploy | None: ...
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         """Atomically move the oldest claimable queued deploy to running (one per repo+env),
-        recording ``owner`` (the claiming process) in the same write."""
+        recording ``owner`` (the claiming process) in the same write. With ``lease``, a deploy
+        queued for another process is left to it while that process beat within ``lease`` s."""
         ...
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
@@ -224,6 +230,10 @@ class StorePort(Protocol):
         ...
 
     def get_process(self, process_id: int) -> RobotProcess | None: ...
+
+    def prune_processes(self, silent_for: float) -> int:
+        """Delete rows of processes silent for over ``silent_for`` s that own no active deploy."""
+        ...
 
     def list_deploys(
         self,

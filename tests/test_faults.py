@@ -431,14 +431,16 @@ class DiskFullLogStore:
             raise StoreError("the database is unavailable: database or disk is full")
         self.inner.append_log(deploy_id, lines)
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
-        return self.inner.create_deploy(request)
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
+        return self.inner.create_deploy(request, owner)
 
     def get_deploy(self, deploy_id: int) -> Deploy | None:
         return self.inner.get_deploy(deploy_id)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
-        return self.inner.claim_next(only_id, owner)
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
+        return self.inner.claim_next(only_id, owner, lease)
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
         return self.inner.update_deploy(deploy_id, **fields)

@@ -102,7 +102,7 @@ class MemoryStore:
 
     # deploys
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
         with self._lock:
             for deploy in self._deploys.values():
                 same = (deploy.repo, deploy.env, deploy.sha) == (request.repo, request.env, request.sha)
@@ -123,6 +123,7 @@ class MemoryStore:
                 root_ts=request.message_ts if request.source is not Source.MERGE else None,
                 created_at=_now(),
                 rollback_of=request.rollback_of,
+                owner_id=owner,
             )
             if request.approval_timeout is not None:
                 due = self.clock() + timedelta(seconds=request.approval_timeout)
@@ -135,10 +136,15 @@ class MemoryStore:
         with self._lock:
             return self._deploys.get(deploy_id)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         with self._lock:
             for deploy in sorted(self._deploys.values(), key=lambda d: d.id):
                 if only_id is not None and deploy.id != only_id:
+                    continue
+                theirs = deploy.owner_id not in (None, owner)
+                if theirs and lease is not None and self._owner_alive(deploy, lease):
                     continue
                 if self._claimable(deploy):
                     running = replace(
@@ -425,6 +431,15 @@ class MemoryStore:
     def get_process(self, process_id: int) -> RobotProcess | None:
         with self._lock:
             return self._processes.get(process_id)
+
+    def prune_processes(self, silent_for: float) -> int:
+        with self._lock:
+            cutoff = self.clock() - timedelta(seconds=silent_for)
+            owners = {d.owner_id for d in self._deploys.values() if not d.state.is_final}
+            gone = [p.id for p in self._processes.values() if p.heartbeat_at < cutoff and p.id not in owners]
+            for process_id in gone:
+                del self._processes[process_id]
+            return len(gone)
 
     def list_deploys(
         self,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.loopback import LoopbackServer
@@ -61,6 +62,7 @@ __all__ = [
     "FakeSlack",
     "Message",
     "ResponsePost",
+    "SpreadingSlack",
     "UploadedFile",
 ]
 
@@ -123,7 +125,7 @@ class FakeSlack(WebApiSide, SocketModeSide):
         """The Web API base, usable as `WebClient(base_url=...)`."""
         return f"{self.base_url}/api/"
 
-    def start(self) -> FakeSlack:
+    def start(self) -> Self:
         """Listen on a free port of 127.0.0.1 in a background thread."""
         self._loopback = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
         return self
@@ -138,7 +140,7 @@ class FakeSlack(WebApiSide, SocketModeSide):
         if self._loopback is not None:
             self._loopback.close()
 
-    def __enter__(self) -> FakeSlack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -155,6 +157,26 @@ class FakeSlack(WebApiSide, SocketModeSide):
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
+
+
+class SpreadingSlack(FakeSlack):
+    """The fake Slack sending each envelope to a live connection picked at random (seeded), as
+    Slack spreads an app's envelopes over its connections: each replica gets its share."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self._random = random.Random(seed)
+
+    def _live_connection(self) -> _WsConnection:
+        live = sorted((c for c in self._connections.values() if not c.draining), key=lambda c: c.id)
+        if not live:
+            raise RuntimeError("FakeSlack: no live Socket Mode connection")
+        return self._random.choice(live)
+
+    def connection_ids(self) -> set[int]:
+        """The ids of the open connections (a new one is the newest process's)."""
+        with self._lock:
+            return set(self._connections)
 
 
 class _Handler(BaseHTTPRequestHandler):

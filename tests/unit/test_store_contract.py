@@ -56,6 +56,26 @@ def test_claim_is_fifo_one_running_per_env_and_not_when_locked(store: Any) -> No
     assert claimed.id == two.id and claimed.state is DeployState.RUNNING and claimed.started_at
 
 
+def test_a_deploy_queued_for_a_process_is_left_to_it_while_its_lease_holds(store: Any) -> None:
+    terminal = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.DEPLOY))
+    robot = store.register_process(ProcessInfo("host-a", 2, "boot-1", ProcessKind.RUN))
+    theirs = store.create_deploy(req("1" * 40), terminal.id)[0]
+    behind = store.create_deploy(req("2" * 40))[0]
+    other = store.create_deploy(req("3" * 40, env="staging"))[0]
+    assert theirs.owner_id == terminal.id and theirs.state is DeployState.QUEUED
+    assert store.claim_next(owner=robot.id, lease=30).id == other.id
+    assert store.claim_next(owner=robot.id, lease=30) is None, "#1 is the terminal's; #2 waits behind it"
+    claimed = store.claim_next(only_id=theirs.id, owner=terminal.id, lease=30)
+    assert (claimed.id, claimed.owner_id) == (theirs.id, terminal.id)
+    store.finish_deploy(theirs.id, DeployState.SUCCEEDED, None)
+    assert store.claim_next(owner=robot.id, lease=30).id == behind.id
+    # A terminal that stopped (or went silent past the lease) leaves its queued deploy to anyone.
+    orphan = store.create_deploy(req("4" * 40, env="qa"), terminal.id)[0]
+    assert store.claim_next(owner=robot.id, lease=30) is None
+    store.stop_process(terminal.id)
+    assert store.claim_next(owner=robot.id, lease=30).id == orphan.id
+
+
 def test_cancels_are_conditional(store: Any) -> None:
     queued = store.create_deploy(req("1" * 40))[0]
     running = store.create_deploy(req("2" * 40, env="staging"))[0]
@@ -106,6 +126,22 @@ def test_take_over_and_last_succeeded(store: Any) -> None:
     store.heartbeat(alive.id)
     assert store.get_process(alive.id).heartbeat_at >= alive.heartbeat_at
     assert store.get_process(999) is None
+
+
+def test_prune_processes_keeps_live_rows_and_an_active_deploys_owner(store: Any) -> None:
+    gone = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.RUN))
+    owner = store.register_process(ProcessInfo("host-b", 2, "boot-2", ProcessKind.DEPLOY))
+    alive = store.register_process(ProcessInfo("host-a", 3, "boot-1", ProcessKind.RUN))
+    running = store.create_deploy(req())[0]
+    store.claim_next(owner=owner.id)
+    store.stop_process(gone.id)
+    time.sleep(0.3)
+    store.heartbeat(alive.id)
+    assert store.prune_processes(0.2) == 1
+    assert [store.get_process(p.id) is None for p in (gone, owner, alive)] == [True, False, False]
+    store.finish_deploy(running.id, DeployState.FAILED, "x")
+    assert store.prune_processes(0.2) == 1 and store.get_process(owner.id) is None
+    assert store.prune_processes(0.2) == 0
 
 
 def test_update_logs_locks_heads_and_auto_deploy_marks(store: Any) -> None:

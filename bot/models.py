@@ -579,3 +579,15 @@ class HeadClaim:
 
     claimed: bool
     auto_deploy: AutoDeploy | None = None  # None: none asked, or this SHA's was claimed before
+
+
+# ---- App Home ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HomeViewer:
+    """A Slack user who opened the robot's App Home: when they last did, and the repo filter they chose."""
+
+    user: str  # a Slack user id
+    opened_at: datetime
+    repo_filter: str | None = None  # None: every repo, the most recently active first

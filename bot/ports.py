@@ -21,6 +21,7 @@ from bot.models import (
     GateResult,
     HeadClaim,
     HeadPoll,
+    HomeViewer,
     Lock,
     MergeNews,
     Orphan,
@@ -194,8 +195,9 @@ class StorePort(Protocol):
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        """Newest first."""
+        """Newest first; ``since``: only those created at or after it."""
         ...
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None: ...
@@ -224,6 +226,18 @@ class StorePort(Protocol):
 
     def queue_auto_deploy(self, request: DeployRequest) -> tuple[Deploy, bool] | None:
         """A pending merge auto-deploy → queued with its deploy, one transaction; None if not pending."""
+        ...
+
+    def open_home(self, user: str) -> HomeViewer:
+        """Record that ``user`` opened the App Home now (their repo filter is kept)."""
+        ...
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        """Remember the repo ``user`` filters their App Home on (None: every repo)."""
+        ...
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        """Who opened the App Home at or after ``opened_since``, most recent first."""
         ...
 
 

@@ -202,3 +202,14 @@ poller_lease = Table(
     Column("holder", Integer, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+# Who opened the robot's App Home and when (their views are republished for a day after), with
+# the repo filter each chose: in the store, so whichever replica changes a deploy republishes.
+home_views = Table(
+    "home_views",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("repo_filter", String(255), nullable=True),
+)
+Index("ix_home_views_opened_at", home_views.c.opened_at)

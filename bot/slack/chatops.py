@@ -79,9 +79,12 @@ class ChatOps:
         self,
         service: DeployService,
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
+        lock_changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``lock_changed`` is told after a lock or unlock (App Home republishes)."""
         self._service = service
         self._current_step = current_step
+        self._lock_changed = lock_changed
 
     # --- commands -------------------------------------------------------------------------
 
@@ -104,10 +107,12 @@ class ChatOps:
                 return self._cancelled(self._service.cancel(command.deploy_id, caller.actor))
             case LockCommand():
                 lock = self._service.lock(command.repo, command.env, caller.actor, command.reason)
+                self._lock_changed()
                 why = f": {escape(lock.reason)}" if lock.reason else ""
                 return Reply(f"🔒 {lock.repo} {lock.env} is locked{why}. Deploys there wait until unlocked.")
             case UnlockCommand():
                 lock = self._service.unlock(command.repo, command.env, caller.actor)
+                self._lock_changed()
                 return Reply(f"🔓 {lock.repo} {lock.env} is unlocked.")
             case WhereCommand():
                 views: list[EnvironmentView] = self._service.where(command.repo)

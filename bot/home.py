@@ -86,6 +86,9 @@ class Dashboard:
         order = list(self._settings.repos)
         return tuple(sorted(order, key=lambda repo: (-newest[repo], order.index(repo))))
 
+    def configured(self, repo: str) -> bool:
+        return repo in self._settings.repos
+
     def env_counts(self, repos: Sequence[str]) -> list[int]:
         """How many environments each repo has (what a page of them costs in blocks)."""
         return [len(self._settings.repos[repo].environments) for repo in repos]

@@ -176,7 +176,7 @@ class HomeOps:
 
     def choose_repo(self, user: str, value: str) -> None:
         """The repo filter: one repo, or every repo (remembered per user)."""
-        repo = None if value == HOME_ALL_REPOS or value not in self._dashboard.repos_by_activity() else value
+        repo = value if value != HOME_ALL_REPOS and self._dashboard.configured(value) else None
         self._act(user, lambda actor: self._refresher.seen(self._store.set_home_filter(user, repo)))
 
     def deploy(self, user: str, value: str) -> None:

@@ -62,9 +62,15 @@ def make_rig(
 
 @pytest.fixture
 def rig(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[RobotRig]:
-    with make_rig(tmp_path, github, slack) as made:
+    with make_rig(tmp_path, github, slack, home_interval=1.0) as made:
         wait_for(lambda: made.store.get_head("acme/api") is not None, WAIT, "the poller to see the head")
         yield made
+
+
+def hold(rig: RobotRig) -> Path:
+    """While this file exists the recording step waits."""
+    assert rig.checkout is not None
+    return rig.checkout / "hold"
 
 
 def open_home(slack: FakeSlack, user: str) -> dict[str, Any]:
@@ -131,6 +137,10 @@ def test_home_is_published_on_open_with_the_sections_and_only_permitted_buttons(
     assert buttons(mallory) == {}  # one repo: no filter either
     assert {v.user for v in rig.store.home_viewers(_long_ago())} == {ALICE, MALLORY}
 
+    rig.command("unlock acme/api to staging")  # a change made elsewhere reaches every viewer
+    unlocked = lambda: all("release freeze" not in text(rig.slack.home(u)) for u in (ALICE, MALLORY))  # noqa: E731
+    wait_for(unlocked, WAIT, "every viewer's Home to show the unlock")
+
 
 def _long_ago() -> datetime:
     return datetime.now(UTC) - timedelta(days=1)
@@ -139,7 +149,7 @@ def _long_ago() -> datetime:
 def test_deploy_cancel_lock_and_unlock_from_home(rig: RobotRig, github: FakeGitHub) -> None:
     sha = github.head("acme/api", "main")
     view = open_home(rig.slack, ALICE)
-    (rig.checkout / "hold").touch()  # type: ignore[operator]
+    hold(rig).touch()
     click(rig, ALICE, HOME_DEPLOY_ACTION, buttons(view)[HOME_DEPLOY_ACTION][1]["value"], view)
     wait_for(lambda: rig.store.get_deploy(1) is not None, WAIT, "the deploy from Home")
     deploy = rig.wait_state(1, DeployState.RUNNING)
@@ -170,7 +180,7 @@ def test_deploy_cancel_lock_and_unlock_from_home(rig: RobotRig, github: FakeGitH
 
 def test_home_actions_are_refused_without_the_right(rig: RobotRig, github: FakeGitHub) -> None:
     sha = github.head("acme/api", "main")
-    (rig.checkout / "hold").touch()  # type: ignore[operator]
+    hold(rig).touch()
     rig.command("acme/api to production")
     rig.wait_state(1, DeployState.RUNNING)
     rig.command("lock acme/api to staging : freeze")
@@ -201,7 +211,7 @@ def test_home_actions_are_refused_without_the_right(rig: RobotRig, github: FakeG
     assert [d.id for d in rig.store.list_deploys()] == [1] and rig.deploy(1).state is DeployState.RUNNING
     assert rig.store.get_lock("acme/api", "staging") is not None
     assert rig.store.get_lock("acme/api", "production") is None
-    (rig.checkout / "hold").unlink()  # type: ignore[operator]
+    hold(rig).unlink()
     rig.final(1)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.config import Settings
 from bot.deploys import DeployService
@@ -36,7 +36,7 @@ class EnvCard:
     may_deploy: bool
     may_lock: bool
     cancellable: frozenset[int]
-    """The ids of this card's active deploys the user may cancel."""
+    """The ids of this card's running and waiting deploys the user may cancel."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class RepoCards:
 class HomePage:
     """One user's App Home: the repo filter's choices and the repos shown."""
 
-    user: str
+    user: str  # "" in a snapshot: nobody's rights applied yet
     repos: tuple[str, ...]
     """Every configured repo, the most recently deployed first (the filter's options)."""
     repo_filter: str | None
@@ -61,7 +61,7 @@ class HomePage:
 
 
 class Dashboard:
-    """Reads the store (and the service's rights) into HomePage values; renders nothing."""
+    """Reads the store into HomePage values, then applies one user's rights; renders nothing."""
 
     def __init__(
         self,
@@ -93,32 +93,53 @@ class Dashboard:
         """How many environments each repo has (what a page of them costs in blocks)."""
         return [len(self._settings.repos[repo].environments) for repo in repos]
 
-    def page(self, user: str, repos: tuple[str, ...], repo_filter: str | None, shown: int) -> HomePage:
-        """The page of ``user``: the first ``shown`` of ``repos`` (or the filtered repo), with their cards."""
+    def snapshot(self, repo_filter: str | None, fits: Callable[[list[int]], int]) -> HomePage:
+        """What every user's page shows, without anyone's rights (no buttons): the repos by activity,
+        then the filtered repo, or as many as ``fits`` says fit (given their environment counts)."""
+        repos = self.repos_by_activity()
         if repo_filter is not None and repo_filter in self._settings.repos:
             picked: Sequence[str] = [repo_filter]
         else:
             repo_filter = None
-            picked = repos[:shown]
-        actor = Actor(ActorKind.SLACK, user)
+            picked = repos[: fits(self.env_counts(repos))]
         active: dict[tuple[str, str], list[Deploy]] = {}
         for deploy in self._store.list_deploys(states=ACTIVE_STATES, limit=ACTIVE_LIMIT):
             active.setdefault((deploy.repo, deploy.env), []).append(deploy)
         locks = {(lock.repo, lock.env): lock for lock in self._store.list_locks()}
-        cards = tuple(RepoCards(repo, self._cards(actor, repo, active, locks)) for repo in picked)
-        return HomePage(user, repos, repo_filter, cards, len(repos) - len(picked))
+        cards = tuple(RepoCards(repo, self._cards(repo, active, locks)) for repo in picked)
+        return HomePage("", repos, repo_filter, cards, len(repos) - len(picked))
+
+    def for_user(self, snapshot: HomePage, user: str) -> HomePage:
+        """``snapshot`` with the buttons ``user`` may use (the service's rights; no store reads)."""
+        actor = Actor(ActorKind.SLACK, user)
+        shown = []
+        for repo in snapshot.shown:
+            may_deploy = self._service.may_deploy(actor, repo.repo)
+            may_lock = self._service.may_lock(actor, repo.repo)
+            envs = tuple(
+                replace(
+                    card,
+                    may_deploy=may_deploy,
+                    may_lock=may_lock,
+                    cancellable=frozenset(
+                        d.id
+                        for d in (card.running, *card.waiting)
+                        if d and self._service.may_cancel(actor, d)
+                    ),
+                )
+                for card in repo.envs
+            )
+            shown.append(RepoCards(repo.repo, envs))
+        return replace(snapshot, user=user, shown=tuple(shown))
 
     def _cards(
         self,
-        actor: Actor,
         repo: str,
         active: dict[tuple[str, str], list[Deploy]],
         locks: dict[tuple[str, str], Lock],
     ) -> tuple[EnvCard, ...]:
         settings = self._settings.repos[repo]
         head = self._store.get_head(repo)
-        may_deploy = self._service.may_deploy(actor, repo)
-        may_lock = self._service.may_lock(actor, repo)
         cards = []
         for env in settings.environments:
             here = sorted(active.get((repo, env), []), key=lambda d: d.id)
@@ -138,9 +159,9 @@ class Dashboard:
                     queued=sum(d.state is DeployState.QUEUED for d in here),
                     lock=locks.get((repo, env)),
                     last_failure=_first(self._store.list_deploys(repo, env, [DeployState.FAILED], limit=1)),
-                    may_deploy=may_deploy,
-                    may_lock=may_lock,
-                    cancellable=frozenset(d.id for d in here if self._service.may_cancel(actor, d)),
+                    may_deploy=False,
+                    may_lock=False,
+                    cancellable=frozenset(),
                 )
             )
         return tuple(cards)

@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.deploys import DeployService
 from bot.errors import AccessDenied, BadCommand, BotError, StoreError
-from bot.home import Dashboard
+from bot.home import Dashboard, HomePage
 from bot.models import Actor, ActorKind, Deploy, GateResult, HomeViewer, Source, StepResult, TaskEvent
 from bot.ports import StorePort
 from bot.slack.blocks.home import View, home_view, lock_form, repos_that_fit
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 VIEWER_WINDOW = timedelta(hours=24)
 """Views of users who opened Home this recently are kept current."""
+SNAPSHOT_TTL_SECONDS = 5.0
+"""A republish reuses the store's picture while nothing changed here, this long at most: a burst
+of viewers costs one set of reads. A user's own open or click always reads afresh."""
 VIEWERS_TTL_SECONDS = 5.0
 """How long the list of recent viewers read from the store is reused (other replicas' opens
 show up within this)."""
@@ -65,6 +68,8 @@ class HomeRefresher:
         self._viewers: dict[str, HomeViewer] = {}
         self._read_at = -float("inf")
         self._lock = threading.Lock()
+        self.generation = 0
+        """Bumped by every change: a picture of the store taken before it is out of date."""
 
     def attach(self, render: Callable[[str], View]) -> None:
         """What renders a user's view (HomeOps, built after the service this observer watches)."""
@@ -80,6 +85,8 @@ class HomeRefresher:
 
     def changed(self) -> None:
         """A deploy or lock changed: every recent viewer's Home is republished, paced."""
+        with self._lock:
+            self.generation += 1
         render = self._render
         if render is None:
             return
@@ -146,14 +153,28 @@ class HomeOps:
         self._outbox = outbox
         self._refresher = refresher
         self._interval = interval
-        refresher.attach(self.render)
+        self._snapshots: dict[str | None, tuple[float, int, HomePage]] = {}
+        self._snapshots_lock = threading.Lock()
+        refresher.attach(partial(self.render, fresh=False))
 
-    def render(self, user: str) -> View:
-        """``user``'s Home as of now."""
-        repos = self._dashboard.repos_by_activity()
-        shown = repos_that_fit(self._dashboard.env_counts(repos))
-        page = self._dashboard.page(user, repos, self._refresher.repo_filter(user), shown)
-        return home_view(page, datetime.now(UTC))
+    def render(self, user: str, fresh: bool = True) -> View:
+        """``user``'s Home as of now (``fresh``: False reuses a snapshot up to SNAPSHOT_TTL_SECONDS old)."""
+        page = self._snapshot(self._refresher.repo_filter(user), fresh)
+        return home_view(self._dashboard.for_user(page, user), datetime.now(UTC))
+
+    def _snapshot(self, repo_filter: str | None, fresh: bool) -> HomePage:
+        now, generation = time.monotonic(), self._refresher.generation
+        with self._snapshots_lock:
+            cached = self._snapshots.get(repo_filter)
+        if not fresh and cached is not None:
+            taken, seen, page = cached
+            if seen == generation and now - taken < SNAPSHOT_TTL_SECONDS:
+                return page
+        # The generation is read before the store: a change made meanwhile outdates this picture.
+        page = self._dashboard.snapshot(repo_filter, repos_that_fit)
+        with self._snapshots_lock:
+            self._snapshots[repo_filter] = (now, generation, page)
+        return page
 
     def publish(self, user: str) -> None:
         """Publish ``user``'s Home now (their own open or click); paced publishes wait after it."""

@@ -41,7 +41,7 @@ def test_cards_hold_current_running_waiting_queued_lock_and_last_failure(world_f
 
     repos = dashboard.repos_by_activity()
     assert repos == (API, "acme/web")
-    page = dashboard.page(ALICE, repos, None, shown=2)
+    page = dashboard.for_user(dashboard.snapshot(None, lambda counts: 2), ALICE)
     (api, web) = page.shown
     staging, production = api.envs
     assert (staging.env, staging.lock and staging.lock.reason, staging.current) == ("staging", "freeze", None)
@@ -54,8 +54,11 @@ def test_cards_hold_current_running_waiting_queued_lock_and_last_failure(world_f
     assert production.may_deploy and production.may_lock and running.id in production.cancellable
     assert [c.env for c in web.envs] == ["production"] and page.hidden == 0
 
-    assert dashboard.page(ALICE, repos, "acme/web", shown=2).shown[0].repo == "acme/web"
-    assert dashboard.page(ALICE, repos, "acme/gone", shown=1).repo_filter is None
+    assert dashboard.snapshot("acme/web", lambda counts: 2).shown[0].repo == "acme/web"
+    one = dashboard.snapshot("acme/gone", lambda counts: 1)
+    assert one.repo_filter is None and [r.repo for r in one.shown] == [API] and one.hidden == 1
+    nobody = dashboard.for_user(one, MALLORY).shown[0].envs[1]
+    assert not (nobody.may_deploy or nobody.may_lock or nobody.cancellable)
 
 
 @pytest.mark.parametrize(

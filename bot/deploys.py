@@ -413,6 +413,35 @@ class DeployService:
             f"{action} {target.env} of",
         )
 
+    # --- rights, asked before a button is shown (the action checks them again) -------------
+
+    def may_deploy(self, user: Actor, repo: str) -> bool:
+        """Whether ``user`` may deploy ``repo`` (without force), as ``request`` would judge."""
+        return self._allowed(lambda: self._check_access(user, self._settings.repos[repo].deployers, repo, ""))
+
+    def may_lock(self, user: Actor, repo: str) -> bool:
+        """Whether ``user`` may lock and unlock ``repo``'s environments, as ``lock`` would judge."""
+        target = Target(repo, "")
+        return self._allowed(lambda: self._check_lock_right(user, target, "lock"))
+
+    def may_cancel(self, user: Actor, deploy: Deploy) -> bool:
+        """Whether ``user`` may cancel ``deploy``, as ``cancel`` would judge (from Slack)."""
+        if user == deploy.requester:
+            return True
+        repo = self._settings.repos.get(deploy.repo)
+        if repo is not None and not repo.deployers:
+            return True
+        allowed = _deployers_and_force(repo) if repo else []
+        return self._allowed(lambda: self._check_access(user, allowed, deploy.repo, "", False))
+
+    @staticmethod
+    def _allowed(check: Callable[[], None]) -> bool:
+        try:
+            check()
+        except AccessDenied:
+            return False
+        return True
+
     def where(self, repo: str) -> list[EnvironmentView]:
         """Each environment of a repo with its lock and its last deploy."""
         target = self.target(repo)

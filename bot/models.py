@@ -711,3 +711,15 @@ class ChangeList:
     behind_by: int = 0
     commits: tuple[CommitInfo, ...] = ()
     note: str = ""  # why it is unavailable, one line
+
+
+# ---- App Home ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HomeViewer:
+    """A Slack user who opened the robot's App Home: when they last did, and the repo filter they chose."""
+
+    user: str  # a Slack user id
+    opened_at: datetime
+    repo_filter: str | None = None  # None: every repo, the most recently active first

@@ -24,6 +24,7 @@ from bot.models import (
     GateResult,
     HeadClaim,
     HeadPoll,
+    HomeViewer,
     Lock,
     MergeNews,
     Orphan,
@@ -241,8 +242,9 @@ class StorePort(Protocol):
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        """Newest first."""
+        """Newest first; ``since``: only those created at or after it."""
         ...
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None: ...
@@ -310,6 +312,20 @@ class StorePort(Protocol):
 
     def get_changes(self, deploy_id: int) -> ChangeList | None:
         """A deploy's change list as recorded; None before it was worked out."""
+        ...
+
+    # App Home viewers
+
+    def open_home(self, user: str) -> HomeViewer:
+        """Record that ``user`` opened the App Home now (their repo filter is kept)."""
+        ...
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        """Remember the repo ``user`` filters their App Home on (None: every repo)."""
+        ...
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        """Who opened the App Home at or after ``opened_since``, most recent first."""
         ...
 
 

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -483,8 +483,9 @@ class DiskFullLogStore:
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        return self.inner.list_deploys(repo, env, states, limit)
+        return self.inner.list_deploys(repo, env, states, limit, since)
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None:
         return self.inner.last_succeeded(repo, env)

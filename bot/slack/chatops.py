@@ -90,11 +90,14 @@ class ChatOps:
         current_step: Callable[[int], str | None] = lambda deploy_id: None,
         approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
         changes: ChangeLists | None = None,
+        lock_changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``lock_changed`` is told after a lock or unlock (App Home republishes)."""
         self._service = service
         self._current_step = current_step
         self._approval_view = approval_view
         self._changes = changes
+        self._lock_changed = lock_changed
 
     # --- commands -------------------------------------------------------------------------
 
@@ -128,9 +131,11 @@ class ChatOps:
                 lock = self._service.lock(
                     command.repo, command.env, caller.actor, command.reason, command.duration
                 )
+                self._lock_changed()
                 return Reply(_locked_text(lock))
             case UnlockCommand():
                 lock = self._service.unlock(command.repo, command.env, caller.actor)
+                self._lock_changed()
                 return Reply(f"🔓 {lock.repo} {lock.env} is unlocked.")
             case WhereCommand():
                 views: list[EnvironmentView] = self._service.where(command.repo)

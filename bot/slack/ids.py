@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from bot.errors import BadCommand
-from bot.validation import ENV_NAME, is_valid_repo_name
+from bot.errors import BadCommand, InvalidRef
+from bot.validation import ENV_NAME, check_ref, is_valid_repo_name
 
 CANCEL_ACTION = "deploy_cancel"
 APPROVE_ACTION = "deploy_approve"
@@ -95,3 +95,50 @@ def decode_rollback_value(value: str) -> tuple[str, str, str, int]:
 def _valid_id(deploy_id: object) -> bool:
     """A deploy id: a positive int the store can hold (a JSON true is not 1)."""
     return isinstance(deploy_id, int) and not isinstance(deploy_id, bool) and 0 < deploy_id < _MAX_DEPLOY_ID
+
+
+# ---- App Home ------------------------------------------------------------------------------
+# Each environment's buttons sit in an actions block of their own, so these ids are unique
+# within their block as Slack requires; the value names the repo + environment (or the deploy).
+HOME_DEPLOY_ACTION = "home_deploy"
+HOME_CANCEL_ACTION = "home_cancel"
+HOME_UNLOCK_ACTION = "home_unlock"
+HOME_LOCK_ACTION = "home_lock"
+HOME_FILTER_ACTION = "home_repo_filter"
+HOME_LOCK_VIEW = "home_lock_form"
+"""The callback_id of the Lock… modal; its view_submission is routed by it."""
+HOME_REASON_BLOCK = "reason"
+HOME_ALL_REPOS = "*"
+"""The repo filter's option meaning every repo."""
+_BROKEN_HOME = "This App Home button is broken or out of date; reopen the robot's Home tab."
+
+
+def encode_target(repo: str, env: str, ref: str | None = None) -> str:
+    """An App Home button's value: a repo + environment, and for Deploy the ref it deploys."""
+    if not (is_valid_repo_name(repo) and ENV_NAME.fullmatch(env)):
+        raise ValueError(f"cannot encode an App Home button for {repo!r} {env!r}")
+    data = {"repo": repo, "env": env} if ref is None else {"repo": repo, "env": env, "ref": check_ref(ref)}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def decode_target(value: str) -> tuple[str, str, str | None]:
+    """(repo, env, ref or None) from an App Home button's value; BadCommand when malformed."""
+    if len(value) > MAX_VALUE:
+        raise BadCommand(_BROKEN_HOME)
+    try:
+        data = json.loads(value)
+    except ValueError as err:
+        raise BadCommand(_BROKEN_HOME) from err
+    if not isinstance(data, dict) or not {"repo", "env"} <= set(data) <= {"repo", "env", "ref"}:
+        raise BadCommand(_BROKEN_HOME)
+    repo, env, ref = data["repo"], data["env"], data.get("ref")
+    if not (isinstance(repo, str) and isinstance(env, str) and isinstance(ref, str | None)):
+        raise BadCommand(_BROKEN_HOME)
+    if not (is_valid_repo_name(repo) and ENV_NAME.fullmatch(env)):
+        raise BadCommand(_BROKEN_HOME)
+    if ref is not None:
+        try:
+            check_ref(ref)
+        except InvalidRef as err:
+            raise BadCommand(_BROKEN_HOME) from err
+    return repo, env, ref

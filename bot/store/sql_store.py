@@ -44,6 +44,7 @@ from bot.models import (
     DeployRequest,
     DeployState,
     HeadClaim,
+    HomeViewer,
     Lock,
     LockEvent,
     Orphan,
@@ -65,6 +66,7 @@ from bot.store.schema import (
     deploy_logs,
     deploys,
     heads,
+    home_views,
     lock_events,
     locks,
     poller_lease,
@@ -860,8 +862,9 @@ class SqlStore(ChangeListRows):
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        """Newest first, optionally only one repo, environment or set of states."""
+        """Newest first, optionally only one repo, environment, set of states, or those created since."""
         if limit <= 0:
             return []
         query = select(deploys).order_by(deploys.c.id.desc()).limit(limit)
@@ -871,6 +874,8 @@ class SqlStore(ChangeListRows):
             query = query.where(deploys.c.env == env)
         if states is not None:
             query = query.where(deploys.c.state.in_([s.value for s in states]))
+        if since is not None:
+            query = query.where(deploys.c.created_at >= since)
         with self._read() as conn:
             return [_deploy(r) for r in conn.execute(query)]
 
@@ -1378,6 +1383,32 @@ class SqlStore(ChangeListRows):
                 # transaction rolled back whole, the claim is pending again; the next round finds it.
                 continue
         raise RuntimeError(f"could not queue the auto-deploy of {request.repo}@{request.sha}")
+
+    # App Home viewers
+
+    def open_home(self, user: str) -> HomeViewer:
+        """Record that ``user`` opened the App Home now; their viewer row, repo filter kept."""
+        values: dict[str, object] = {"user_id": user, "opened_at": _now()}
+        with self._write() as conn:
+            row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
+        return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        """Remember the repo ``user`` filters their App Home on (None: every repo)."""
+        values: dict[str, object] = {"user_id": user, "opened_at": _now(), "repo_filter": repo}
+        with self._write() as conn:
+            row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
+        return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        """Who opened the App Home at or after ``opened_since``, most recent first."""
+        query = (
+            select(home_views)
+            .where(home_views.c.opened_at >= opened_since)
+            .order_by(home_views.c.opened_at.desc())
+        )
+        with self._read() as conn:
+            return [HomeViewer(r.user_id, r.opened_at, r.repo_filter) for r in conn.execute(query)]
 
 
 def _keepalives(lease: float) -> dict[str, int]:

@@ -36,6 +36,7 @@ from bot.models import (
     GateResult,
     HeadClaim,
     HeadPoll,
+    HomeViewer,
     Lock,
     LockEvent,
     MergeNews,
@@ -86,6 +87,7 @@ class MemoryStore:
         self.fail_queue_auto = False  # queue_auto_deploy raises (a crash inside its transaction)
         self._processes: dict[int, RobotProcess] = {}
         self._process_ids = itertools.count(1)
+        self._home: dict[str, HomeViewer] = {}
         self._changed = threading.Condition(self._lock)
         self._changes = 0  # what SqlStore's NOTIFY / data_version tell a feed
         self._comparisons: dict[tuple[str, str, str], Comparison] = {}
@@ -447,6 +449,7 @@ class MemoryStore:
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
         if limit <= 0:
             return []
@@ -457,6 +460,7 @@ class MemoryStore:
                 if (repo is None or d.repo == repo)
                 and (env is None or d.env == env)
                 and (states is None or d.state in states)
+                and (since is None or (d.created_at is not None and d.created_at >= since))
             ]
         return found[:limit]
 
@@ -707,6 +711,26 @@ class MemoryStore:
         with self._lock:
             if self._poller_lease is not None and self._poller_lease[0] == process_id:
                 self._poller_lease = None
+
+    # App Home viewers
+
+    def open_home(self, user: str) -> HomeViewer:
+        with self._lock:
+            known = self._home.get(user)
+            viewer = HomeViewer(user, _now(), known.repo_filter if known else None)
+            self._home[user] = viewer
+            return viewer
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        with self._lock:
+            viewer = HomeViewer(user, _now(), repo)
+            self._home[user] = viewer
+            return viewer
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        with self._lock:
+            found = [v for v in self._home.values() if v.opened_at >= opened_since]
+        return sorted(found, key=lambda v: v.opened_at, reverse=True)
 
     # helpers
 

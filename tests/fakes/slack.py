@@ -40,6 +40,7 @@ from tests.fakes.slack_web import (
     Call,
     Ephemeral,
     Message,
+    PublishedView,
     ResponsePost,
     UploadedFile,
     WebApiSide,
@@ -61,6 +62,7 @@ __all__ = [
     "Ephemeral",
     "FakeSlack",
     "Message",
+    "PublishedView",
     "ResponsePost",
     "SpreadingSlack",
     "UploadedFile",
@@ -93,6 +95,7 @@ class FakeSlack(WebApiSide, SocketModeSide):
         self._files: dict[str, UploadedFile] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._views: list[JSON] = []
+        self._published: list[PublishedView] = []
         self._tickets: set[str] = set()
         self._connections: dict[int, _WsConnection] = {}
         self._total_connections = 0

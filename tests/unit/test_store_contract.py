@@ -445,3 +445,34 @@ def test_rejecting_and_expiring_are_conditional_writes(store: Any) -> None:
     assert store.expire_approval("not approved in time") is None  # once
     assert store.approve(expiring.id, "slack:U2", 1).deploy.state is DeployState.EXPIRED
     assert store.next_recheck() == later.recheck_at
+
+
+def test_history_filters_in_the_query_since_states_env_and_limit(store: Any) -> None:
+    old = store.create_deploy(req("1" * 40))[0]
+    store.finish_deploy(old.id, DeployState.FAILED, "boom")
+    staging = store.create_deploy(req("2" * 40, env="staging"))[0]
+    newest = store.create_deploy(req("3" * 40))[0]
+    assert [d.id for d in store.list_deploys(since=newest.created_at)] == [newest.id]
+    assert [d.id for d in store.list_deploys(since=old.created_at)] == [newest.id, staging.id, old.id]
+    assert [d.id for d in store.list_deploys(env="staging")] == [staging.id]
+    assert [d.id for d in store.list_deploys(states=[DeployState.FAILED])] == [old.id]
+    assert [d.id for d in store.list_deploys(states=[DeployState.QUEUED], limit=1)] == [newest.id]
+    later = newest.created_at + timedelta(seconds=1)
+    assert store.list_deploys(since=later) == []
+
+
+def test_home_viewers_are_recorded_with_their_filter(store: Any) -> None:
+    first = store.open_home("U1")
+    assert first.user == "U1" and first.repo_filter is None
+    assert store.set_home_filter("U1", "acme/api").repo_filter == "acme/api"
+    again = store.open_home("U1")
+    assert again.repo_filter == "acme/api" and again.opened_at >= first.opened_at
+    store.open_home("U2")
+    viewers = store.home_viewers(first.opened_at)
+    assert [v.user for v in viewers] == ["U2", "U1"]
+    assert store.home_viewers(viewers[0].opened_at + timedelta(seconds=1)) == []
+    store.set_home_filter("U2", None)
+    assert {v.user: v.repo_filter for v in store.home_viewers(first.opened_at)} == {
+        "U1": "acme/api",
+        "U2": None,
+    }

@@ -400,7 +400,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(history_document(deploys, locks), ensure_ascii=False, indent=2))
+        print(json.dumps(history_document(deploys, locks, approvals), ensure_ascii=False, indent=2))
         return EXIT_OK
     if not deploys:
         print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")

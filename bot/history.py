@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from bot.errors import BadCommand, InvalidDuration
-from bot.models import Deploy, DeployState, Lock
+from bot.models import Approval, Deploy, DeployState, Lock
 from bot.text import shown
 from bot.validation import parse_duration
 
@@ -67,7 +67,7 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def deploy_record(deploy: Deploy) -> dict[str, Any]:
+def deploy_record(deploy: Deploy, approvals: Sequence[Approval] = ()) -> dict[str, Any]:
     """One deploy as `robot status --json` prints it: every field a script needs, stable keys."""
     took = deploy.duration_seconds
     return {
@@ -90,6 +90,8 @@ def deploy_record(deploy: Deploy) -> dict[str, Any]:
         "channel": deploy.channel,
         "thread_ts": deploy.message_ts,
         "root_ts": deploy.root_ts,
+        "rollback_of": deploy.rollback_of,
+        "approved_by": [{"by": a.approver, "at": iso(a.at)} for a in approvals],
     }
 
 
@@ -101,9 +103,18 @@ def lock_record(lock: Lock) -> dict[str, Any]:
         "locked_by": str(lock.locker),
         "reason": lock.reason,
         "locked_at": iso(lock.locked_at),
+        "expires_at": iso(lock.expires_at),
     }
 
 
-def history_document(deploys: Iterable[Deploy], locks: Iterable[Lock]) -> dict[str, Any]:
+def history_document(
+    deploys: Iterable[Deploy],
+    locks: Iterable[Lock],
+    approvals: Mapping[int, Sequence[Approval]] | None = None,
+) -> dict[str, Any]:
     """`robot status --json`: ``{"deploys": [...newest first], "locks": [...]}``."""
-    return {"deploys": [deploy_record(d) for d in deploys], "locks": [lock_record(lock) for lock in locks]}
+    given = approvals or {}
+    return {
+        "deploys": [deploy_record(d, given.get(d.id, ())) for d in deploys],
+        "locks": [lock_record(lock) for lock in locks],
+    }

@@ -38,6 +38,8 @@ DEPLOY_KEYS = {
     "channel",
     "thread_ts",
     "root_ts",
+    "rollback_of",
+    "approved_by",
 }
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -92,10 +94,11 @@ def test_json_shape_has_every_field_a_script_needs(config: Path) -> None:
     assert succeeded["created_at"] == (NOW - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert succeeded["finished_at"].endswith("Z") and isinstance(succeeded["duration_seconds"], float)
     assert document["deploys"][3]["error"] == "exited 4"
+    assert succeeded["rollback_of"] is None and succeeded["approved_by"] == []
     assert document["deploys"][1]["started_at"] is None and document["deploys"][1]["duration_seconds"] is None
     (lock,) = document["locks"]
     assert lock["locked_by"] == "slack:U0BOB0001" and lock["reason"] == "release freeze"
-    assert set(lock) == {"repo", "env", "locked_by", "reason", "locked_at"}
+    assert set(lock) == {"repo", "env", "locked_by", "reason", "locked_at", "expires_at"}
 
 
 @pytest.mark.parametrize(
@@ -125,7 +128,10 @@ def test_the_env_filter_applies_to_locks(config: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--state", "done"], "robot: --state: `done` is not a deploy state; valid states: queued, waiting,"),
+        (
+            ["--state", "done"],
+            "robot: --state: `done` is not a deploy state; valid states: awaiting_approval, queued, waiting,",
+        ),
         (["--state", ","], "robot: --state: an empty list is not a deploy state; valid states:"),
         (["--since", "yesterday"], "robot: --since: `yesterday` is neither an ISO 8601 date or time"),
         (["--since", "7x"], "nor a duration back from now (30m, 12h, 7d, 1w)"),
@@ -150,4 +156,6 @@ def test_limit_must_be_a_number(config: Path) -> None:
 def test_the_table_takes_the_same_filters(config: Path) -> None:
     done = run_cli(config, "status", "--state", "failed")
     assert done.returncode == 0, done.stderr
-    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["1"]
+    table, _, locks = done.stdout.partition("\n\nLocked:\n")  # the locks follow the history
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["1"]
+    assert "production" in locks

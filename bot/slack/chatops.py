@@ -225,6 +225,11 @@ class ChatOps:
         if not created:
             return self._queued(deploy, created)
         what = f"{deploy.repo} → {deploy.env} back to {deploy.short_sha} (undoing #{deploy.rollback_of})"
+        if deploy.state is DeployState.AWAITING_APPROVAL:
+            return Reply(
+                f"⏪ Rollback #{deploy.id} awaits approval: {escape(what)}; no CI gate (it succeeded "
+                "there); its message says who may approve."
+            )
         return Reply(f"⏪ Rollback #{deploy.id} queued: {escape(what)}; no CI gate (it succeeded there).")
 
     def _cancelled(self, deploy: Deploy) -> Reply:

@@ -30,6 +30,11 @@ _QUOTES = "\"'“”‘’„«»"
 _KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback", "approve", "reject")
 _TAKES_REASON = ("lock", "reject")
 ROLLBACK_USAGE = "`/deploy rollback <repo> [to <env>]`"
+ROLLBACK_NO_FORCE = (
+    "`/deploy rollback` cannot be forced with `!`: it skips the CI gate by right and waits for "
+    "approval where the environment wants it. To break glass, deploy the SHA itself: "
+    "`/deploy <repo>@<sha> [to <env>]!`."
+)
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,8 @@ def parse_deploy(text: str) -> Command:
         repo, env = _repo_and_env(words[1:], f"/deploy {keyword}", f"`/deploy {keyword} <repo> [to <env>]`")
         return UnlockCommand(repo, env)
     if keyword == "rollback":
+        if any("!" in w for w in words[1:]):
+            raise BadCommand(ROLLBACK_NO_FORCE)
         return RollbackCommand(*_repo_and_env(words[1:], "/deploy rollback", ROLLBACK_USAGE))
     if keyword == "changes":
         usage = "`/deploy changes <repo> [to <env>]`"

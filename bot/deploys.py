@@ -42,7 +42,7 @@ from bot.ports import ChangeFeed, DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
 from bot.processes import Heartbeat, pid_alive, this_process
 from bot.steps.procs import group_alive, stop_groups
-from bot.text import fmt_remaining
+from bot.text import fmt_remaining, slack_mentions
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -881,7 +881,7 @@ class DeployService:
             user.name in allowed or any(user.name in self._members_of(g) for g in groups)
         ):
             return
-        who = ", ".join(f"<@{a}>" if a.startswith("U") else f"<!subteam^{a}>" for a in allowed)
+        who = slack_mentions(allowed)
         raise AccessDenied(
             f"You may not {action} {repo}. "
             + (f"Allowed: {who}." if who else "Nobody may, from Slack (no `force` list).")

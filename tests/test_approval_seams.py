@@ -25,13 +25,6 @@ ALICE, ANN, BREAKER = "U0ALICE01", "U0ANN0001", "U0BRK0001"
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def rig(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[RobotRig]:
     """acme/api production: CI-gated, one approval from ANN, BREAKER on the force list."""
     github.add_repo(REPO)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.changes import ChangeLists
-from bot.errors import AccessDenied, ApprovalRequired
+from bot.errors import AccessDenied, ApprovalRequired, BadCommand
 from bot.models import (
     Actor,
     ActorKind,
@@ -20,11 +22,15 @@ from bot.models import (
     Source,
 )
 from bot.redact import Redactor
+from bot.slack.blocks.approvals import who_may_approve
+from bot.slack.blocks.replies import help_blocks
+from bot.slack.chatops import Caller, ChatOps
+from bot.slack.commands import USAGE, ApproveCommand, CancelCommand, RejectCommand, parse_deploy
 from tests.support.harness import TOKEN, slack_user
 from tests.support.wait import wait_for
 from tests.unit.conftest import API, World, WorldFactory, commands_env
 
-REQUESTER, ANN, BREAKER = "U0REQ0001", "U0ANN0001", "U0BRK0001"
+REQUESTER, ANN, EVE, BREAKER = "U0REQ0001", "U0ANN0001", "U0EVE0001", "U0BRK0001"
 
 
 def protected(folder: Path) -> dict[str, Any]:
@@ -135,3 +141,61 @@ def test_a_rollback_by_the_force_list_still_awaits_approval(world_for: WorldFact
     assert glass.state is DeployState.QUEUED and glass.force and glass.rollback_of is None
     with pytest.raises(AccessDenied):
         world.request(API, ref=a.sha, env="production", user=REQUESTER, force=True)
+
+
+def test_a_terminal_force_is_break_glass(world_for: WorldFactory, tmp_path: Path) -> None:
+    """`robot deploy --force` is the operator's `!`: neither gate nor approval, and no --approved-by."""
+    world = world_for(protected(tmp_path / "checkout"))
+    forced, _ = world.service.request(
+        API, env="production", user=Actor(ActorKind.CLI, "ops"), source=Source.CLI, force=True
+    )
+    assert forced.state is DeployState.QUEUED and forced.force
+
+
+def test_lists_name_enterprise_users_as_users_everywhere(world_for: WorldFactory, tmp_path: Path) -> None:
+    """A W… id is a user (Enterprise Grid), never a user group, in a refusal as on a root."""
+    repos = protected(tmp_path / "checkout")
+    repos[API]["deployers"] = ["W0ENT0001", "S0SRE0001"]
+    world = world_for(repos)
+    with pytest.raises(AccessDenied, match=re.escape("Allowed: <@W0ENT0001>, <!subteam^S0SRE0001>.")):
+        world.request(API, env="production", user=EVE)
+    assert who_may_approve(["W0ENT0001", ANN, "S0SRE0001"]) == (
+        f"<@W0ENT0001>, <@{ANN}>, <!subteam^S0SRE0001>"
+    )
+
+
+@pytest.mark.parametrize("keyword", ["cancel", "approve", "reject"])
+def test_every_deploy_id_command_reads_its_id_alike(keyword: str) -> None:
+    with pytest.raises(
+        BadCommand, match=re.escape(f"`/deploy {keyword}` needs a deploy id, e.g. `/deploy {keyword} 42`.")
+    ):
+        parse_deploy(keyword)
+    with pytest.raises(BadCommand, match=re.escape(f"`/deploy {keyword}` takes one deploy id")):
+        parse_deploy(f"{keyword} 1 2")
+    with pytest.raises(BadCommand, match="is not a deploy id"):
+        parse_deploy(f"{keyword} #0")
+    assert parse_deploy(f"{keyword} #42") in (CancelCommand(42), ApproveCommand(42), RejectCommand(42))
+
+
+@pytest.mark.parametrize(
+    ("click", "action"),
+    [("click_cancel", "Cancel"), ("click_approve", "Approve"), ("click_reject", "Reject")],
+)
+def test_every_deploy_id_button_refuses_a_broken_value_alike(
+    world_for: WorldFactory, tmp_path: Path, click: str, action: str
+) -> None:
+    ops = ChatOps(world_for(protected(tmp_path / "checkout")).service)
+    for value in ("²", "0", "1" * 19, "1; drop"):
+        with pytest.raises(
+            BadCommand, match=f"This {action} button is broken; use `/deploy {action.lower()} <id>`"
+        ):
+            getattr(ops, click)(value, Caller(ANN))
+
+
+def test_help_says_what_break_glass_and_cancel_and_status_cover() -> None:
+    text = json.dumps(help_blocks(), ensure_ascii=False)
+    assert "`!` (the repo's force list) skips the CI gate and any approval: break glass" in text
+    assert "stop a deploy awaiting approval, queued, waiting for CI or running" in text
+    assert "running, queued, awaiting approval and recent deploys; locks" in text
+    for command in ("cancel", "lock", "unlock", "where", "rollback", "changes", "approve", "reject", "help"):
+        assert f"`/deploy {command}" in USAGE and f"`/deploy {command}" in text

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from bot.approvals import approval_view
 from bot.changes import ChangeLists
 from bot.errors import AccessDenied, ApprovalRequired, BadCommand
 from bot.models import (
     Actor,
     ActorKind,
+    ApprovalView,
     ChangeKind,
     Comparison,
     ContextState,
@@ -139,6 +141,8 @@ def test_a_rollback_by_the_force_list_still_awaits_approval(world_for: WorldFact
     world.service.cancel(rollback.id, slack_user(BREAKER))
     glass = world.request(API, ref=a.sha, env="production", user=BREAKER, force=True)
     assert glass.state is DeployState.QUEUED and glass.force and glass.rollback_of is None
+    # Its root says break glass, and names no approvers: none was asked.
+    assert approval_view(world.settings, world.store, glass) == ApprovalView(1, (), (), break_glass=True)
     with pytest.raises(AccessDenied):
         world.request(API, ref=a.sha, env="production", user=REQUESTER, force=True)
 

@@ -123,7 +123,7 @@ def _world(
 
 
 def _scenario_opens(root: Path, batches: int) -> OpenResult:
-    from bench.lib.acks import STREAM_ENVS, Command, _streams_running, mix, send_batch
+    from bench.lib.acks import STREAM_ENVS, Command, streams_running, mix, send_batch
     from bench.lib.app_process import AppProcess, process_env, robot_argv
     from tests.fakes.github import FakeGitHub
     from tests.fakes.slack import FakeSlack
@@ -146,7 +146,7 @@ def _scenario_opens(root: Path, batches: int) -> OpenResult:
             with robot.start(CONNECT_SECONDS):
                 streams = [Command("deploy", "/deploy", f"acme/api to {e}") for e in STREAM_ENVS]
                 send_batch(slack, streams, WAIT_SECONDS)
-                wait_for(lambda: _streams_running(github) == len(STREAM_ENVS), WAIT_SECONDS, "4 streams")
+                wait_for(lambda: streams_running(github) == len(STREAM_ENVS), WAIT_SECONDS, "4 streams")
                 commands = mix(batches * BATCH, BATCH, shas)
                 for n in range(batches):
                     users = [f"U0HOME{n:02d}{i:02d}" for i in range(OPENS_PER_BATCH)]

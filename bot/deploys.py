@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,7 @@ from bot.ports import ChangeFeed, DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
 from bot.processes import Heartbeat, pid_alive, this_process
 from bot.steps.procs import group_alive, stop_groups
-from bot.text import fmt_remaining
+from bot.text import fmt_remaining, slack_mentions
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class DeployService:
         self._process_lock = threading.Lock()
         self._lock_watchers: list[Callable[[Lock], None]] = []
         self._next_prune = 0.0  # monotonic; the first heartbeat prunes
+        # Deploys created here awaiting approval whose change list a worker has still to work out.
+        self._unlisted: deque[int] = deque()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -193,8 +196,16 @@ class DeployService:
                 self._notify_workers()
         if created:
             self._observer.deploy_changed(deploy)
+            self._list_changes_later(deploy)
             self._notify_workers()
         return deploy, created
+
+    def _list_changes_later(self, deploy: Deploy) -> None:
+        """Approvers see what they approve: a worker works the change list out (never the
+        caller's thread, which may be a Slack listener's)."""
+        if deploy.state is DeployState.AWAITING_APPROVAL:
+            with self._wake:
+                self._unlisted.append(deploy.id)
 
     def request_auto_deploy(self, claim: AutoDeploy) -> tuple[Deploy, bool] | None:
         """Queue a merge's pending auto-deploy: the claim becomes queued in the write that queues
@@ -216,6 +227,7 @@ class DeployService:
         queued = self._store.queue_auto_deploy(request)
         if queued is not None and queued[1]:
             self._observer.deploy_changed(queued[0])
+            self._list_changes_later(queued[0])
             self._notify_workers()
         return queued
 
@@ -703,7 +715,8 @@ class DeployService:
     def _serve_once(
         self, owner: int, cancel: threading.Event | None = None, only_id: int | None = None
     ) -> Deploy | None:
-        """Claim and run (or park) the next queued deploy, else claim one due CI re-check.
+        """Claim and run (or park) the next queued deploy, else work out a change list awaited by
+        approvers, else end an expired approval, else claim one due CI re-check.
 
         Returns the deploy it dealt with, as it is now; None when there was nothing to do.
         """
@@ -711,6 +724,9 @@ class DeployService:
         if deploy is not None:
             self._ring()  # more may be claimable: another idle worker looks
             return self._run(deploy, cancel or threading.Event())
+        listed = self._list_awaiting() if only_id is None else None
+        if listed is not None:
+            return listed
         expired = self._expire_approval(only_id)
         if expired is not None:
             return expired
@@ -873,6 +889,17 @@ class DeployService:
                 raise AccessDenied("You requested this deploy: --approved-by must name someone else.")
         return approvals.timeout
 
+    def _list_awaiting(self) -> Deploy | None:
+        """Work out one pending change list of a deploy awaiting approval; None when none is pending."""
+        while True:
+            with self._wake:
+                if not self._unlisted:
+                    return None
+                deploy_id = self._unlisted.popleft()
+            listed = self._pipeline.list_awaiting(deploy_id, self._observer)
+            if listed is not None:
+                return listed
+
     def _expire_approval(self, only_id: int | None) -> Deploy | None:
         """End one deploy whose approval time ran out (whichever process notices first)."""
         expired = self._store.expire_approval(_EXPIRED, only_id)
@@ -902,7 +929,7 @@ class DeployService:
             user.name in allowed or any(user.name in self._members_of(g) for g in groups)
         ):
             return
-        who = ", ".join(f"<@{a}>" if a.startswith("U") else f"<!subteam^{a}>" for a in allowed)
+        who = slack_mentions(allowed)
         raise AccessDenied(
             f"You may not {action} {repo}. "
             + (f"Allowed: {who}." if who else "Nobody may, from Slack (no `force` list).")

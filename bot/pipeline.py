@@ -151,6 +151,26 @@ class Pipeline:
         sink.close()
         return self._finish(deploy, outcome, observer)
 
+    def list_awaiting(self, deploy_id: int, observer: DeployObserver) -> Deploy | None:
+        """Work out what a deploy awaiting approval ships, so its approvers see it; never raises.
+
+        The claim works it out again against what the environment runs then: the same SHA pair
+        is the store's cached compare (no GitHub call). Returns the deploy as it is now.
+        """
+        try:
+            deploy = self._store.get_deploy(deploy_id)
+            if deploy is None or deploy.state is not DeployState.AWAITING_APPROVAL or self.changes is None:
+                return deploy
+            self.changes.for_deploy(deploy)
+            current = self._store.get_deploy(deploy_id)
+        except Exception:
+            log.exception("deploy #%s: no change list while it awaits approval", deploy_id)
+            return None
+        # Once decided (approved, rejected, cancelled), whoever decided redraws the root.
+        if current is not None and current.state is DeployState.AWAITING_APPROVAL:
+            observer.deploy_changed(current)
+        return current
+
     def recheck(self, deploy: Deploy, observer: DeployObserver, owner: int | None) -> Deploy | None:
         """One re-check of a waiting deploy whose re-check this process claimed.
 

@@ -66,13 +66,6 @@ DATA = Path(__file__).parent / "data" / "ansible"
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def checkout(tmp_path: Path, github: FakeGitHub) -> Path:
     """acme/api on the fake GitHub and its deploy folder, held: the step waits until `hold` goes."""
     github.add_repo("acme/api")

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = (
     ("pipeline", ["bench/pipeline_overhead.py", "--profile", "never"]),
     ("slack", ["bench/ack_latency.py"]),
+    ("home", ["bench/home.py"]),
     ("poller", ["bench/poll_cost.py"]),
     ("startup", ["bench/startup.py"]),
     ("big log", ["bench/big_log.py"]),

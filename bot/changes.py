@@ -55,7 +55,8 @@ class ChangeLists:
         """The deploy's change list, recorded with the commits it ships; never raises.
 
         Called when a worker claims the deploy: nothing else runs in its environment then, so
-        the newest succeeded deploy there is what it replaces.
+        the newest succeeded deploy there is what it replaces. A deploy awaiting approval gets
+        one earlier too (what it would replace now), for its approvers.
         """
         try:
             base = self._store.last_succeeded(deploy.repo, deploy.env)

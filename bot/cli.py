@@ -97,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "deploy history from the store")
     status.add_argument("repo", nargs="?", help="only this repo")
-    status.add_argument("--limit", type=int, default=20, help="rows to show (default: %(default)s)")
+    status.add_argument(
+        "--limit", type=int, default=20, help="rows to show, 1 to 10000 (default: %(default)s)"
+    )
+    _history_filters(status)
     status.set_defaults(func=_status)
 
     stats = command("stats", "DORA figures from the deploy history: frequency, lead time, failures, recovery")
@@ -356,22 +359,58 @@ def _run_in_foreground(
     return result[0]
 
 
+def _history_filters(status: argparse.ArgumentParser) -> None:
+    """`robot status`'s filters for scripts (checked in ``_status``: bad values exit 2)."""
+    status.add_argument("--env", help="only this environment")
+    status.add_argument(
+        "--state", action="append", metavar="STATE", help="only these states (repeat, or a comma list)"
+    )
+    status.add_argument(
+        "--since", metavar="WHEN", help="created since: 2026-12-01, 2026-12-01T13:05:00Z, 7d, 12h"
+    )
+    status.add_argument("--json", action="store_true", help='print {"deploys": [...], "locks": [...]}')
+
+
+def _status_env(settings: Settings, repo: str | None, env: str | None) -> str | None:
+    """``--env`` checked against the repo's environments (or every configured one)."""
+    if env is None:
+        return None
+    if repo is not None:
+        return settings.environment(repo, env)[0]
+    known = list(dict.fromkeys(e for rs in settings.repos.values() for e in rs.environments))
+    if env not in known:
+        from bot.errors import UnknownEnvironment
+
+        raise UnknownEnvironment(f"Unknown environment `{env}`. Environments: {', '.join(known)}.")
+    return env
+
+
 def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.history import check_limit, history_document, parse_since, parse_states
     from bot.store import SqlStore
 
     repo = settings.repo(args.repo)[0] if args.repo else None
+    env = _status_env(settings, repo, args.env)
+    states = parse_states(args.state)
+    since = parse_since(args.since, datetime.now(UTC))
+    limit = check_limit(args.limit)
     store = SqlStore.from_url(settings.state.url, upgrade=False)
     try:
         schema = store.schema_state()
         if schema.current is not None:
             schema.require_head()
-            deploys = store.list_deploys(repo=repo, limit=args.limit)
-            locks = store.list_locks(repo)
+            deploys = store.list_deploys(repo=repo, env=env, states=states, limit=limit, since=since)
+            locks = [lock for lock in store.list_locks(repo) if env is None or lock.env == env]
             approvals = store.list_approvals([d.id for d in deploys])
         else:
             deploys, locks, approvals = [], [], {}
     finally:
         store.close()
+    if args.json:
+        import json
+
+        print(json.dumps(history_document(deploys, locks, approvals), ensure_ascii=False, indent=2))
+        return EXIT_OK
     if not deploys:
         print(f"No deploys recorded{' for ' + repo if repo else ''} yet.")
     else:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,7 @@ from bot.ports import ChangeFeed, DeployObserver, GitHubPort, StorePort
 from bot.preflight import environment_preflight
 from bot.processes import Heartbeat, pid_alive, this_process
 from bot.steps.procs import group_alive, stop_groups
-from bot.text import fmt_remaining
+from bot.text import fmt_remaining, slack_mentions
 from bot.validation import check_ref, check_repo_name
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ _CANCEL_SLICE_SECONDS = 0.2
 _CANCELLED_WAITING = "cancelled while waiting for CI"
 _CANCELLED_AWAITING = "cancelled while awaiting approval"
 _EXPIRED = "not approved in time"
+# Rows of processes silent (stopped or dead) for this long are deleted, unless a running deploy
+# names them; some live process does it on a heartbeat, at most this often.
+PROCESS_ROWS_KEEP_SECONDS = 24 * 3600.0
+PRUNE_PROCESSES_EVERY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,9 @@ class DeployService:
         self._beats: list[Heartbeat] = []
         self._process_lock = threading.Lock()
         self._lock_watchers: list[Callable[[Lock], None]] = []
+        self._next_prune = 0.0  # monotonic; the first heartbeat prunes
+        # Deploys created here awaiting approval whose change list a worker has still to work out.
+        self._unlisted: deque[int] = deque()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -173,7 +181,10 @@ class DeployService:
 
     def _create(self, request: DeployRequest, approved_by: Actor | None) -> tuple[Deploy, bool]:
         """Record a request (or find its identical active deploy) and tell the workers."""
-        deploy, created = self._store.create_deploy(request)
+        # A terminal's deploy is queued for the terminal: it runs it (live output, Ctrl-C), not
+        # a `robot run` beside it that a restart would cancel it with.
+        owner = self._process_id if request.source is Source.CLI else None
+        deploy, created = self._store.create_deploy(request, owner)
         if approved_by is not None and deploy.state is DeployState.AWAITING_APPROVAL:
             # The terminal's operator answers for the approval: it alone queues the deploy (the
             # one just created, or an identical one that was awaiting approval).
@@ -185,8 +196,16 @@ class DeployService:
                 self._notify_workers()
         if created:
             self._observer.deploy_changed(deploy)
+            self._list_changes_later(deploy)
             self._notify_workers()
         return deploy, created
+
+    def _list_changes_later(self, deploy: Deploy) -> None:
+        """Approvers see what they approve: a worker works the change list out (never the
+        caller's thread, which may be a Slack listener's)."""
+        if deploy.state is DeployState.AWAITING_APPROVAL:
+            with self._wake:
+                self._unlisted.append(deploy.id)
 
     def request_auto_deploy(self, claim: AutoDeploy) -> tuple[Deploy, bool] | None:
         """Queue a merge's pending auto-deploy: the claim becomes queued in the write that queues
@@ -208,6 +227,7 @@ class DeployService:
         queued = self._store.queue_auto_deploy(request)
         if queued is not None and queued[1]:
             self._observer.deploy_changed(queued[0])
+            self._list_changes_later(queued[0])
             self._notify_workers()
         return queued
 
@@ -405,6 +425,35 @@ class DeployService:
             f"{action} {target.env} of",
         )
 
+    # --- rights, asked before a button is shown (the action checks them again) -------------
+
+    def may_deploy(self, user: Actor, repo: str) -> bool:
+        """Whether ``user`` may deploy ``repo`` (without force), as ``request`` would judge."""
+        return self._allowed(lambda: self._check_access(user, self._settings.repos[repo].deployers, repo, ""))
+
+    def may_lock(self, user: Actor, repo: str) -> bool:
+        """Whether ``user`` may lock and unlock ``repo``'s environments, as ``lock`` would judge."""
+        target = Target(repo, "")
+        return self._allowed(lambda: self._check_lock_right(user, target, "lock"))
+
+    def may_cancel(self, user: Actor, deploy: Deploy) -> bool:
+        """Whether ``user`` may cancel ``deploy``, as ``cancel`` would judge (from Slack)."""
+        if user == deploy.requester:
+            return True
+        repo = self._settings.repos.get(deploy.repo)
+        if repo is not None and not repo.deployers:
+            return True
+        allowed = _deployers_and_force(repo) if repo else []
+        return self._allowed(lambda: self._check_access(user, allowed, deploy.repo, "", False))
+
+    @staticmethod
+    def _allowed(check: Callable[[], None]) -> bool:
+        try:
+            check()
+        except AccessDenied:
+            return False
+        return True
+
     def where(self, repo: str) -> list[EnvironmentView]:
         """Each environment of a repo with its lock and its last deploy."""
         target = self.target(repo)
@@ -462,12 +511,23 @@ class DeployService:
         self.recover()
         interval = self._settings.state.heartbeat
         self._beats = [
-            Heartbeat(lambda: self._store.heartbeat(process_id), interval, "heartbeat"),
+            Heartbeat(lambda: self._beat(process_id), interval, "heartbeat"),
             Heartbeat(self.recover, interval, "lease-watcher"),
         ]
         for beat in self._beats:
             beat.start()
         return process_id
+
+    def _beat(self, process_id: int) -> None:
+        """Renew this process's lease; now and then, delete long-silent processes' rows too."""
+        self._store.heartbeat(process_id)
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_PROCESSES_EVERY_SECONDS
+        pruned = self._store.prune_processes(PROCESS_ROWS_KEEP_SECONDS)
+        if pruned:
+            log.info("deleted the rows of %d robot process(es) silent for over a day", pruned)
 
     def close(self) -> None:
         """Stop the heartbeat and record a clean stop (what this process still runs is anyone's)."""
@@ -655,14 +715,18 @@ class DeployService:
     def _serve_once(
         self, owner: int, cancel: threading.Event | None = None, only_id: int | None = None
     ) -> Deploy | None:
-        """Claim and run (or park) the next queued deploy, else claim one due CI re-check.
+        """Claim and run (or park) the next queued deploy, else work out a change list awaited by
+        approvers, else end an expired approval, else claim one due CI re-check.
 
         Returns the deploy it dealt with, as it is now; None when there was nothing to do.
         """
-        deploy = self._store.claim_next(only_id=only_id, owner=owner)
+        deploy = self._store.claim_next(only_id=only_id, owner=owner, lease=self._settings.state.lease)
         if deploy is not None:
             self._ring()  # more may be claimable: another idle worker looks
             return self._run(deploy, cancel or threading.Event())
+        listed = self._list_awaiting() if only_id is None else None
+        if listed is not None:
+            return listed
         expired = self._expire_approval(only_id)
         if expired is not None:
             return expired
@@ -825,6 +889,17 @@ class DeployService:
                 raise AccessDenied("You requested this deploy: --approved-by must name someone else.")
         return approvals.timeout
 
+    def _list_awaiting(self) -> Deploy | None:
+        """Work out one pending change list of a deploy awaiting approval; None when none is pending."""
+        while True:
+            with self._wake:
+                if not self._unlisted:
+                    return None
+                deploy_id = self._unlisted.popleft()
+            listed = self._pipeline.list_awaiting(deploy_id, self._observer)
+            if listed is not None:
+                return listed
+
     def _expire_approval(self, only_id: int | None) -> Deploy | None:
         """End one deploy whose approval time ran out (whichever process notices first)."""
         expired = self._store.expire_approval(_EXPIRED, only_id)
@@ -854,7 +929,7 @@ class DeployService:
             user.name in allowed or any(user.name in self._members_of(g) for g in groups)
         ):
             return
-        who = ", ".join(f"<@{a}>" if a.startswith("U") else f"<!subteam^{a}>" for a in allowed)
+        who = slack_mentions(allowed)
         raise AccessDenied(
             f"You may not {action} {repo}. "
             + (f"Allowed: {who}." if who else "Nobody may, from Slack (no `force` list).")

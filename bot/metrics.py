@@ -317,7 +317,7 @@ class Health:
 
 
 class StateCollector(Collector):
-    """What is read at scrape time: queued and running deploys, outbox backlog, ages, health."""
+    """What is read at scrape time: active deploys by state, outbox backlog, ages, health."""
 
     def __init__(
         self,
@@ -339,6 +339,9 @@ class StateCollector(Collector):
         labels = ["repo", "environment"]
         queued = GaugeMetricFamily(f"{PREFIX}_queued_deploys", "Deploys waiting", labels=labels)
         running = GaugeMetricFamily(f"{PREFIX}_running_deploys", "Deploys running", labels=labels)
+        waiting = GaugeMetricFamily(
+            f"{PREFIX}_waiting_deploys", "Deploys waiting for CI (their environment held)", labels=labels
+        )
         awaiting = GaugeMetricFamily(
             f"{PREFIX}_awaiting_approval_deploys", "Deploys awaiting approval", labels=labels
         )
@@ -355,9 +358,11 @@ class StateCollector(Collector):
             for repo, env in known:
                 queued.add_metric([repo, env], counts.get((repo, env, DeployState.QUEUED), 0))
                 running.add_metric([repo, env], counts.get((repo, env, DeployState.RUNNING), 0))
+                waiting.add_metric([repo, env], counts.get((repo, env, DeployState.WAITING), 0))
                 awaiting.add_metric([repo, env], counts.get((repo, env, DeployState.AWAITING_APPROVAL), 0))
         yield queued
         yield running
+        yield waiting
         yield awaiting
         yield GaugeMetricFamily(
             f"{PREFIX}_slack_outbox_backlog",

@@ -760,3 +760,14 @@ class DoraHistory:
     days: tuple[DoraDay, ...] = ()
     leads: tuple[LeadSample, ...] = ()
     incidents: tuple[Incident, ...] = ()
+
+# ---- App Home ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HomeViewer:
+    """A Slack user who opened the robot's App Home: when they last did, and the repo filter they chose."""
+
+    user: str  # a Slack user id
+    opened_at: datetime
+    repo_filter: str | None = None  # None: every repo, the most recently active first

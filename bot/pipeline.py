@@ -41,6 +41,8 @@ STORE_RETRY_SECONDS = 300.0
 STORE_RETRY_FIRST_SECONDS = 0.2
 STORE_RETRY_MAX_SECONDS = 10.0
 STOPPED_SUMMARY = "cancelled: the robot stopped"
+# Said first of a deploy its own robot cancelled because it was stopped (SIGTERM), not a person.
+STOPPED_REASON = "the robot stopped"
 
 T = TypeVar("T")
 
@@ -148,6 +150,26 @@ class Pipeline:
         sink.write(f"==> {outcome.state.value}: {outcome.summary}")
         sink.close()
         return self._finish(deploy, outcome, observer)
+
+    def list_awaiting(self, deploy_id: int, observer: DeployObserver) -> Deploy | None:
+        """Work out what a deploy awaiting approval ships, so its approvers see it; never raises.
+
+        The claim works it out again against what the environment runs then: the same SHA pair
+        is the store's cached compare (no GitHub call). Returns the deploy as it is now.
+        """
+        try:
+            deploy = self._store.get_deploy(deploy_id)
+            if deploy is None or deploy.state is not DeployState.AWAITING_APPROVAL or self.changes is None:
+                return deploy
+            self.changes.for_deploy(deploy)
+            current = self._store.get_deploy(deploy_id)
+        except Exception:
+            log.exception("deploy #%s: no change list while it awaits approval", deploy_id)
+            return None
+        # Once decided (approved, rejected, cancelled), whoever decided redraws the root.
+        if current is not None and current.state is DeployState.AWAITING_APPROVAL:
+            observer.deploy_changed(current)
+        return current
 
     def recheck(self, deploy: Deploy, observer: DeployObserver, owner: int | None) -> Deploy | None:
         """One re-check of a waiting deploy whose re-check this process claimed.
@@ -492,6 +514,8 @@ class Pipeline:
             log.warning("deploy #%s was taken over by another robot: %s", deploy.id, current.error)
             observer.deploy_changed(current)
             return current
+        if self._stopping.is_set() and not current.cancel_requested:
+            outcome = _said_stopped(outcome)
         error = None if outcome.state is DeployState.SUCCEEDED else outcome.summary
         final = self._store_write(
             deploy,
@@ -555,6 +579,15 @@ class Pipeline:
             outcome.github_state,
             extra=deploy_fields(deploy),
         )
+
+
+def _said_stopped(outcome: Outcome) -> Outcome:
+    """A cancel that the robot's own stop caused says so first (a person's cancel stays as is)."""
+    if outcome.state is not DeployState.CANCELLED or outcome.summary.startswith(
+        (STOPPED_REASON, STOPPED_SUMMARY)
+    ):
+        return outcome
+    return replace(outcome, summary=f"{STOPPED_REASON}: {outcome.summary}")
 
 
 def _step_outcome(index: int, total: int, label: str, result: StepResult) -> Outcome:

@@ -25,6 +25,7 @@ from bot.models import (
     GateResult,
     HeadClaim,
     HeadPoll,
+    HomeViewer,
     Lock,
     MergeNews,
     Orphan,
@@ -111,15 +112,21 @@ class ChangeFeed(Protocol):
 class StorePort(Protocol):
     """The source of truth for deploys, queue, locks, logs and last-seen heads."""
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
-        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False."""
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
+        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False.
+
+        ``owner``: the process that will run it (a terminal's deploy): queued for that process.
+        """
         ...
 
     def get_deploy(self, deploy_id: int) -> Deploy | None: ...
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         """Atomically move the oldest claimable queued deploy to running (one per repo+env),
-        recording ``owner`` (the claiming process) in the same write."""
+        recording ``owner`` (the claiming process) in the same write. With ``lease``, a deploy
+        queued for another process is left to it while that process beat within ``lease`` s."""
         ...
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
@@ -226,14 +233,19 @@ class StorePort(Protocol):
 
     def get_process(self, process_id: int) -> RobotProcess | None: ...
 
+    def prune_processes(self, silent_for: float) -> int:
+        """Delete rows of processes silent for over ``silent_for`` s that own no active deploy."""
+        ...
+
     def list_deploys(
         self,
         repo: str | None = None,
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        """Newest first."""
+        """Newest first; ``since``: only those created at or after it."""
         ...
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None: ...
@@ -308,6 +320,20 @@ class StorePort(Protocol):
     def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
         """The deploys of ``targets`` (repo, env) that finished in the ``days`` days before ``until``,
         summed up per day, with the lead time of each commit they shipped first and the incidents."""
+        ...
+
+    # App Home viewers
+
+    def open_home(self, user: str) -> HomeViewer:
+        """Record that ``user`` opened the App Home now (their repo filter is kept)."""
+        ...
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        """Remember the repo ``user`` filters their App Home on (None: every repo)."""
+        ...
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        """Who opened the App Home at or after ``opened_since``, most recent first."""
         ...
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 DESCRIPTION_LIMIT = 140
 """GitHub refuses deployment (status) descriptions longer than this."""
@@ -62,3 +63,9 @@ def fmt_remaining(seconds: float) -> str:
     if seconds <= 0:
         return "expiring now"
     return f"for {fmt_duration(math.ceil(seconds))} more"
+
+
+def slack_mentions(ids: Sequence[str]) -> str:
+    """Slack ids from the config (users U…/W…, user groups S…) as Slack mentions, comma-separated:
+    the one way a `deployers`, `force` or `approvers` list is named to Slack users."""
+    return ", ".join(f"<@{i}>" if i[:1] in ("U", "W") else f"<!subteam^{i}>" for i in ids)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake GitHub on 127.0.0.1, and one throwaway PostgreSQL server per session."""
+"""Shared fixtures: the fake GitHub and the fake Slack on 127.0.0.1, and one throwaway PostgreSQL
+server per session."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.support.harness import TOKEN
 from tests.support.postgres import PostgresServer, start_postgres, unavailable_reason
 
@@ -21,6 +23,14 @@ def github() -> Iterator[FakeGitHub]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """A fresh fake Slack; a test fails when the fake served an error (a request it could not take)."""
+    with FakeSlack() as fake:
+        yield fake
+    assert fake.server_errors == []
 
 
 @pytest.fixture(scope="session")

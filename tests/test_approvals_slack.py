@@ -25,13 +25,6 @@ ALICE, ANN, BOB, EVE, BREAKER = "U0ALICE01", "U0ANN0001", "U0BOB0001", "U0EVE000
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def rig_for(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[Any]:
     """A robot whose acme/api production wants approvals (from ANN and BOB unless told)."""
     rigs: list[RobotRig] = []

@@ -22,13 +22,6 @@ HOSTILE = f"<!channel> *bold* <@U123> & {TOKEN}"
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def rig(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[RobotRig]:
     github.add_repo(REPO)
     checkout = make_git_repo(tmp_path / "checkout")

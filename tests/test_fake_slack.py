@@ -25,14 +25,6 @@ WAIT = 10.0
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    """A fresh fake Slack."""
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def web(slack: FakeSlack) -> WebClient:
     """A real WebClient pointed at the fake with the bot token."""
     return WebClient(base_url=slack.api_url, token=BOT_TOKEN, timeout=5)

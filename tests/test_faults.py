@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -63,13 +63,6 @@ from tests.support.wait import wait_for
 pytestmark = pytest.mark.slow  # fault injection into a whole robot and its processes
 
 DATA = Path(__file__).parent / "data" / "ansible"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
 
 
 @pytest.fixture
@@ -431,14 +424,16 @@ class DiskFullLogStore:
             raise StoreError("the database is unavailable: database or disk is full")
         self.inner.append_log(deploy_id, lines)
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
-        return self.inner.create_deploy(request)
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
+        return self.inner.create_deploy(request, owner)
 
     def get_deploy(self, deploy_id: int) -> Deploy | None:
         return self.inner.get_deploy(deploy_id)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
-        return self.inner.claim_next(only_id, owner)
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
+        return self.inner.claim_next(only_id, owner, lease)
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
         return self.inner.update_deploy(deploy_id, **fields)
@@ -481,8 +476,9 @@ class DiskFullLogStore:
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        return self.inner.list_deploys(repo, env, states, limit)
+        return self.inner.list_deploys(repo, env, states, limit, since)
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None:
         return self.inner.last_succeeded(repo, env)

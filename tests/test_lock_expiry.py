@@ -25,13 +25,6 @@ UNLOCKED = "🔓 acme/api production unlocked:"
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def rig_for(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[Any]:
     rigs: list[RobotRig] = []
 

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from bot.slack.access import BOT_SCOPES
-from handlers.routes import slash_commands
+from handlers.routes import bot_events, slash_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT.parent / "shared" / "slack" / "manifest.schema.1.0.0.json"
@@ -50,3 +50,12 @@ def test_bot_scopes_are_only_what_the_robot_calls() -> None:
 
 def test_check_online_asks_slack_for_exactly_the_manifests_bot_scopes() -> None:
     assert sorted(BOT_SCOPES) == sorted(MANIFEST["oauth_config"]["scopes"]["bot"])
+
+
+def test_home_tab_and_its_event_without_a_public_url() -> None:
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
+    # Refusals of Home clicks arrive in the Messages tab; nobody needs to write to the robot there.
+    assert MANIFEST["features"]["app_home"]["messages_tab_read_only_enabled"] is True
+    events = MANIFEST["settings"]["event_subscriptions"]
+    assert set(events["bot_events"]) == bot_events() == {"app_home_opened"}
+    assert "request_url" not in events

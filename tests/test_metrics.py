@@ -13,7 +13,6 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,6 @@ from tests.support.wait import wait_for
 UNIT = ROOT / "contrib" / "systemd" / "robot.service"
 ALERTS = ROOT / "contrib" / "prometheus" / "alerts.yml"
 LOOPBACK = {"host": "127.0.0.1", "port": 0}  # any free port
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
 
 
 @pytest.fixture
@@ -338,6 +330,22 @@ def test_a_final_state_is_counted_once_and_steps_are_timed() -> None:
     assert value(samples, "deploy_robot_step_duration_seconds_bucket", le="5.0", **labels) == 0
     observer.deploy_changed(_deploy(DeployState.FAILED, deploy_id=2))
     assert value(_exposed(metrics), "deploy_robot_deploys_total", **labels) == 2  # rendered again
+
+
+def test_every_active_state_has_its_gauge() -> None:
+    from bot.metrics import Health, PrometheusMetrics, StateCollector
+    from bot.models import ACTIVE_STATES
+
+    metrics = PrometheusMetrics(Clock())
+    health = Health(metrics, lambda: True, lambda: None, poll_interval=10)
+    active = [_deploy(state, n) for n, state in enumerate(ACTIVE_STATES, 1)]
+    metrics.registry.register(
+        StateCollector(metrics, health, [("acme/api", "production")], lambda: active, lambda: 0, 10)
+    )
+    samples = _exposed(metrics)
+    labels = {"repo": "acme/api", "environment": "production"}
+    for state in ACTIVE_STATES:
+        assert value(samples, f"deploy_robot_{state.value}_deploys", **labels) == 1, state
 
 
 def test_health_says_why_heartbeat_and_polls_are_late() -> None:

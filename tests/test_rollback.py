@@ -34,13 +34,6 @@ STEP = [PY, "-c", "import os, sys; sys.exit(3 if os.path.exists('fail') else 0)"
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-@pytest.fixture
 def rig(tmp_path: Path, github: FakeGitHub, slack: FakeSlack) -> Iterator[RobotRig]:
     github.add_repo(REPO)
     checkout = make_git_repo(tmp_path / "checkout")

@@ -300,3 +300,19 @@ def test_dispatcher_sends_a_command_step_to_the_command_runner(tmp_path: Path) -
 
     assert result.ok
     assert rec.lines == ["production"]
+
+
+def test_a_cancel_that_comes_once_the_step_exited_by_itself_keeps_its_result(tmp_path: Path) -> None:
+    ctx, rec = make_ctx(tmp_path, timeout=60)
+
+    def cancel_once_it_exited(line: str) -> None:
+        # The step's last line; the runner has not seen it exit yet when the cancel comes.
+        if line.startswith("done "):
+            wait_for(lambda: pid_gone(int(line.split()[1])), 10, "the step to exit")
+            ctx.cancel.set()
+
+    rec.on_line = cancel_once_it_exited
+    result = RUNNER.run(py("import os; print('done', os.getpid(), flush=True)"), ctx)
+
+    assert ctx.cancel.is_set()
+    assert (result.status, result.exit_code) == (StepStatus.OK, 0)

@@ -279,6 +279,28 @@ def test_processes_register_beat_and_stop(store: StorePort) -> None:
     assert store.get_process(second.id + 100) is None
 
 
+def test_prune_processes_deletes_silent_rows_but_keeps_a_running_deploys_owner(store: StorePort) -> None:
+    stopped = store.register_process(here())
+    dead = store.register_process(here(host="host-b"))
+    owner = store.register_process(here(host="host-c"))
+    alive = store.register_process(here(ProcessKind.DEPLOY))
+    done, running = queue(store, req("1" * 40), req("2" * 40, env="production"))
+    store.claim_next(only_id=done.id, owner=dead.id)
+    store.finish_deploy(done.id, DeployState.SUCCEEDED, None)  # an ended deploy protects nobody
+    store.claim_next(only_id=running.id, owner=owner.id)
+    store.stop_process(stopped.id)
+    assert store.prune_processes(60) == 0, "every row beat within the minute"
+    time.sleep(0.3)
+    store.heartbeat(alive.id)
+    assert store.prune_processes(0.2) == 2
+    assert store.get_process(stopped.id) is None and store.get_process(dead.id) is None
+    assert store.get_process(alive.id) is not None
+    (orphan,) = store.orphaned_deploys(0.2)
+    assert orphan.owner == store.get_process(owner.id), "a takeover still finds the owner's host"
+    store.finish_deploy(running.id, DeployState.SUCCEEDED, None)
+    assert store.prune_processes(0.2) == 1 and store.get_process(owner.id) is None
+
+
 def test_take_over_only_deploys_whose_owner_lease_ran_out(store: StorePort) -> None:
     alive = store.register_process(here())
     dead = store.register_process(here(host="host-b"))

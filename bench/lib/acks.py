@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import statistics
@@ -43,7 +42,6 @@ ANSWER_SECONDS = 15.0
 SCRAPE_SECONDS = 0.5  # with metrics on: far more often than Prometheus's usual 15 s to 1 min
 STATUS_PER_50 = 5
 HELP_PER_50 = 5
-ROLLBACK_TARGETS_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +81,6 @@ class AckResult:
     deploys_created: int = 0
     deploys_run: int = 0
     stream_lines: int = 0
-    robot_clicks: list[Sample] = field(default_factory=list)  # kind: Deploy button / Roll back button
-    bare_clicks: list[Sample] = field(default_factory=list)
 
 
 def mix(count: int, batch: int, shas: list[str], seed: int = 7) -> list[Command]:
@@ -173,7 +169,7 @@ def _idle_cpu(pids: list[int | None], seconds: float) -> list[float]:
     return [(cpu_seconds(p) - b) / seconds for p, b in zip(pids, before, strict=True)]
 
 
-def _streams_running(github: FakeGitHub) -> int:
+def streams_running(github: FakeGitHub) -> int:
     running = 0
     for deployment in github.deployments(REPO):
         states = [s["body"].get("state") for s in deployment.statuses]
@@ -192,7 +188,6 @@ def measure_acks(
     metrics_port: int | None = None,
     scrape_seconds: float = SCRAPE_SECONDS,
     swap_slots: bool = False,
-    clicks: int = 0,
 ) -> AckResult:
     """Robot and bare app up side by side; their batches alternate so drift and load hit both.
 
@@ -201,8 +196,6 @@ def measure_acks(
     ``scrape_seconds`` while the batches run. ``swap_slots`` (with ``against_robot``): the
     measured robot takes the baseline's place (process, fake Slack) and the baseline its own,
     so that rounds alternating it cancel whatever favours one place; samples keep their role.
-    ``clicks``: after the commands, as many button clicks per app (Deploy and Roll back buttons,
-    half each), in batches of ``batch``, under the same load.
     """
     shas = [github.add_repo(REPO)] + [github.push(REPO, "main") for _ in range(SHAS - 1)]
     checkout = make_git_repo(root / "checkout")
@@ -249,7 +242,7 @@ def measure_acks(
                 if any(s.latency is None for s in started):
                     raise RuntimeError(f"the stream deploys were not acked: {app.log_tail()}")
             expected = len(STREAM_ENVS) * len(streaming)
-            streams_up = lambda: _streams_running(github) == expected  # noqa: E731
+            streams_up = lambda: streams_running(github) == expected  # noqa: E731
             wait_for(streams_up, STREAMS_RUNNING_SECONDS, f"{expected} streams", interval=0.1)
             commands = mix(count + WARM_UP, batch, shas)
             warm_up, measured = commands[:WARM_UP], commands[WARM_UP:]
@@ -269,8 +262,6 @@ def measure_acks(
                         before = cpu_seconds(app.pid)
                         samples.extend(send_batch(app.slack, chunk, BATCH_ACK_SECONDS))
                         cpu[app.pid] += cpu_seconds(app.pid) - before
-                if clicks:
-                    _measure_clicks(result, robot, bare, config.parent / "robot.db", shas, clicks)
             if scraped is not None:
                 result.notes.append(
                     f"{scraper.scrapes} scrapes of the robot's /metrics ({scraper.failures} failed)"
@@ -287,34 +278,6 @@ def measure_acks(
         result.robot, result.bare = result.bare, result.robot
         result.robot_cpu, result.bare_cpu = result.bare_cpu, result.robot_cpu
     return result
-
-
-def _measure_clicks(
-    result: AckResult, robot: AppProcess, bare: AppProcess, db: Path, shas: list[str], count: int
-) -> None:
-    """Deploy and Roll back button clicks, batches alternating between the apps like the commands."""
-    from bench.lib.clicks import click_mix, rollback_values, send_clicks
-
-    def targets() -> list[str]:
-        return rollback_values(db, REPO, QUICK_ENVS)
-
-    # The quick environments need two succeeded SHAs each before their roots offer a Roll back.
-    # Measured with the targets there are after the wait; the note says how many.
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: len(targets()) == len(QUICK_ENVS), ROLLBACK_TARGETS_SECONDS, "rollback targets")
-    rollbacks = targets()
-    result.notes.append(
-        f"Roll back clicks name the targets of {len(rollbacks)} of {len(QUICK_ENVS)} environments "
-        "(read from the robot's store, as its roots show them)"
-    )
-    mixed = click_mix(count, REPO, QUICK_ENVS, shas, rollbacks)
-    batch = result.batch
-    for first in range(0, count, batch):
-        chunk = mixed[first : first + batch]
-        order = [(bare, result.bare_clicks), (robot, result.robot_clicks)]
-        for app, samples in order if (first // batch) % 2 == 0 else order[::-1]:
-            acked = send_clicks(app.slack, chunk, USER, CHANNEL, BATCH_ACK_SECONDS)
-            samples.extend(Sample(kind, latency, "") for kind, latency in acked)
 
 
 class Scraper:

@@ -1,14 +1,14 @@
 """The replicas bench's world: 3 `robot run` on one PostgreSQL, the fakes, a recording step, merges.
 
 Slack spreads envelopes over an app's connections; the fake sends each to its newest one, so
-``RoutingSlack`` picks a live connection at random instead and remembers whose connection is whose.
+``RoutingSlack`` (a ``SpreadingSlack``) picks a live connection at random instead; the fleet
+remembers whose connection is whose.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bench.lib.poll_world import StampedGitHub
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, SpreadingSlack
 from tests.support.harness import ROOT, TOKEN, make_git_repo, write_config
 from tests.support.rig import CHANNEL, robot_environ, slack_section
 
@@ -57,27 +57,13 @@ def step_seconds(deploy: int) -> float:
     return 0.3 + (deploy * 37 % 71) / 100
 
 
-class RoutingSlack(FakeSlack):
+class RoutingSlack(SpreadingSlack):
     """The fake Slack, sending each envelope to a live connection picked at random (seeded)."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        self._random = random.Random(seed)
-
-    def _live_connection(self) -> Any:
-        live = sorted((c for c in self._connections.values() if not c.draining), key=lambda c: c.id)
-        if not live:
-            raise RuntimeError("FakeSlack: no live Socket Mode connection")
-        return self._random.choice(live)
 
     def newest_connection(self) -> int:
         """The id of the connection accepted last."""
         with self._lock:
             return max(self._connections, default=0)
-
-    def connection_ids(self) -> set[int]:
-        with self._lock:
-            return set(self._connections)
 
 
 @dataclass

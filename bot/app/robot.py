@@ -20,6 +20,7 @@ from bot.approvals import approval_view
 from bot.config import MetricsSettings, Settings
 from bot.daemon_pool import DaemonThreadPool
 from bot.errors import BotError, StoreError
+from bot.home import Dashboard
 from bot.lock_expiry import TICK_SECONDS, LockExpiry
 from bot.metrics import (
     ACTIVE_LIMIT,
@@ -38,6 +39,7 @@ from bot.slack.announcer import SlackAnnouncer
 from bot.slack.chatops import ChatOps
 from bot.slack.client import build_web_client
 from bot.slack.directory import UserGroups
+from bot.slack.home import HomeOps, HomeRefresher
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import SlackOutbox
 from bot.stats import DoraStats
@@ -163,17 +165,24 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
         approvals,
         changes=base.changes,
     )
-    observer: DeployObserver = notifier
+    refresher = HomeRefresher(base.store, outbox, slack.home_interval)
+    observers: list[DeployObserver] = [notifier, refresher]
     if telemetry is not None:
-        observer = FanOutObserver([MetricsObserver(telemetry), notifier])
-    core = assemble_core(base, environ, observer, members_of=UserGroups(client).members)
+        observers.insert(0, MetricsObserver(telemetry))
+    core = assemble_core(base, environ, FanOutObserver(observers), members_of=UserGroups(client).members)
+    dora = DoraStats(settings, base.store)
     chatops = ChatOps(
         core.service,
         notifier.current_step,
         approvals,
         changes=base.changes,
-        stats=DoraStats(settings, base.store),
+        lock_changed=refresher.changed,
+        stats=dora,
     )
+    dashboard = Dashboard(
+        settings, core.store, core.service, base.github.commit_url, notifier.current_step, stats=dora
+    )
+    home = HomeOps(core.service, dashboard, core.store, client, outbox, refresher, slack.home_interval)
     answerer = Answerer(metrics=metrics)
     # Unhandled payloads go to on_error, which acks them (else Slack shows the user its own error).
     # Daemon listener threads: one still waiting on GitHub must not hold the exit at shutdown.
@@ -183,7 +192,7 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
         raise_error_for_unhandled_request=True,
         listener_executor=DaemonThreadPool(LISTENER_THREADS, "listener"),
     )
-    _install(app, chatops, answerer)
+    _install(app, chatops, answerer, home)
     handler = GuardedSocketModeHandler(app, slack.app_token, ping_interval=slack.ping_interval)
     # The SDK's own pool (its default size) is joined at exit; envelopes run Bolt, and so listeners.
     handler.client.message_workers = DaemonThreadPool(ENVELOPE_THREADS, "slack-envelope")  # type: ignore[assignment]
@@ -222,10 +231,11 @@ def _metrics_server(
     return MetricsServer(where.host, where.port, telemetry, health, probe)
 
 
-def _install(app: App, chatops: ChatOps, answerer: Answerer) -> None:
+def _install(app: App, chatops: ChatOps, answerer: Answerer, home: HomeOps) -> None:
     def inject(context: BoltContext, next: Callable[[], None]) -> None:
         context["chatops"] = chatops
         context["answerer"] = answerer
+        context["home"] = home
         next()
 
     def on_error(error: Exception, body: Any, respond: Respond | None) -> BoltResponse | None:

@@ -27,6 +27,8 @@ class SlackSettings(_Model):
     ping_interval: float = Field(10, gt=0)
     message_interval: float = Field(2.0, ge=0)
     channel_interval: float = Field(1.0, ge=0)
+    home_interval: float = Field(10.0, ge=0)
+    """At most one App Home republish per user this often (a user's own open or click is at once)."""
 
 
 PEM_START = "-----BEGIN"

@@ -47,7 +47,7 @@ from bot.slack.text import escape, fmt_duration, fmt_time
 from bot.stats import DoraStats
 
 _RECENT = 30
-_CANCEL_VALUE = re.compile(r"[1-9][0-9]{0,17}")
+_BUTTON_ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,15 @@ class ChatOps:
         approval_view: Callable[[Deploy], ApprovalView | None] = lambda deploy: None,
         changes: ChangeLists | None = None,
         stats: DoraStats | None = None,
+        lock_changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``lock_changed`` is told after a lock or unlock (App Home republishes)."""
         self._service = service
         self._current_step = current_step
         self._approval_view = approval_view
         self._changes = changes
         self._stats = stats
+        self._lock_changed = lock_changed
 
     # --- commands -------------------------------------------------------------------------
 
@@ -133,9 +136,11 @@ class ChatOps:
                 lock = self._service.lock(
                     command.repo, command.env, caller.actor, command.reason, command.duration
                 )
+                self._lock_changed()
                 return Reply(_locked_text(lock))
             case UnlockCommand():
                 lock = self._service.unlock(command.repo, command.env, caller.actor)
+                self._lock_changed()
                 return Reply(f"🔓 {lock.repo} {lock.env} is unlocked.")
             case WhereCommand():
                 views: list[EnvironmentView] = self._service.where(command.repo)
@@ -182,11 +187,7 @@ class ChatOps:
     def click_cancel(self, value: str, caller: Caller) -> Reply:
         """The Cancel button on a root message."""
         _check_caller(caller)
-        # The value is ours (a deploy id) but comes back as whatever the payload holds; str.isdigit
-        # also takes "²" (int() then raises) and 5,000 digits (int() refuses, the store overflows).
-        if not _CANCEL_VALUE.fullmatch(value):
-            raise BadCommand("This Cancel button is broken; use `/deploy cancel <id>` instead.")
-        return self._cancelled(self._service.cancel(int(value), caller.actor))
+        return self._cancelled(self._service.cancel(_button_id(value, "cancel"), caller.actor))
 
     def click_approve(self, value: str, caller: Caller) -> Reply:
         """The Approve button on a root awaiting approval."""
@@ -232,6 +233,11 @@ class ChatOps:
         if not created:
             return self._queued(deploy, created)
         what = f"{deploy.repo} → {deploy.env} back to {deploy.short_sha} (undoing #{deploy.rollback_of})"
+        if deploy.state is DeployState.AWAITING_APPROVAL:
+            return Reply(
+                f"⏪ Rollback #{deploy.id} awaits approval: {escape(what)}; no CI gate (it succeeded "
+                "there); its message says who may approve."
+            )
         return Reply(f"⏪ Rollback #{deploy.id} queued: {escape(what)}; no CI gate (it succeeded there).")
 
     def _cancelled(self, deploy: Deploy) -> Reply:
@@ -289,8 +295,10 @@ def _locked_text(lock: Lock) -> str:
 
 
 def _button_id(value: str, action: str) -> int:
-    """The deploy id an Approve / Reject button carries (refused unless plain digits)."""
-    if not _CANCEL_VALUE.fullmatch(value):
+    """The deploy id a Cancel / Approve / Reject button carries (refused unless plain digits)."""
+    # The value is ours (a deploy id) but comes back as whatever the payload holds; str.isdigit
+    # also takes "²" (int() then raises) and 5,000 digits (int() refuses, the store overflows).
+    if not _BUTTON_ID.fullmatch(value):
         raise BadCommand(f"This {action.title()} button is broken; use `/deploy {action} <id>` instead.")
     return int(value)
 

@@ -31,6 +31,11 @@ _KEYWORDS = ("cancel", "lock", "unlock", "where", "changes", "help", "rollback",
 _TAKES_REASON = ("lock", "reject")
 ROLLBACK_USAGE = "`/deploy rollback <repo> [to <env>]`"
 STATS_USAGE = "Usage: `/deploy stats [<repo>] [<env>]`"
+ROLLBACK_NO_FORCE = (
+    "`/deploy rollback` cannot be forced with `!`: it skips the CI gate by right and waits for "
+    "approval where the environment wants it. To break glass, deploy the SHA itself: "
+    "`/deploy <repo>@<sha> [to <env>]!`."
+)
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ def parse_deploy(text: str) -> Command:
             raise BadCommand(f"`/deploy help` takes nothing after it. {USAGE}")
         return HelpCommand()
     if keyword == "cancel":
-        return _parse_cancel(words[1:])
+        return CancelCommand(_deploy_id(words[1:], "cancel"))
     if keyword == "approve":
         return ApproveCommand(_deploy_id(words[1:], "approve"))
     if keyword == "reject":
@@ -182,6 +187,8 @@ def parse_deploy(text: str) -> Command:
         repo, env = _repo_and_env(words[1:], f"/deploy {keyword}", f"`/deploy {keyword} <repo> [to <env>]`")
         return UnlockCommand(repo, env)
     if keyword == "rollback":
+        if any("!" in w for w in words[1:]):
+            raise BadCommand(ROLLBACK_NO_FORCE)
         return RollbackCommand(*_repo_and_env(words[1:], "/deploy rollback", ROLLBACK_USAGE))
     if keyword == "changes":
         usage = "`/deploy changes <repo> [to <env>]`"
@@ -249,18 +256,6 @@ def _parse_deploy_words(words: list[str]) -> DeployCommand:
     return DeployCommand(_repo(repo), check_ref(ref) if at else None, env, force)
 
 
-def _parse_cancel(args: list[str]) -> CancelCommand:
-    """`cancel <id>` or `cancel #<id>`."""
-    if not args:
-        raise BadCommand("`/deploy cancel` needs a deploy id, e.g. `/deploy cancel 42`.")
-    if len(args) > 1:
-        raise BadCommand("`/deploy cancel` takes one deploy id, e.g. `/deploy cancel 42`.")
-    match = _DEPLOY_ID.fullmatch(args[0])
-    if not match or int(match.group(1)) == 0:
-        raise BadCommand(f"`{shown(args[0])}` is not a deploy id; use its number, e.g. `/deploy cancel 42`.")
-    return CancelCommand(int(match.group(1)))
-
-
 def _parse_lock(args: list[str], reason: str) -> LockCommand:
     """`<repo>` then `to <env>` and `for <duration>`, each at most once, in either order."""
     if not args:
@@ -292,9 +287,11 @@ def _parse_lock(args: list[str], reason: str) -> LockCommand:
 
 
 def _deploy_id(args: list[str], keyword: str) -> int:
-    """`<id>` or `#<id>` after `approve` / `reject`."""
+    """`<id>` or `#<id>` after `cancel` / `approve` / `reject`."""
     example = f"`/deploy {keyword} 42`"
-    if len(args) != 1:
+    if not args:
+        raise BadCommand(f"`/deploy {keyword}` needs a deploy id, e.g. {example}.")
+    if len(args) > 1:
         raise BadCommand(f"`/deploy {keyword}` takes one deploy id, e.g. {example}.")
     match = _DEPLOY_ID.fullmatch(args[0])
     if not match or int(match.group(1)) == 0:
@@ -303,7 +300,7 @@ def _deploy_id(args: list[str], keyword: str) -> int:
 
 
 def _repo_and_env(args: list[str], command: str, usage: str) -> tuple[str, str | None]:
-    """`<repo> [to <env>]` for lock and unlock."""
+    """`<repo> [to <env>]` for unlock, rollback and changes."""
     if not args:
         raise BadCommand(f"`{command}` needs a repo. Usage: {usage}")
     if any("!" in a for a in args):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
-from bot.errors import BadCommand
-from bot.validation import ENV_NAME, is_valid_repo_name
+from bot.errors import BadCommand, InvalidRef
+from bot.validation import ENV_NAME, check_ref, is_valid_repo_name
 
 CANCEL_ACTION = "deploy_cancel"
 APPROVE_ACTION = "deploy_approve"
@@ -17,6 +18,7 @@ DEPLOY_ACTION = "deploy_from_announcement"
 DEPLOY_ACTION_PATTERN = re.compile(rf"^{DEPLOY_ACTION}(?::[A-Za-z0-9._-]{{1,64}})?$")
 MAX_VALUE = 2000
 _SHA = re.compile(r"[0-9a-f]{40}")
+_DEPLOY_KEYS = {"repo", "env", "sha"}
 _BROKEN = "This Deploy button is broken or out of date; use `/deploy <repo>@<sha> to <env>` instead."
 
 
@@ -34,20 +36,27 @@ def encode_deploy_value(repo: str, env: str, sha: str) -> str:
 
 def decode_deploy_value(value: str) -> tuple[str, str, str]:
     """(repo, env, sha) from a Deploy button's value; BadCommand when it is malformed or tampered with."""
-    if len(value) > MAX_VALUE:
-        raise BadCommand(_BROKEN)
-    try:
-        data = json.loads(value)
-    except ValueError as err:
-        raise BadCommand(_BROKEN) from err
-    if not isinstance(data, dict) or set(data) != {"repo", "env", "sha"}:
-        raise BadCommand(_BROKEN)
+    data = _decoded(value, _DEPLOY_KEYS, _BROKEN)
     repo, env, sha = data["repo"], data["env"], data["sha"]
-    if not (isinstance(repo, str) and isinstance(env, str) and isinstance(sha, str)):
-        raise BadCommand(_BROKEN)
     if not _valid(repo, env, sha):
         raise BadCommand(_BROKEN)
     return repo, env, sha
+
+
+def _decoded(value: str, keys: set[str], broken: str) -> dict[str, Any]:
+    """A button's value as the JSON object it must be: exactly ``keys``, its repo, env and sha
+    strings; BadCommand(``broken``) when it is not (the value comes back as the payload holds it)."""
+    if len(value) > MAX_VALUE:
+        raise BadCommand(broken)
+    try:
+        data = json.loads(value)
+    except ValueError as err:
+        raise BadCommand(broken) from err
+    if not isinstance(data, dict) or set(data) != keys:
+        raise BadCommand(broken)
+    if not all(isinstance(data[key], str) for key in ("repo", "env", "sha")):
+        raise BadCommand(broken)
+    return data
 
 
 def _valid(repo: str, env: str, sha: str) -> bool:
@@ -76,17 +85,8 @@ def encode_rollback_value(repo: str, env: str, sha: str, undo: int) -> str:
 
 def decode_rollback_value(value: str) -> tuple[str, str, str, int]:
     """(repo, env, sha, id of the deploy undone) from a Roll back button; BadCommand when malformed."""
-    if len(value) > MAX_VALUE:
-        raise BadCommand(_BROKEN_ROLLBACK)
-    try:
-        data = json.loads(value)
-    except ValueError as err:
-        raise BadCommand(_BROKEN_ROLLBACK) from err
-    if not isinstance(data, dict) or set(data) != _ROLLBACK_KEYS:
-        raise BadCommand(_BROKEN_ROLLBACK)
+    data = _decoded(value, _ROLLBACK_KEYS, _BROKEN_ROLLBACK)
     repo, env, sha, undo = data["repo"], data["env"], data["sha"], data["undo"]
-    if not (isinstance(repo, str) and isinstance(env, str) and isinstance(sha, str)):
-        raise BadCommand(_BROKEN_ROLLBACK)
     if not (_valid(repo, env, sha) and _valid_id(undo)):
         raise BadCommand(_BROKEN_ROLLBACK)
     return repo, env, sha, undo
@@ -95,3 +95,50 @@ def decode_rollback_value(value: str) -> tuple[str, str, str, int]:
 def _valid_id(deploy_id: object) -> bool:
     """A deploy id: a positive int the store can hold (a JSON true is not 1)."""
     return isinstance(deploy_id, int) and not isinstance(deploy_id, bool) and 0 < deploy_id < _MAX_DEPLOY_ID
+
+
+# ---- App Home ------------------------------------------------------------------------------
+# Each environment's buttons sit in an actions block of their own, so these ids are unique
+# within their block as Slack requires; the value names the repo + environment (or the deploy).
+HOME_DEPLOY_ACTION = "home_deploy"
+HOME_CANCEL_ACTION = "home_cancel"
+HOME_UNLOCK_ACTION = "home_unlock"
+HOME_LOCK_ACTION = "home_lock"
+HOME_FILTER_ACTION = "home_repo_filter"
+HOME_LOCK_VIEW = "home_lock_form"
+"""The callback_id of the Lock… modal; its view_submission is routed by it."""
+HOME_REASON_BLOCK = "reason"
+HOME_ALL_REPOS = "*"
+"""The repo filter's option meaning every repo."""
+_BROKEN_HOME = "This App Home button is broken or out of date; reopen the robot's Home tab."
+
+
+def encode_target(repo: str, env: str, ref: str | None = None) -> str:
+    """An App Home button's value: a repo + environment, and for Deploy the ref it deploys."""
+    if not (is_valid_repo_name(repo) and ENV_NAME.fullmatch(env)):
+        raise ValueError(f"cannot encode an App Home button for {repo!r} {env!r}")
+    data = {"repo": repo, "env": env} if ref is None else {"repo": repo, "env": env, "ref": check_ref(ref)}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def decode_target(value: str) -> tuple[str, str, str | None]:
+    """(repo, env, ref or None) from an App Home button's value; BadCommand when malformed."""
+    if len(value) > MAX_VALUE:
+        raise BadCommand(_BROKEN_HOME)
+    try:
+        data = json.loads(value)
+    except ValueError as err:
+        raise BadCommand(_BROKEN_HOME) from err
+    if not isinstance(data, dict) or not {"repo", "env"} <= set(data) <= {"repo", "env", "ref"}:
+        raise BadCommand(_BROKEN_HOME)
+    repo, env, ref = data["repo"], data["env"], data.get("ref")
+    if not (isinstance(repo, str) and isinstance(env, str) and isinstance(ref, str | None)):
+        raise BadCommand(_BROKEN_HOME)
+    if not (is_valid_repo_name(repo) and ENV_NAME.fullmatch(env)):
+        raise BadCommand(_BROKEN_HOME)
+    if ref is not None:
+        try:
+            check_ref(ref)
+        except InvalidRef as err:
+            raise BadCommand(_BROKEN_HOME) from err
+    return repo, env, ref

@@ -322,7 +322,10 @@ class SlackNotifier:
             changes = lists.recorded(deploy.id)
             if changes is None:
                 return None
-            self._shown_changes[deploy.id] = changes
+            # Until claimed it is worked out again at the claim (the environment may move on
+            # while approvers think): kept only from then on.
+            if deploy.state not in (DeployState.AWAITING_APPROVAL, DeployState.QUEUED):
+                self._shown_changes[deploy.id] = changes
         summary = summarize(changes, deploy.env)
         return changes_text(summary, lists.compare_url(deploy.repo, changes))
 

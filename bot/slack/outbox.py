@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ class MessageRef:
 
 @dataclass(eq=False)
 class _Write:
-    kind: str  # "post" | "update" | "upload"
+    kind: str  # "post" | "update" | "upload" | "publish"
     ref: MessageRef
     text: str = ""
     blocks: Blocks = ()
@@ -51,6 +51,11 @@ class _Write:
     content: str = ""
     on_posted: Callable[[MessageRef], None] | None = None
     tries: int = 0
+    render: Callable[[], Mapping[str, Any]] | None = None  # "publish": the view, rendered when sent
+    interval: float = 0.0  # "publish": the next one to that user waits this long
+
+
+View = Mapping[str, Any]
 
 
 class SlackOutbox:
@@ -72,6 +77,7 @@ class SlackOutbox:
         self._cond = threading.Condition()
         self._channel_free_at: dict[str, float] = {}
         self._message_free_at: dict[int, float] = {}
+        self._homes: dict[str, MessageRef] = {}  # per user: paces their App Home publishes
         self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -122,6 +128,33 @@ class SlackOutbox:
     def upload(self, thread: MessageRef, filename: str, content: str, title: str) -> None:
         """Attach a text file to a thread."""
         self._put(_Write("upload", thread, title, filename=filename, content=content))
+
+    def publish_view(self, user: str, render: Callable[[], View], interval: float) -> None:
+        """Publish ``user``'s App Home, rendered when it is sent (so the latest state wins), at most
+        once per ``interval`` s; a publish already waiting for that user covers this one."""
+        with self._cond:
+            ref = self._home(user)
+            if any(w.kind == "publish" and w.ref is ref for w in self._queue):
+                return
+            self._queue.append(_Write("publish", ref, render=render, interval=interval))
+            self._cond.notify_all()
+
+    def view_published(self, user: str, interval: float) -> None:
+        """``user``'s App Home was just published elsewhere (their own open or click): the next
+        paced publish waits ``interval`` s from now."""
+        with self._cond:
+            ref = self._home(user)
+            self._message_free_at[id(ref)] = max(
+                self._message_free_at.get(id(ref), 0.0), time.monotonic() + interval
+            )
+
+    def _home(self, user: str) -> MessageRef:
+        """The pacing ref of one user's App Home (called with the lock held); its ts is the user."""
+        ref = self._homes.get(user)
+        if ref is None:
+            ref = self._homes[user] = MessageRef(f"home:{user}", user)
+            ref.posted.set()
+        return ref
 
     @property
     def backlog(self) -> int:
@@ -193,7 +226,7 @@ class SlackOutbox:
                 blocked_refs.add(id(ref))
                 continue
             free_at = self._channel_free_at.get(ref.channel, 0.0)
-            if write.kind == "update":
+            if write.kind in ("update", "publish"):
                 free_at = max(free_at, self._message_free_at.get(id(ref), 0.0))
             if free_at <= now:
                 return write, 0.0
@@ -225,6 +258,11 @@ class SlackOutbox:
         self.writes += 1
         if write.kind == "update":
             self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
+        elif write.kind == "publish":
+            with self._cond:
+                self._message_free_at[id(ref)] = max(
+                    self._message_free_at.get(id(ref), 0.0), time.monotonic() + write.interval
+                )
 
     def _call(self, write: _Write) -> None:
         ref = write.ref
@@ -248,6 +286,10 @@ class SlackOutbox:
             self._client.chat_update(
                 channel=ref.channel, ts=ref.ts or "", text=write.text, blocks=list(write.blocks)
             )
+        elif write.kind == "publish":
+            view = _rendered(write)
+            if view is not None:
+                self._client.views_publish(user_id=ref.ts or "", view=dict(view))
         else:
             self._client.files_upload_v2(
                 channel=ref.channel,
@@ -292,3 +334,12 @@ class SlackOutbox:
         if write.kind == "post":
             write.ref.failed = True
             write.ref.posted.set()
+
+
+def _rendered(write: _Write) -> View | None:
+    """A publish's view; None (logged, the publish dropped) when rendering failed: the outbox goes on."""
+    try:
+        return write.render() if write.render is not None else None
+    except Exception:
+        log.exception("App Home view for %s could not be rendered; not published", write.ref.ts)
+        return None

@@ -185,7 +185,8 @@ class _Supervisor:
         exited_at: float | None = None
         while not self._eof:
             now = time.monotonic()
-            if self._ctx.cancel.is_set():
+            # A step that ended by itself before a cancel reached it keeps its own result.
+            if self._ctx.cancel.is_set() and self._proc.poll() is None:
                 return StepStatus.CANCELLED
             if now >= deadline:
                 return StepStatus.TIMED_OUT
@@ -199,7 +200,7 @@ class _Supervisor:
             # closed its pipe just before exiting must not cost a whole poll interval.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-            if self._ctx.cancel.is_set():
+            if self._ctx.cancel.is_set() and self._proc.poll() is None:
                 return StepStatus.CANCELLED
             if self._proc.poll() is None and time.monotonic() >= deadline:
                 return StepStatus.TIMED_OUT

@@ -268,3 +268,14 @@ approvals = Table(
     sqlite_autoincrement=True,
 )
 Index("ux_approvals_deploy_approver", approvals.c.deploy_id, approvals.c.approver, unique=True)
+
+# Who opened the robot's App Home and when (their views are republished for a day after), with
+# the repo filter each chose: in the store, so whichever replica changes a deploy republishes.
+home_views = Table(
+    "home_views",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("repo_filter", String(255), nullable=True),
+)
+Index("ix_home_views_opened_at", home_views.c.opened_at)

@@ -44,6 +44,7 @@ from bot.models import (
     DeployRequest,
     DeployState,
     HeadClaim,
+    HomeViewer,
     Lock,
     LockEvent,
     Orphan,
@@ -65,6 +66,7 @@ from bot.store.schema import (
     deploy_logs,
     deploys,
     heads,
+    home_views,
     lock_events,
     locks,
     poller_lease,
@@ -144,16 +146,18 @@ def _owner_alive(lease: float, database_clock: bool) -> ColumnElement[bool]:
     ``database_clock``: heartbeats were stamped by the database (PostgreSQL), so the cutoff is the
     database's time too; robots on hosts whose clocks drift never judge each other by them.
     """
-    cutoff: object = (
-        func.now() - func.make_interval(0, 0, 0, 0, 0, 0, lease)
-        if database_clock
-        else _now() - timedelta(seconds=lease)
-    )
     return exists().where(
         processes.c.id == deploys.c.owner_id,
         processes.c.stopped_at.is_(None),
-        processes.c.heartbeat_at >= cutoff,
+        processes.c.heartbeat_at >= _heartbeat_cutoff(lease, database_clock),
     )
+
+
+def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
+    """``seconds`` ago, on the clock that stamped the heartbeats (the database's on PostgreSQL)."""
+    if database_clock:
+        return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+    return _now() - timedelta(seconds=seconds)
 
 
 def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
@@ -303,15 +307,18 @@ class SqlStore(ChangeListRows, DoraRows):
 
     # deploys
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
-        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False."""
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
+        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False.
+
+        ``owner``: the process that will run it (a terminal's deploy), recorded while it is queued.
+        """
         same_active = select(deploys).where(
             deploys.c.repo == request.repo,
             deploys.c.env == request.env,
             deploys.c.sha == request.sha,
             deploys.c.state.in_(_ACTIVE),
         )
-        values = _new_deploy(request)
+        values = {**_new_deploy(request), "owner_id": owner}
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 with self._write() as conn:
@@ -334,12 +341,21 @@ class SqlStore(ChangeListRows, DoraRows):
             row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
         return None if row is None else _deploy(row)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         """Atomically move the oldest claimable queued deploy to running (one per repo+env).
 
-        ``owner`` (the claiming process) is recorded in the same write.
+        ``owner`` (the claiming process) is recorded in the same write. With ``lease``, a deploy
+        queued for another process (a terminal's) is that process's while its lease holds: the
+        terminal shows its steps and its Ctrl-C cancels them; if it dies, anyone may run it.
         """
         claimable = _claimable(self._unexpired())
+        if lease is not None:
+            mine = deploys.c.owner_id.is_(None) if owner is None else deploys.c.owner_id == owner
+            claimable = claimable & (
+                deploys.c.owner_id.is_(None) | mine | ~_owner_alive(lease, self._database_clock)
+            )
         candidates = select(deploys.c.id, deploys.c.repo, deploys.c.env).where(claimable)
         candidates = candidates.order_by(deploys.c.id)
         if only_id is not None:
@@ -820,6 +836,21 @@ class SqlStore(ChangeListRows, DoraRows):
                 .values(stopped_at=_now())
             )
 
+    def prune_processes(self, silent_for: float) -> int:
+        """Delete the rows of processes silent for over ``silent_for`` seconds (stopped or dead)
+        that own no active deploy; how many went.
+
+        One conditional delete: a row a running deploy names stays, so a takeover still finds
+        its owner's host and boot id. A stopped process beats no more, so its row goes too.
+        """
+        cutoff = _heartbeat_cutoff(silent_for, self._database_clock)
+        owns = exists().where(
+            deploys.c.owner_id == processes.c.id, deploys.c.state.in_([_QUEUED, _WAITING, _RUNNING])
+        )
+        with self._write() as conn:
+            gone = conn.execute(delete(processes).where(processes.c.heartbeat_at < cutoff, ~owns))
+        return int(gone.rowcount or 0)
+
     def get_process(self, process_id: int) -> RobotProcess | None:
         """The registered process with that id, or None."""
         with self._read() as conn:
@@ -832,8 +863,9 @@ class SqlStore(ChangeListRows, DoraRows):
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
-        """Newest first, optionally only one repo, environment or set of states."""
+        """Newest first, optionally only one repo, environment, set of states, or those created since."""
         if limit <= 0:
             return []
         query = select(deploys).order_by(deploys.c.id.desc()).limit(limit)
@@ -843,6 +875,8 @@ class SqlStore(ChangeListRows, DoraRows):
             query = query.where(deploys.c.env == env)
         if states is not None:
             query = query.where(deploys.c.state.in_([s.value for s in states]))
+        if since is not None:
+            query = query.where(deploys.c.created_at >= since)
         with self._read() as conn:
             return [_deploy(r) for r in conn.execute(query)]
 
@@ -1350,6 +1384,32 @@ class SqlStore(ChangeListRows, DoraRows):
                 # transaction rolled back whole, the claim is pending again; the next round finds it.
                 continue
         raise RuntimeError(f"could not queue the auto-deploy of {request.repo}@{request.sha}")
+
+    # App Home viewers
+
+    def open_home(self, user: str) -> HomeViewer:
+        """Record that ``user`` opened the App Home now; their viewer row, repo filter kept."""
+        values: dict[str, object] = {"user_id": user, "opened_at": _now()}
+        with self._write() as conn:
+            row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
+        return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        """Remember the repo ``user`` filters their App Home on (None: every repo)."""
+        values: dict[str, object] = {"user_id": user, "opened_at": _now(), "repo_filter": repo}
+        with self._write() as conn:
+            row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
+        return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        """Who opened the App Home at or after ``opened_since``, most recent first."""
+        query = (
+            select(home_views)
+            .where(home_views.c.opened_at >= opened_since)
+            .order_by(home_views.c.opened_at.desc())
+        )
+        with self._read() as conn:
+            return [HomeViewer(r.user_id, r.opened_at, r.repo_filter) for r in conn.execute(query)]
 
 
 def _keepalives(lease: float) -> dict[str, int]:

@@ -38,6 +38,7 @@ from bot.models import (
     GateResult,
     HeadClaim,
     HeadPoll,
+    HomeViewer,
     Lock,
     LockEvent,
     MergeNews,
@@ -89,6 +90,7 @@ class MemoryStore:
         self.fail_queue_auto = False  # queue_auto_deploy raises (a crash inside its transaction)
         self._processes: dict[int, RobotProcess] = {}
         self._process_ids = itertools.count(1)
+        self._home: dict[str, HomeViewer] = {}
         self._changed = threading.Condition(self._lock)
         self._changes = 0  # what SqlStore's NOTIFY / data_version tell a feed
         self._comparisons: dict[tuple[str, str, str], Comparison] = {}
@@ -105,7 +107,7 @@ class MemoryStore:
 
     # deploys
 
-    def create_deploy(self, request: DeployRequest) -> tuple[Deploy, bool]:
+    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
         with self._lock:
             for deploy in self._deploys.values():
                 same = (deploy.repo, deploy.env, deploy.sha) == (request.repo, request.env, request.sha)
@@ -126,6 +128,7 @@ class MemoryStore:
                 root_ts=request.message_ts if request.source is not Source.MERGE else None,
                 created_at=_now(),
                 rollback_of=request.rollback_of,
+                owner_id=owner,
             )
             if request.approval_timeout is not None:
                 due = self.clock() + timedelta(seconds=request.approval_timeout)
@@ -138,10 +141,15 @@ class MemoryStore:
         with self._lock:
             return self._deploys.get(deploy_id)
 
-    def claim_next(self, only_id: int | None = None, owner: int | None = None) -> Deploy | None:
+    def claim_next(
+        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
+    ) -> Deploy | None:
         with self._lock:
             for deploy in sorted(self._deploys.values(), key=lambda d: d.id):
                 if only_id is not None and deploy.id != only_id:
+                    continue
+                theirs = deploy.owner_id not in (None, owner)
+                if theirs and lease is not None and self._owner_alive(deploy, lease):
                     continue
                 if self._claimable(deploy):
                     running = replace(
@@ -429,12 +437,22 @@ class MemoryStore:
         with self._lock:
             return self._processes.get(process_id)
 
+    def prune_processes(self, silent_for: float) -> int:
+        with self._lock:
+            cutoff = self.clock() - timedelta(seconds=silent_for)
+            owners = {d.owner_id for d in self._deploys.values() if not d.state.is_final}
+            gone = [p.id for p in self._processes.values() if p.heartbeat_at < cutoff and p.id not in owners]
+            for process_id in gone:
+                del self._processes[process_id]
+            return len(gone)
+
     def list_deploys(
         self,
         repo: str | None = None,
         env: str | None = None,
         states: Sequence[DeployState] | None = None,
         limit: int = 50,
+        since: datetime | None = None,
     ) -> list[Deploy]:
         if limit <= 0:
             return []
@@ -445,6 +463,7 @@ class MemoryStore:
                 if (repo is None or d.repo == repo)
                 and (env is None or d.env == env)
                 and (states is None or d.state in states)
+                and (since is None or (d.created_at is not None and d.created_at >= since))
             ]
         return found[:limit]
 
@@ -710,6 +729,26 @@ class MemoryStore:
         with self._lock:
             if self._poller_lease is not None and self._poller_lease[0] == process_id:
                 self._poller_lease = None
+
+    # App Home viewers
+
+    def open_home(self, user: str) -> HomeViewer:
+        with self._lock:
+            known = self._home.get(user)
+            viewer = HomeViewer(user, _now(), known.repo_filter if known else None)
+            self._home[user] = viewer
+            return viewer
+
+    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
+        with self._lock:
+            viewer = HomeViewer(user, _now(), repo)
+            self._home[user] = viewer
+            return viewer
+
+    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
+        with self._lock:
+            found = [v for v in self._home.values() if v.opened_at >= opened_since]
+        return sorted(found, key=lambda v: v.opened_at, reverse=True)
 
     # helpers
 

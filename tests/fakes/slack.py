@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.loopback import LoopbackServer
@@ -39,6 +40,7 @@ from tests.fakes.slack_web import (
     Call,
     Ephemeral,
     Message,
+    PublishedView,
     ResponsePost,
     UploadedFile,
     WebApiSide,
@@ -60,7 +62,9 @@ __all__ = [
     "Ephemeral",
     "FakeSlack",
     "Message",
+    "PublishedView",
     "ResponsePost",
+    "SpreadingSlack",
     "UploadedFile",
 ]
 
@@ -91,6 +95,7 @@ class FakeSlack(WebApiSide, SocketModeSide):
         self._files: dict[str, UploadedFile] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._views: list[JSON] = []
+        self._published: list[PublishedView] = []
         self._tickets: set[str] = set()
         self._connections: dict[int, _WsConnection] = {}
         self._total_connections = 0
@@ -123,7 +128,7 @@ class FakeSlack(WebApiSide, SocketModeSide):
         """The Web API base, usable as `WebClient(base_url=...)`."""
         return f"{self.base_url}/api/"
 
-    def start(self) -> FakeSlack:
+    def start(self) -> Self:
         """Listen on a free port of 127.0.0.1 in a background thread."""
         self._loopback = LoopbackServer(type("Handler", (_Handler,), {"fake": self}))
         return self
@@ -138,7 +143,7 @@ class FakeSlack(WebApiSide, SocketModeSide):
         if self._loopback is not None:
             self._loopback.close()
 
-    def __enter__(self) -> FakeSlack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -155,6 +160,26 @@ class FakeSlack(WebApiSide, SocketModeSide):
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
+
+
+class SpreadingSlack(FakeSlack):
+    """The fake Slack sending each envelope to a live connection picked at random (seeded), as
+    Slack spreads an app's envelopes over its connections: each replica gets its share."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self._random = random.Random(seed)
+
+    def _live_connection(self) -> _WsConnection:
+        live = sorted((c for c in self._connections.values() if not c.draining), key=lambda c: c.id)
+        if not live:
+            raise RuntimeError("FakeSlack: no live Socket Mode connection")
+        return self._random.choice(live)
+
+    def connection_ids(self) -> set[int]:
+        """The ids of the open connections (a new one is the newest process's)."""
+        with self._lock:
+            return set(self._connections)
 
 
 class _Handler(BaseHTTPRequestHandler):

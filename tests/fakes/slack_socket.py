@@ -321,6 +321,76 @@ class SocketModeSide:
         self._bind_response(response_id, envelope_id)
         return envelope_id
 
+    def send_app_home_opened(self, user_id: str = "U1", tab: str = "home") -> str:
+        """Send an `app_home_opened` event (the user opened the Home tab); returns its envelope_id."""
+        event_ts = f"{time.time():.6f}"
+        payload: JSON = {
+            "token": "verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": APP_ID,
+            "event": {
+                "type": "app_home_opened",
+                "user": user_id,
+                "channel": f"D{user_id[1:]}",
+                "tab": tab,
+                "event_ts": event_ts,
+            },
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM_ID, "user_id": "U0ROBOT", "is_bot": True}],
+        }
+        return self.send_envelope("events_api", payload)
+
+    def send_view_action(
+        self,
+        action_id: str,
+        value: str = "",
+        user_id: str = "U1",
+        view: JSON | None = None,
+        selected: str | None = None,
+        block_id: str = "actions",
+    ) -> str:
+        """A click in a view (the Home tab, or a modal): container type `view`, no response_url,
+        a trigger_id; ``selected`` makes it a static_select choice. Returns the envelope_id."""
+        shown: JSON = dict(view or {"id": "V0HOME", "type": "home", "blocks": []})
+        shown.setdefault("id", "V0HOME")
+        action: JSON = {"action_id": action_id, "block_id": block_id, "action_ts": f"{time.time():.6f}"}
+        if selected is None:
+            action.update(
+                {"type": "button", "value": value, "text": {"type": "plain_text", "text": action_id}}
+            )
+        else:
+            option = {"text": {"type": "plain_text", "text": selected}, "value": selected}
+            action.update({"type": "static_select", "selected_option": option})
+        payload: JSON = {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": user_id, "name": user_id, "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "token": "verification-token",
+            "container": {"type": "view", "view_id": shown["id"]},
+            "trigger_id": f"trigger-{next(self._ids)}",
+            "team": {"id": TEAM_ID, "domain": "acme"},
+            "view": shown,
+            "actions": [action],
+        }
+        return self.send_envelope("interactive", payload)
+
+    def send_view_submission(self, view: JSON, values: JSON, user_id: str = "U1") -> str:
+        """Submit a modal the app opened: ``values`` is `{block_id: {action_id: {"type", "value"}}}`.
+        The ack's payload is the app's answer (empty: closed; `response_action: errors`)."""
+        payload: JSON = {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": "acme"},
+            "user": {"id": user_id, "username": user_id, "name": user_id, "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "token": "verification-token",
+            "trigger_id": f"trigger-{next(self._ids)}",
+            "view": {**view, "state": {"values": values}, "team_id": TEAM_ID, "app_id": APP_ID},
+            "response_urls": [],
+        }
+        return self.send_envelope("interactive", payload, accepts_response_payload=True)
+
     def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> Ack:
         """Wait for the app's ack of an envelope (its `.payload` is what the app answered)."""
         self.wait_for(lambda: envelope_id in self._acks, timeout, f"the ack of {envelope_id}")

@@ -105,6 +105,18 @@ class ResponsePost:
     at: float
 
 
+@dataclass(frozen=True)
+class PublishedView:
+    """One views.publish: whose Home, the view, and when."""
+
+    user: str
+    view: JSON
+    at: float
+
+
+MAX_VIEW_BLOCKS = 100  # Slack refuses a Home or modal view with more
+
+
 class _Reply(NamedTuple):
     status: int
     body: JSON
@@ -147,6 +159,7 @@ class WebApiSide:
     _files: dict[str, UploadedFile]
     _usergroups: dict[str, list[str]]
     _views: list[JSON]
+    _published: list[PublishedView]
     _response_ids: dict[str, str | None]
     _response_posts: list[ResponsePost]
     _rate_limits: dict[str, tuple[float, int]]
@@ -214,6 +227,18 @@ class WebApiSide:
         """Views opened with views.open."""
         with self._lock:
             return list(self._views)
+
+    def published(self, user: str | None = None) -> list[PublishedView]:
+        """Every views.publish so far (optionally to one user's Home), in order."""
+        with self._lock:
+            return [p for p in self._published if user is None or p.user == user]
+
+    def home(self, user: str) -> JSON:
+        """The view last published to ``user``'s Home; KeyError when none was."""
+        found = self.published(user)
+        if not found:
+            raise KeyError(f"no Home published for {user}")
+        return found[-1].view
 
     @property
     def served_429(self) -> int:
@@ -486,13 +511,17 @@ class WebApiSide:
 
     def _api_views_open(self, args: JSON) -> JSON:
         _required(args, "trigger_id", "invalid_trigger_id")
-        view = args.get("view")
-        view = json.loads(view) if isinstance(view, str) else view
-        if not isinstance(view, dict):
-            raise _ApiError("invalid_arguments")
+        view = _view(args, "modal")
         opened = {"id": f"V{next(self._ids):08d}", **view}
         self._views.append(opened)
         return {"view": opened}
+
+    def _api_views_publish(self, args: JSON) -> JSON:
+        user = _required(args, "user_id", "invalid_arguments")
+        view = _view(args, "home")
+        published = {"id": f"V{next(self._ids):08d}", **view}
+        self._published.append(PublishedView(user, published, time.monotonic()))
+        return {"view": published}
 
 
 _ROUTES: dict[str, Callable[[WebApiSide, JSON], JSON]] = {
@@ -507,6 +536,7 @@ _ROUTES: dict[str, Callable[[WebApiSide, JSON], JSON]] = {
     "files.getUploadURLExternal": WebApiSide._api_get_upload_url,
     "files.completeUploadExternal": WebApiSide._api_complete_upload,
     "views.open": WebApiSide._api_views_open,
+    "views.publish": WebApiSide._api_views_publish,
 }
 
 
@@ -526,6 +556,21 @@ def _required(args: JSON, name: str, error: str) -> str:
     if value is None:
         raise _ApiError(error)
     return value
+
+
+def _view(args: JSON, kind: str) -> JSON:
+    """A view argument as Slack checks it: an object of that type, blocks a list of at most 100."""
+    view = args.get("view")
+    try:
+        view = json.loads(view) if isinstance(view, str) else view
+    except ValueError as exc:
+        raise _ApiError("invalid_arguments") from exc
+    if not isinstance(view, dict) or view.get("type") != kind:
+        raise _ApiError("invalid_arguments")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS:
+        raise _ApiError("invalid_arguments")
+    return view
 
 
 def _text_and_blocks(args: JSON) -> tuple[str, list[JSON]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,16 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from bot.deploys import DeployService
+from bot.deploys import PROCESS_ROWS_KEEP_SECONDS, DeployService
 from bot.errors import ConfigError, StoreError
 from bot.models import (
+    Actor,
+    ActorKind,
     Deploy,
     DeployState,
     ProcessInfo,
     ProcessKind,
+    Source,
     Step,
     StepResult,
     StepStatus,
@@ -363,3 +367,41 @@ def test_register_records_the_process_and_close_its_stop(world_for: WorldFactory
     world.service.close()
     stopped = world.store.get_process(process_id)
     assert stopped is not None and stopped.stopped_at is not None
+
+
+def test_a_live_process_deletes_rows_silent_for_a_day_on_a_heartbeat_now_and_then(
+    fast: World, clock: Clock
+) -> None:
+    silent = fast.store.register_process(ProcessInfo("host-b", 9, "boot-b", ProcessKind.RUN))
+    clock.advance(PROCESS_ROWS_KEEP_SECONDS + 1)
+    live, _ = other_process(fast)
+    try:
+        live_id = live.register(ProcessKind.RUN)
+        wait_for(lambda: fast.store.get_process(silent.id) is None, 5, "the silent row to go")
+        assert fast.store.get_process(live_id) is not None
+        # Pruned on the first beat, then not again for PRUNE_PROCESSES_EVERY_SECONDS: cheap.
+        later = fast.store.register_process(ProcessInfo("host-c", 9, "boot-c", ProcessKind.RUN))
+        clock.advance(PROCESS_ROWS_KEEP_SECONDS + 1)
+        time.sleep(20 * fast.settings.state.heartbeat)
+        assert fast.store.get_process(later.id) is not None
+        assert fast.store.get_process(live_id) is not None, "a live process beats: never pruned"
+    finally:
+        live.close()
+
+
+def test_a_terminals_deploy_is_left_to_the_terminal_while_a_robot_run_idles_beside_it(
+    world_for: WorldFactory,
+) -> None:
+    world = world_for(state={"heartbeat": 0.02, "lease": 1})
+    terminal = world.service.register(ProcessKind.DEPLOY)
+    deploy = world.request(user=Actor(ActorKind.CLI, "ops"), source=Source.CLI)
+    robot, _ = other_process(world)
+    robot.start()
+    try:
+        time.sleep(0.3)  # the robot's idle workers look at the queue, beat and watch leases
+        assert world.service.get(deploy.id).state is DeployState.QUEUED
+        final = world.run(deploy.id)  # `robot deploy` claims and runs it itself
+    finally:
+        robot.stop(1)
+        robot.close()
+    assert (final.state, final.owner_id) == (DeployState.SUCCEEDED, terminal)

@@ -58,6 +58,26 @@ def test_claim_is_fifo_one_running_per_env_and_not_when_locked(store: Any) -> No
     assert claimed.id == two.id and claimed.state is DeployState.RUNNING and claimed.started_at
 
 
+def test_a_deploy_queued_for_a_process_is_left_to_it_while_its_lease_holds(store: Any) -> None:
+    terminal = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.DEPLOY))
+    robot = store.register_process(ProcessInfo("host-a", 2, "boot-1", ProcessKind.RUN))
+    theirs = store.create_deploy(req("1" * 40), terminal.id)[0]
+    behind = store.create_deploy(req("2" * 40))[0]
+    other = store.create_deploy(req("3" * 40, env="staging"))[0]
+    assert theirs.owner_id == terminal.id and theirs.state is DeployState.QUEUED
+    assert store.claim_next(owner=robot.id, lease=30).id == other.id
+    assert store.claim_next(owner=robot.id, lease=30) is None, "#1 is the terminal's; #2 waits behind it"
+    claimed = store.claim_next(only_id=theirs.id, owner=terminal.id, lease=30)
+    assert (claimed.id, claimed.owner_id) == (theirs.id, terminal.id)
+    store.finish_deploy(theirs.id, DeployState.SUCCEEDED, None)
+    assert store.claim_next(owner=robot.id, lease=30).id == behind.id
+    # A terminal that stopped (or went silent past the lease) leaves its queued deploy to anyone.
+    orphan = store.create_deploy(req("4" * 40, env="qa"), terminal.id)[0]
+    assert store.claim_next(owner=robot.id, lease=30) is None
+    store.stop_process(terminal.id)
+    assert store.claim_next(owner=robot.id, lease=30).id == orphan.id
+
+
 def test_cancels_are_conditional(store: Any) -> None:
     queued = store.create_deploy(req("1" * 40))[0]
     running = store.create_deploy(req("2" * 40, env="staging"))[0]
@@ -108,6 +128,22 @@ def test_take_over_and_last_succeeded(store: Any) -> None:
     store.heartbeat(alive.id)
     assert store.get_process(alive.id).heartbeat_at >= alive.heartbeat_at
     assert store.get_process(999) is None
+
+
+def test_prune_processes_keeps_live_rows_and_an_active_deploys_owner(store: Any) -> None:
+    gone = store.register_process(ProcessInfo("host-a", 1, "boot-1", ProcessKind.RUN))
+    owner = store.register_process(ProcessInfo("host-b", 2, "boot-2", ProcessKind.DEPLOY))
+    alive = store.register_process(ProcessInfo("host-a", 3, "boot-1", ProcessKind.RUN))
+    running = store.create_deploy(req())[0]
+    store.claim_next(owner=owner.id)
+    store.stop_process(gone.id)
+    time.sleep(0.3)
+    store.heartbeat(alive.id)
+    assert store.prune_processes(0.2) == 1
+    assert [store.get_process(p.id) is None for p in (gone, owner, alive)] == [True, False, False]
+    store.finish_deploy(running.id, DeployState.FAILED, "x")
+    assert store.prune_processes(0.2) == 1 and store.get_process(owner.id) is None
+    assert store.prune_processes(0.2) == 0
 
 
 def test_update_logs_locks_heads_and_auto_deploy_marks(store: Any) -> None:
@@ -432,3 +468,34 @@ def test_dora_history_sums_the_seeded_history_alike(store: Any, tmp_path: Path) 
         (10, False),
         (15, False),
     ]
+
+
+def test_history_filters_in_the_query_since_states_env_and_limit(store: Any) -> None:
+    old = store.create_deploy(req("1" * 40))[0]
+    store.finish_deploy(old.id, DeployState.FAILED, "boom")
+    staging = store.create_deploy(req("2" * 40, env="staging"))[0]
+    newest = store.create_deploy(req("3" * 40))[0]
+    assert [d.id for d in store.list_deploys(since=newest.created_at)] == [newest.id]
+    assert [d.id for d in store.list_deploys(since=old.created_at)] == [newest.id, staging.id, old.id]
+    assert [d.id for d in store.list_deploys(env="staging")] == [staging.id]
+    assert [d.id for d in store.list_deploys(states=[DeployState.FAILED])] == [old.id]
+    assert [d.id for d in store.list_deploys(states=[DeployState.QUEUED], limit=1)] == [newest.id]
+    later = newest.created_at + timedelta(seconds=1)
+    assert store.list_deploys(since=later) == []
+
+
+def test_home_viewers_are_recorded_with_their_filter(store: Any) -> None:
+    first = store.open_home("U1")
+    assert first.user == "U1" and first.repo_filter is None
+    assert store.set_home_filter("U1", "acme/api").repo_filter == "acme/api"
+    again = store.open_home("U1")
+    assert again.repo_filter == "acme/api" and again.opened_at >= first.opened_at
+    store.open_home("U2")
+    viewers = store.home_viewers(first.opened_at)
+    assert [v.user for v in viewers] == ["U2", "U1"]
+    assert store.home_viewers(viewers[0].opened_at + timedelta(seconds=1)) == []
+    store.set_home_filter("U2", None)
+    assert {v.user: v.repo_filter for v in store.home_viewers(first.opened_at)} == {
+        "U1": "acme/api",
+        "U2": None,
+    }

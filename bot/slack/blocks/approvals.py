@@ -8,6 +8,7 @@ from bot.models import ApprovalView, Deploy, DeployState
 from bot.slack.blocks.primitives import Block, button
 from bot.slack.ids import APPROVE_ACTION, REJECT_ACTION
 from bot.slack.text import fmt_time, mention
+from bot.text import slack_mentions
 
 _MAX_LISTED = 20  # approvers named on a root; a longer list ends in "and N more"
 
@@ -16,9 +17,8 @@ def who_may_approve(approvers: Sequence[str]) -> str:
     """`<@U1>, <!subteam^S1>`, or anyone when nobody is listed."""
     if not approvers:
         return "anyone but the requester"
-    shown = [f"<@{a}>" if a[0] in "UW" else f"<!subteam^{a}>" for a in approvers[:_MAX_LISTED]]
     more = len(approvers) - _MAX_LISTED
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return slack_mentions(approvers[:_MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
 def approval_lines(deploy: Deploy, view: ApprovalView) -> list[str]:

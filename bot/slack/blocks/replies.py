@@ -15,8 +15,9 @@ HELP_TEXT = "\n".join(
     (
         "*Deploy robot*",
         "`/deploy <repo>[@<ref>] [to <env>][!]` deploy; <repo> is owner/name, or name when unique;"
-        " <ref> defaults to the repo's branch, <env> to its default environment; `!` skips the CI gate",
-        "`/deploy cancel <id>` stop a queued or running deploy",
+        " <ref> defaults to the repo's branch, <env> to its default environment; `!` (the repo's force"
+        " list) skips the CI gate and any approval: break glass",
+        "`/deploy cancel <id>` stop a deploy awaiting approval, queued, waiting for CI or running",
         "`/deploy lock <repo> [to <env>] [for <duration>] [: reason]` block deploys until unlocked,"
         " or for a while: `for 30m`, `2h`, `1d`, `1h30m`, `90s` (at most 30 days)",
         "`/deploy unlock <repo> [to <env>]` lift a lock",
@@ -29,7 +30,7 @@ HELP_TEXT = "\n".join(
         "`/deploy stats [<repo>] [<env>]` DORA figures of the last 30 days: deploy frequency, lead time,"
         " change failure rate, recovery time, each with its level and a 12-week trend",
         "`/deploy help` this text",
-        "`/deploy-status [<repo>] [<env>]` running, queued and recent deploys; locks",
+        "`/deploy-status [<repo>] [<env>]` running, queued, awaiting approval and recent deploys; locks",
     )
 )
 _RECENT_PER_ENV = 3

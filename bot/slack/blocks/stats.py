@@ -54,6 +54,27 @@ def dora_section(report: DoraReport, max_blocks: int = MAX_BLOCKS) -> list[Block
     return blocks[:max_blocks]
 
 
+DORA_HOME_BLOCKS = 3
+"""What the App Home's DORA section takes of its 100 blocks: a header, the figures, a note."""
+
+
+def dora_home_blocks(report: DoraReport) -> list[Block]:
+    """The App Home's DORA section: the one repo it reports on, else every repo together."""
+    header = {
+        "type": "header",
+        "text": {"type": "plain_text", "text": f"DORA figures · last {report.days} days"},
+    }
+    if not report.repos:
+        figures = section("No environment is counted: mark one `dora: true` in robot.yaml.")
+    else:
+        figures = scope_section(report.repos[0] if len(report.repos) == 1 else report.overall)
+    note = (
+        f"Up to {report.until:%Y-%m-%d %H:%M} UTC · trends: {SPARK_WEEKS} weeks, oldest first · "
+        "levels: DORA 2023 report · `/deploy stats <repo>` for one repo"
+    )
+    return [header, figures, context(note)]
+
+
 def stats_reply(report: DoraReport) -> Message:
     """The `/deploy stats` answer."""
     scope = report.repos[0] if len(report.repos) == 1 else report.overall

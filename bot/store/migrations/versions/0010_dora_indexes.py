@@ -1,4 +1,4 @@
-"""Revision 10: indexes for the DORA figures (`robot stats`), measured by bench/stats.py.
+"""Revision 11: indexes for the DORA figures (`robot stats`), measured by bench/stats.py.
 
 Frozen once released, written out in full. Without them the figures over 100,000 deploys took
 minutes (each deploy looked for its rollback, and each shipped commit for an earlier shipping, by
@@ -8,7 +8,7 @@ a full scan); with them, well under a second.
 from alembic import op
 
 revision = "0010_dora_indexes"
-down_revision: str | None = "0009_approvals"
+down_revision: str | None = "0010_home_views"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,0 +1,91 @@
+"""The App Home dashboard on in-memory fakes: what each card holds, and rights that match the service's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.errors import AccessDenied
+from bot.home import Dashboard
+from bot.models import BranchHead, DeployState
+from tests.support.harness import slack_user
+from tests.unit.conftest import API, WorldFactory, commands_env
+
+ALICE, BOB, MALLORY = "U0ALICE01", "U0BOB0001", "U0MALLORY"
+
+
+def two_envs(folder: Path) -> dict[str, object]:
+    envs = {"staging": commands_env(folder), "production": commands_env(folder)}
+    return {
+        API: {"environments": envs, "deployers": [ALICE], "force": [BOB]},
+        "acme/web": {"environments": {"production": commands_env(folder)}},
+    }
+
+
+def test_cards_hold_current_running_waiting_queued_lock_and_last_failure(world_for: WorldFactory) -> None:
+    world = world_for(two_envs(Path(".")))
+    dashboard = Dashboard(
+        world.settings, world.store, world.service, world.github.commit_url, lambda i: "step 1/1"
+    )
+    world.store.set_head(BranchHead(API, "f" * 40))
+    done = world.request(env="production", user=ALICE)
+    world.run(done.id)
+    failed = world.request(env="production", user=ALICE, ref=world.github.push(API))
+    world.store.finish_deploy(failed.id, DeployState.FAILED, "exited 1")
+    running = world.request(env="production", user=ALICE, ref=world.github.push(API))
+    world.store.claim_next(only_id=running.id)
+    world.request(env="production", user=ALICE, ref=world.github.push(API))
+    world.service.lock(API, "staging", slack_user(ALICE), "freeze")
+    world.request(API, env="production", user=ALICE, ref=world.github.push(API))
+
+    repos = dashboard.repos_by_activity()
+    assert repos == (API, "acme/web")
+    page = dashboard.for_user(dashboard.snapshot(None, lambda counts: 2), ALICE)
+    (api, web) = page.shown
+    staging, production = api.envs
+    assert (staging.env, staging.lock and staging.lock.reason, staging.current) == ("staging", "freeze", None)
+    assert production.current is not None and production.current.id == done.id
+    assert production.current_url == world.github.commit_url(API, done.sha)
+    assert production.running is not None and production.running.id == running.id
+    assert production.current_step == "step 1/1" and production.queued == 2
+    assert production.last_failure is not None and production.last_failure.error == "exited 1"
+    assert production.head_sha == "f" * 40 and production.branch == "main"
+    assert production.may_deploy and production.may_lock and running.id in production.cancellable
+    assert [c.env for c in web.envs] == ["production"] and page.hidden == 0
+
+    assert dashboard.snapshot("acme/web", lambda counts: 2).shown[0].repo == "acme/web"
+    one = dashboard.snapshot("acme/gone", lambda counts: 1)
+    assert one.repo_filter is None and [r.repo for r in one.shown] == [API] and one.hidden == 1
+    nobody = dashboard.for_user(one, MALLORY).shown[0].envs[1]
+    assert not (nobody.may_deploy or nobody.may_lock or nobody.cancellable)
+
+
+@pytest.mark.parametrize(
+    ("user", "deploy", "lock", "cancel_others"),
+    [
+        (ALICE, True, True, True),
+        (BOB, False, True, True),  # the force list may lock and cancel, not deploy
+        (MALLORY, False, False, False),
+    ],
+)
+def test_rights_shown_are_the_rights_the_service_enforces(
+    world_for: WorldFactory, user: str, deploy: bool, lock: bool, cancel_others: bool
+) -> None:
+    world = world_for(two_envs(Path(".")))
+    service, actor = world.service, slack_user(user)
+    assert service.may_deploy(actor, API) is deploy
+    assert service.may_lock(actor, API) is lock
+    theirs = world.request(env="production", user=ALICE)
+    own = world.request(env="staging", user=user) if deploy else None
+    assert service.may_cancel(actor, theirs) is cancel_others
+    if own is not None:
+        assert service.may_cancel(actor, own)
+    # Anyone may act on a repo without a deployers list.
+    assert service.may_deploy(actor, "acme/web") and service.may_lock(actor, "acme/web")
+    try:
+        service.cancel(theirs.id, actor)
+        enforced = True
+    except AccessDenied:
+        enforced = False
+    assert enforced is cancel_others

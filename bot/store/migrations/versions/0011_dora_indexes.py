@@ -7,7 +7,7 @@ a full scan); with them, well under a second.
 
 from alembic import op
 
-revision = "0010_dora_indexes"
+revision = "0011_dora_indexes"
 down_revision: str | None = "0010_home_views"
 branch_labels: str | None = None
 depends_on: str | None = None

@@ -256,8 +256,10 @@ def test_many_repos_stay_within_100_blocks_with_a_remembered_filter(
         assert len(values) == 41
         assert "more repo(s): pick one in the filter above" in text(view)
         shown = repos_shown(view)
-        # 4 blocks of the page's own, then 5 per repo (a header; a section and buttons per environment).
-        assert shown[0] == "acme/svc037" and len(shown) == (100 - 4) // 5 and "acme/api" in shown
+        # 4 blocks of the page's own and 3 of its DORA section, then 5 per repo (a header; a section
+        # and buttons per environment).
+        assert shown[0] == "acme/svc037" and len(shown) == (100 - 4 - 3) // 5 and "acme/api" in shown
+        assert "DORA figures · last 30 days" in text(view)
 
         envelope = slack.send_view_action(
             HOME_FILTER_ACTION, user_id=ALICE, view=view, selected="acme/svc012"

@@ -83,4 +83,5 @@ def test_the_section_takes_its_room_from_the_repos(world_for: WorldFactory, tmp_
     page = dashboard.snapshot(None, fits)
     blocks = home_view(page, UNTIL)["blocks"]
     assert page.hidden > 0 and len(blocks) <= MAX_VIEW_BLOCKS
-    assert "DORA figures" in json.dumps(blocks[-3]) and "more blocks cut" not in json.dumps(blocks)
+    assert blocks[-3] == {"type": "divider"} and "DORA figures" in json.dumps(blocks[-2])
+    assert "more blocks cut" not in json.dumps(blocks)

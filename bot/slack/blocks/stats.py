@@ -21,10 +21,14 @@ def figure_line(figure: Figure) -> str:
     return f"{_ICONS.get(figure.key, '•')} *{figure.name}*: {level} `{trend}`\n      {escape(figure.text)}"
 
 
+def scope_text(scope: Scope) -> str:
+    """One repo's (or every repo's) four figures as mrkdwn lines, under its name."""
+    return "\n".join([f"*{escape(scope_title(scope))}*", *(figure_line(f) for f in scope.figures)])
+
+
 def scope_section(scope: Scope) -> Block:
     """One repo's (or every repo's) four figures in one section."""
-    lines = [f"*{escape(scope_title(scope))}*", *(figure_line(f) for f in scope.figures)]
-    return section("\n".join(lines))
+    return section(scope_text(scope))
 
 
 def dora_section(report: DoraReport, max_blocks: int = MAX_BLOCKS) -> list[Block]:
@@ -55,24 +59,23 @@ def dora_section(report: DoraReport, max_blocks: int = MAX_BLOCKS) -> list[Block
 
 
 DORA_HOME_BLOCKS = 3
-"""What the App Home's DORA section takes of its 100 blocks: a header, the figures, a note."""
+"""What the App Home's DORA section takes of its 100 blocks: a divider, the figures, a note."""
 
 
 def dora_home_blocks(report: DoraReport) -> list[Block]:
-    """The App Home's DORA section: the one repo it reports on, else every repo together."""
-    header = {
-        "type": "header",
-        "text": {"type": "plain_text", "text": f"DORA figures · last {report.days} days"},
-    }
+    """The App Home's DORA section: the one repo it reports on, else every repo together (no
+    header block: on the Home, headers are the repos)."""
+    title = f"*📊 DORA figures · last {report.days} days*"
     if not report.repos:
-        figures = section("No environment is counted: mark one `dora: true` in robot.yaml.")
+        figures = section(f"{title}\nNo environment is counted: mark one `dora: true` in robot.yaml.")
     else:
-        figures = scope_section(report.repos[0] if len(report.repos) == 1 else report.overall)
+        scope = report.repos[0] if len(report.repos) == 1 else report.overall
+        figures = section(f"{title}\n{scope_text(scope)}")
     note = (
         f"Up to {report.until:%Y-%m-%d %H:%M} UTC · trends: {SPARK_WEEKS} weeks, oldest first · "
         "levels: DORA 2023 report · `/deploy stats <repo>` for one repo"
     )
-    return [header, figures, context(note)]
+    return [{"type": "divider"}, figures, context(note)]
 
 
 def stats_reply(report: DoraReport) -> Message:

@@ -32,7 +32,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
-    ACTIVE_STATES,
     FINAL_STATES,
     ROBOT,
     Approval,
@@ -49,7 +48,6 @@ from bot.models import (
     LockEvent,
     Orphan,
     ProcessInfo,
-    ProcessKind,
     RobotProcess,
     RollbackChoice,
     Source,
@@ -60,6 +58,23 @@ from bot.store.changes import ChangeListRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
 from bot.store.migrate import SchemaState
+from bot.store.plumbing import CLAIM_CANDIDATES
+from bot.store.rows import (
+    ACTIVE,
+    AWAITING,
+    HOLDING,
+    QUEUED,
+    RECHECKED,
+    RUNNING,
+    WAITING,
+    approval_of,
+    auto_deploy_of,
+    deploy_of,
+    lock_of,
+    new_deploy,
+    process_of,
+    utc_now,
+)
 from bot.store.schema import (
     approvals,
     auto_deploys,
@@ -84,17 +99,9 @@ UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "
 # Bounds on retries after a lost race with another thread or process.
 MAX_CREATE_ATTEMPTS = 5
 MAX_CLAIM_ROUNDS = 3
-CLAIM_CANDIDATES = 20
 MAX_APPEND_ATTEMPTS = 5
 PRUNE_BATCH = 500  # deploys whose logs one prune transaction deletes
 
-_ACTIVE = [s.value for s in ACTIVE_STATES]
-_QUEUED = DeployState.QUEUED.value
-_WAITING = DeployState.WAITING.value
-_RUNNING = DeployState.RUNNING.value
-_AWAITING = DeployState.AWAITING_APPROVAL.value
-_HOLDING = [_WAITING, _RUNNING]  # a deploy in these states holds its repo + env
-_RECHECKED = [_WAITING, _AWAITING]  # due at `recheck_at`: a CI re-check, an approval's expiry
 
 # The first key of the two-key advisory locks that serialize queue writes per repo + env
 # (two-key locks never collide with one-key ones, such as a poller's).
@@ -113,27 +120,23 @@ def _unavailable_as_store_error() -> Iterator[None]:
         raise StoreError(f"the database is unavailable: {reason}") from exc
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _claimable(unexpired: ColumnElement[bool]) -> ColumnElement[bool]:
     """Queued, oldest queued of its repo+env, nothing running or waiting there, and not locked
     (``unexpired``: which lock rows still hold)."""
     older = deploys.alias("older")
     running = deploys.alias("running")
     return (
-        (deploys.c.state == _QUEUED)
+        (deploys.c.state == QUEUED)
         & ~exists().where(
             older.c.repo == deploys.c.repo,
             older.c.env == deploys.c.env,
-            older.c.state == _QUEUED,
+            older.c.state == QUEUED,
             older.c.id < deploys.c.id,
         )
         & ~exists().where(
             running.c.repo == deploys.c.repo,
             running.c.env == deploys.c.env,
-            running.c.state.in_(_HOLDING),
+            running.c.state.in_(HOLDING),
         )
         & ~exists().where(locks.c.repo == deploys.c.repo, locks.c.env == deploys.c.env, unexpired)
     )
@@ -156,69 +159,13 @@ def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
     """``seconds`` ago, on the clock that stamped the heartbeats (the database's on PostgreSQL)."""
     if database_clock:
         return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
-    return _now() - timedelta(seconds=seconds)
-
-
-def _process(row: Row[tuple[object, ...]]) -> RobotProcess:
-    m = row._mapping
-    return RobotProcess(
-        id=m["id"],
-        host=m["host"],
-        pid=m["pid"],
-        boot_id=m["boot_id"],
-        kind=ProcessKind(m["kind"]),
-        started_at=m["started_at"],
-        heartbeat_at=m["heartbeat_at"],
-        stopped_at=m["stopped_at"],
-    )
-
-
-def _deploy(row: Row[tuple[object, ...]]) -> Deploy:
-    m = row._mapping
-    return Deploy(
-        id=m["id"],
-        repo=m["repo"],
-        env=m["env"],
-        ref=m["ref"],
-        sha=m["sha"],
-        requested_by=m["requested_by"],
-        source=Source(m["source"]),
-        state=DeployState(m["state"]),
-        force=bool(m["force"]),
-        github_deployment_id=m["github_deployment_id"],
-        channel=m["channel"],
-        message_ts=m["message_ts"],
-        created_at=m["created_at"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        error=m["error"],
-        cancel_requested=bool(m["cancel_requested"]),
-        owner_id=m["owner_id"],
-        step_pgid=m["step_pgid"],
-        recheck_at=m["recheck_at"],
-        root_ts=m["root_ts"],
-        root_claimed_at=m["root_claimed_at"],
-        waiting_for=m["waiting_for"],
-        rollback_of=m["rollback_of"],
-    )
+    return utc_now() - timedelta(seconds=seconds)
 
 
 def _lock_event(lock: Row[tuple[object, ...]], action: str, actor: str) -> Insert:
     m = lock._mapping
     return insert(lock_events).values(
-        repo=m["repo"], env=m["env"], action=action, actor=actor, reason=m["reason"], at=_now()
-    )
-
-
-def _lock(row: Row[tuple[object, ...]]) -> Lock:
-    m = row._mapping
-    return Lock(
-        repo=m["repo"],
-        env=m["env"],
-        locked_by=m["locked_by"],
-        reason=m["reason"],
-        locked_at=m["locked_at"],
-        expires_at=m["expires_at"],
+        repo=m["repo"], env=m["env"], action=action, actor=actor, reason=m["reason"], at=utc_now()
     )
 
 
@@ -315,19 +262,19 @@ class SqlStore(ChangeListRows):
             deploys.c.repo == request.repo,
             deploys.c.env == request.env,
             deploys.c.sha == request.sha,
-            deploys.c.state.in_(_ACTIVE),
+            deploys.c.state.in_(ACTIVE),
         )
-        values = {**_new_deploy(request), "owner_id": owner}
+        values = {**new_deploy(request), "owner_id": owner}
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 with self._write() as conn:
                     self._serialize(conn, request.repo, request.env)
                     existing = conn.execute(same_active).first()
                     if existing is not None:
-                        return _deploy(existing), False
+                        return deploy_of(existing), False
                     row = conn.execute(insert(deploys).values(values).returning(deploys)).one()
                     self._wake(conn)
-                    return _deploy(row), True
+                    return deploy_of(row), True
             except IntegrityError:
                 # Another process inserted the same request between our read and our insert
                 # (PostgreSQL); its row is committed now, the next round returns it.
@@ -338,7 +285,7 @@ class SqlStore(ChangeListRows):
         """The deploy with that id, or None."""
         with self._read() as conn:
             row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def claim_next(
         self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
@@ -369,7 +316,7 @@ class SqlStore(ChangeListRows):
                 claim = (
                     update(deploys)
                     .where(deploys.c.id == deploy_id, claimable)
-                    .values(state=_RUNNING, started_at=_now(), owner_id=owner, step_pgid=None)
+                    .values(state=RUNNING, started_at=utc_now(), owner_id=owner, step_pgid=None)
                     .returning(deploys)
                 )
                 try:
@@ -380,7 +327,7 @@ class SqlStore(ChangeListRows):
                     # Another process claimed this repo+env first; the unique index said no.
                     continue
                 if row is not None:
-                    return _deploy(row)
+                    return deploy_of(row)
         return None
 
     def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
@@ -413,7 +360,7 @@ class SqlStore(ChangeListRows):
             ).first()
         if row is None:
             raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-        return _deploy(row)
+        return deploy_of(row)
 
     def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
         """Move a queued or running deploy to a final state; a final one is returned unchanged.
@@ -424,7 +371,7 @@ class SqlStore(ChangeListRows):
             raise ValueError(f"finish_deploy needs a final state, not {state.value}")
         values: dict[str, object] = {
             "state": state.value,
-            "finished_at": _now(),
+            "finished_at": utc_now(),
             "waiting_for": None,
             "recheck_at": None,
         }
@@ -433,7 +380,7 @@ class SqlStore(ChangeListRows):
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state.in_(_ACTIVE))
+                .where(deploys.c.id == deploy_id, deploys.c.state.in_(ACTIVE))
                 .values(**values)
                 .returning(deploys)
             ).first()
@@ -443,27 +390,27 @@ class SqlStore(ChangeListRows):
                 self._wake(conn)
         if row is None:
             raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-        return _deploy(row)
+        return deploy_of(row)
 
     def cancel_queued(self, deploy_id: int) -> Deploy | None:
         """Queued → cancelled in one conditional write; None if it was not queued."""
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _QUEUED)
-                .values(state=DeployState.CANCELLED.value, finished_at=_now())
+                .where(deploys.c.id == deploy_id, deploys.c.state == QUEUED)
+                .values(state=DeployState.CANCELLED.value, finished_at=utc_now())
                 .returning(deploys)
             ).first()
             if row is not None:
                 self._wake(conn)
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     # the Slack root
 
     def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
         """Claim posting the deploy's root message: a token for ``record_root``, or None when
         it is posted or another process's claim younger than ``stale_after`` s stands."""
-        now = _now()
+        now = utc_now()
         with self._write() as conn:
             row = conn.execute(
                 select(deploys.c.root_ts, deploys.c.root_claimed_at).where(deploys.c.id == deploy_id)
@@ -533,22 +480,22 @@ class SqlStore(ChangeListRows):
                 update(deploys)
                 .where(
                     deploys.c.id == deploy_id,
-                    deploys.c.state == _RUNNING,
+                    deploys.c.state == RUNNING,
                     owned,
                     deploys.c.cancel_requested.is_(False),
                 )
                 .values(
-                    state=_WAITING,
+                    state=WAITING,
                     owner_id=None,
                     step_pgid=None,
                     waiting_for=note,
-                    recheck_at=_now() + timedelta(seconds=recheck_in),
+                    recheck_at=utc_now() + timedelta(seconds=recheck_in),
                 )
                 .returning(deploys)
             ).first()
             if row is not None:
                 self._wake(conn)  # other processes' timers learn of the re-check due
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def claim_recheck(self, recheck_in: float, only_id: int | None = None) -> Deploy | None:
         """Claim the re-check of the oldest waiting deploy that is due (one conditional write).
@@ -556,8 +503,8 @@ class SqlStore(ChangeListRows):
         Its next re-check is pushed ``recheck_in`` seconds on in the same write, so of all the
         processes looking, one checks; should it die checking, the next due time frees it again.
         """
-        now = _now()
-        due = (deploys.c.state == _WAITING) & (deploys.c.recheck_at <= now)
+        now = utc_now()
+        due = (deploys.c.state == WAITING) & (deploys.c.recheck_at <= now)
         candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
         if only_id is not None:
             candidates = candidates.where(deploys.c.id == only_id)
@@ -572,14 +519,14 @@ class SqlStore(ChangeListRows):
                     .returning(deploys)
                 ).first()
             if row is not None:
-                return _deploy(row)
+                return deploy_of(row)
         return None
 
     def next_recheck(self) -> datetime | None:
         """When the soonest waiting deploy's gate, or approval timeout, is due (None: nothing waits)."""
         with self._read() as conn:
             found: datetime | None = conn.execute(
-                select(func.min(deploys.c.recheck_at)).where(deploys.c.state.in_(_RECHECKED))
+                select(func.min(deploys.c.recheck_at)).where(deploys.c.state.in_(RECHECKED))
             ).scalar()
         if found is None:
             return None
@@ -590,22 +537,22 @@ class SqlStore(ChangeListRows):
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
+                .where(deploys.c.id == deploy_id, deploys.c.state == WAITING)
                 .values(waiting_for=note)
                 .returning(deploys)
             ).first()
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def resume(self, deploy_id: int, owner: int | None) -> Deploy | None:
         """Waiting → running for ``owner`` (its CI went green); None if it is not waiting."""
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
-                .values(state=_RUNNING, owner_id=owner, step_pgid=None, waiting_for=None, recheck_at=None)
+                .where(deploys.c.id == deploy_id, deploys.c.state == WAITING)
+                .values(state=RUNNING, owner_id=owner, step_pgid=None, waiting_for=None, recheck_at=None)
                 .returning(deploys)
             ).first()
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def finish_waiting(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
         """Waiting → a final state (blocked, cancelled); None if it was not waiting."""
@@ -614,24 +561,26 @@ class SqlStore(ChangeListRows):
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _WAITING)
-                .values(state=state.value, finished_at=_now(), error=error, waiting_for=None, recheck_at=None)
+                .where(deploys.c.id == deploy_id, deploys.c.state == WAITING)
+                .values(
+                    state=state.value, finished_at=utc_now(), error=error, waiting_for=None, recheck_at=None
+                )
                 .returning(deploys)
             ).first()
             if row is not None:
                 self._wake(conn)
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def request_cancel(self, deploy_id: int) -> Deploy | None:
         """Flag a running deploy for cancellation; None if it was not running."""
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _RUNNING)
+                .where(deploys.c.id == deploy_id, deploys.c.state == RUNNING)
                 .values(cancel_requested=True)
                 .returning(deploys)
             ).first()
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def record_step(self, deploy_id: int, pgid: int | None) -> bool:
         """Record (or clear) the process group of the deploy's running step.
@@ -641,7 +590,7 @@ class SqlStore(ChangeListRows):
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _RUNNING)
+                .where(deploys.c.id == deploy_id, deploys.c.state == RUNNING)
                 .values(step_pgid=pgid)
                 .returning(deploys.c.id)
             ).first()
@@ -652,18 +601,18 @@ class SqlStore(ChangeListRows):
 
         ``exclude``: a process that knows it is alive (the caller) is never its own orphan.
         """
-        query = select(deploys).where(deploys.c.state == _RUNNING, ~_owner_alive(lease, self._database_clock))
+        query = select(deploys).where(deploys.c.state == RUNNING, ~_owner_alive(lease, self._database_clock))
         query = query.order_by(deploys.c.id)
         if exclude is not None:
             query = query.where((deploys.c.owner_id.is_(None)) | (deploys.c.owner_id != exclude))
         with self._read() as conn:
-            found = [_deploy(r) for r in conn.execute(query)]
+            found = [deploy_of(r) for r in conn.execute(query)]
             owner_ids = {d.owner_id for d in found if d.owner_id is not None}
             owners = (
                 {
                     p.id: p
                     for p in map(
-                        _process, conn.execute(select(processes).where(processes.c.id.in_(owner_ids)))
+                        process_of, conn.execute(select(processes).where(processes.c.id.in_(owner_ids)))
                     )
                 }
                 if owner_ids
@@ -685,10 +634,10 @@ class SqlStore(ChangeListRows):
                 update(deploys)
                 .where(
                     deploys.c.id == deploy_id,
-                    deploys.c.state == _RUNNING,
+                    deploys.c.state == RUNNING,
                     ~_owner_alive(lease, self._database_clock),
                 )
-                .values(state=DeployState.INTERRUPTED.value, finished_at=_now(), error=error)
+                .values(state=DeployState.INTERRUPTED.value, finished_at=utc_now(), error=error)
                 .returning(deploys)
             ).first()
             if row is not None:
@@ -699,13 +648,13 @@ class SqlStore(ChangeListRows):
                     "env": row.env,
                     "locked_by": TAKEOVER_LOCKED_BY,
                     "reason": lock_reason,
-                    "locked_at": _now(),
+                    "locked_at": utc_now(),
                 }
                 # A person's lock (an incident freeze) stays as it is: it already holds the env.
                 # One that ran out holds nothing: it makes way.
                 self._drop_expired(conn, row.repo, row.env)
                 conn.execute(self._upsert(locks, ("repo", "env"), values, keep_existing=True))
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     # approvals
 
@@ -720,9 +669,9 @@ class SqlStore(ChangeListRows):
             row = conn.execute(select(deploys).where(deploys.c.id == deploy_id).with_for_update()).first()
             if row is None:
                 raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            if row.state != _AWAITING:
-                return ApprovalResult(_deploy(row), self._approvals_of(conn, deploy_id), False, False)
-            values = {"deploy_id": deploy_id, "approver": approver, "approved_at": _now()}
+            if row.state != AWAITING:
+                return ApprovalResult(deploy_of(row), self._approvals_of(conn, deploy_id), False, False)
+            values = {"deploy_id": deploy_id, "approver": approver, "approved_at": utc_now()}
             insert_once = self._upsert(approvals, ("deploy_id", "approver"), values, keep_existing=True)
             recorded = conn.execute(insert_once.returning(approvals.c.id)).first() is not None
             given = self._approvals_of(conn, deploy_id)
@@ -730,13 +679,13 @@ class SqlStore(ChangeListRows):
             if len(given) >= required:
                 queued = conn.execute(
                     update(deploys)
-                    .where(deploys.c.id == deploy_id, deploys.c.state == _AWAITING)
-                    .values(state=_QUEUED, recheck_at=None, waiting_for=None)
+                    .where(deploys.c.id == deploy_id, deploys.c.state == AWAITING)
+                    .values(state=QUEUED, recheck_at=None, waiting_for=None)
                     .returning(deploys)
                 ).first()
                 if queued is not None:
                     self._wake(conn)
-        return ApprovalResult(_deploy(queued or row), given, recorded, queued is not None)
+        return ApprovalResult(deploy_of(queued or row), given, recorded, queued is not None)
 
     def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
         """Awaiting approval → a final state (rejected, cancelled); None if it was not awaiting."""
@@ -745,19 +694,21 @@ class SqlStore(ChangeListRows):
         with self._write() as conn:
             row = conn.execute(
                 update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == _AWAITING)
-                .values(state=state.value, finished_at=_now(), error=error, waiting_for=None, recheck_at=None)
+                .where(deploys.c.id == deploy_id, deploys.c.state == AWAITING)
+                .values(
+                    state=state.value, finished_at=utc_now(), error=error, waiting_for=None, recheck_at=None
+                )
                 .returning(deploys)
             ).first()
             if row is not None:
                 self._wake(conn)
-        return None if row is None else _deploy(row)
+        return None if row is None else deploy_of(row)
 
     def expire_approval(self, error: str, only_id: int | None = None) -> Deploy | None:
         """The oldest deploy whose approval time ran out, now expired (one conditional write, so
         of every process looking exactly one expires it); None when none is due."""
-        now = _now()
-        due = (deploys.c.state == _AWAITING) & (deploys.c.recheck_at <= now)
+        now = utc_now()
+        due = (deploys.c.state == AWAITING) & (deploys.c.recheck_at <= now)
         candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
         if only_id is not None:
             candidates = candidates.where(deploys.c.id == only_id)
@@ -774,7 +725,7 @@ class SqlStore(ChangeListRows):
                 if row is not None:
                     self._wake(conn)
             if row is not None:
-                return _deploy(row)
+                return deploy_of(row)
         return None
 
     def list_approvals(self, deploy_ids: Sequence[int]) -> dict[int, tuple[Approval, ...]]:
@@ -785,12 +736,12 @@ class SqlStore(ChangeListRows):
         found: dict[int, list[Approval]] = {}
         with self._read() as conn:
             for row in conn.execute(query):
-                found.setdefault(row.deploy_id, []).append(_approval(row))
+                found.setdefault(row.deploy_id, []).append(approval_of(row))
         return {deploy_id: tuple(given) for deploy_id, given in found.items()}
 
     def _approvals_of(self, conn: Connection, deploy_id: int) -> tuple[Approval, ...]:
         query = select(approvals).where(approvals.c.deploy_id == deploy_id).order_by(approvals.c.id)
-        return tuple(_approval(row) for row in conn.execute(query))
+        return tuple(approval_of(row) for row in conn.execute(query))
 
     # processes
 
@@ -800,7 +751,7 @@ class SqlStore(ChangeListRows):
         return self._engine.dialect.name == "postgresql"
 
     def _heartbeat_now(self) -> object:
-        return func.now() if self._database_clock else _now()
+        return func.now() if self._database_clock else utc_now()
 
     def register_process(self, info: ProcessInfo) -> RobotProcess:
         """Record a starting robot process; its first heartbeat is now."""
@@ -815,7 +766,7 @@ class SqlStore(ChangeListRows):
         }
         with self._write() as conn:
             row = conn.execute(insert(processes).values(**values).returning(processes)).one()
-        return _process(row)
+        return process_of(row)
 
     def heartbeat(self, process_id: int) -> None:
         """Renew the process's lease."""
@@ -832,7 +783,7 @@ class SqlStore(ChangeListRows):
             conn.execute(
                 update(processes)
                 .where(processes.c.id == process_id, processes.c.stopped_at.is_(None))
-                .values(stopped_at=_now())
+                .values(stopped_at=utc_now())
             )
 
     def prune_processes(self, silent_for: float) -> int:
@@ -844,7 +795,7 @@ class SqlStore(ChangeListRows):
         """
         cutoff = _heartbeat_cutoff(silent_for, self._database_clock)
         owns = exists().where(
-            deploys.c.owner_id == processes.c.id, deploys.c.state.in_([_QUEUED, _WAITING, _RUNNING])
+            deploys.c.owner_id == processes.c.id, deploys.c.state.in_([QUEUED, WAITING, RUNNING])
         )
         with self._write() as conn:
             gone = conn.execute(delete(processes).where(processes.c.heartbeat_at < cutoff, ~owns))
@@ -854,7 +805,7 @@ class SqlStore(ChangeListRows):
         """The registered process with that id, or None."""
         with self._read() as conn:
             row = conn.execute(select(processes).where(processes.c.id == process_id)).first()
-        return None if row is None else _process(row)
+        return None if row is None else process_of(row)
 
     def list_deploys(
         self,
@@ -877,7 +828,7 @@ class SqlStore(ChangeListRows):
         if since is not None:
             query = query.where(deploys.c.created_at >= since)
         with self._read() as conn:
-            return [_deploy(r) for r in conn.execute(query)]
+            return [deploy_of(r) for r in conn.execute(query)]
 
     def last_succeeded(self, repo: str, env: str) -> Deploy | None:
         """The newest succeeded deploy of repo+env (deploys of one env run in id order)."""
@@ -909,7 +860,7 @@ class SqlStore(ChangeListRows):
             current_row = conn.execute(newest).first()
             if current_row is None:
                 return RollbackChoice(repo, env, None, None)
-            current = _deploy(current_row)
+            current = deploy_of(current_row)
             undone = frozenset(conn.scalars(undone_query))
             skip = [current.sha, *undone]
             target_row = conn.execute(
@@ -918,7 +869,7 @@ class SqlStore(ChangeListRows):
                 .order_by(deploys.c.id.desc())
                 .limit(1)
             ).first()
-        target = None if target_row is None else _deploy(target_row)
+        target = None if target_row is None else deploy_of(target_row)
         return RollbackChoice(repo, env, current, target, undone)
 
     # logs
@@ -1001,14 +952,14 @@ class SqlStore(ChangeListRows):
             self._drop_expired(conn, repo, env)
             row = conn.execute(self._upsert(locks, ("repo", "env"), values).returning(locks)).one()
             conn.execute(_lock_event(row, "locked", locked_by))
-        return _lock(row)
+        return lock_of(row)
 
     def get_lock(self, repo: str, env: str) -> Lock | None:
         """The lock on repo+env, or None (also once it has expired)."""
         with self._read() as conn:
             query = select(locks).where(locks.c.repo == repo, locks.c.env == env, self._unexpired())
             row = conn.execute(query).first()
-        return None if row is None else _lock(row)
+        return None if row is None else lock_of(row)
 
     def list_locks(self, repo: str | None = None) -> list[Lock]:
         """Every lock that holds (or one repo's), by repo then environment."""
@@ -1016,7 +967,7 @@ class SqlStore(ChangeListRows):
         if repo is not None:
             query = query.where(locks.c.repo == repo)
         with self._read() as conn:
-            return [_lock(r) for r in conn.execute(query)]
+            return [lock_of(r) for r in conn.execute(query)]
 
     def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
         """Unlock repo+env, recording who did; the lock that was removed, or None if there was none.
@@ -1032,7 +983,7 @@ class SqlStore(ChangeListRows):
             if row is not None:
                 conn.execute(_lock_event(row, "unlocked", unlocked_by))
                 self._wake(conn)
-        return None if row is None else _lock(row)
+        return None if row is None else lock_of(row)
 
     def release_expired_locks(self) -> list[Lock]:
         """Delete the locks whose time ran out, each recorded as unlocked by the robot; the ones
@@ -1047,7 +998,7 @@ class SqlStore(ChangeListRows):
                 conn.execute(_lock_event(row, "unlocked", str(ROBOT)))
             if rows:
                 self._wake(conn)
-        return sorted((_lock(r) for r in rows), key=lambda lock: (lock.repo, lock.env))
+        return sorted((lock_of(r) for r in rows), key=lambda lock: (lock.repo, lock.env))
 
     def next_lock_expiry(self) -> datetime | None:
         """When the soonest lock with a duration lets go (None: no lock has one)."""
@@ -1059,7 +1010,7 @@ class SqlStore(ChangeListRows):
 
     def _lock_clock(self) -> object:
         """Now, as locks are judged: the database's clock on PostgreSQL (one for every host)."""
-        return func.now() if self._database_clock else _now()
+        return func.now() if self._database_clock else utc_now()
 
     def _later(self, now: object, duration: timedelta) -> object:
         """``now`` + ``duration`` on the clock ``now`` came from."""
@@ -1110,7 +1061,7 @@ class SqlStore(ChangeListRows):
             "repo": head.repo,
             "sha": head.sha,
             "etag": head.etag,
-            "updated_at": _now(),
+            "updated_at": utc_now(),
         }
         with self._write() as conn:
             conn.execute(self._upsert(heads, ("repo",), values))
@@ -1124,7 +1075,7 @@ class SqlStore(ChangeListRows):
         ``auto_deploy`` (pending) is claimed in the same transaction, unless that repo + env + SHA
         was claimed before; older pending auto-deploys of the repo + env expire (a newer merge).
         """
-        values: dict[str, object] = {"sha": head.sha, "etag": head.etag, "updated_at": _now()}
+        values: dict[str, object] = {"sha": head.sha, "etag": head.etag, "updated_at": utc_now()}
         try:
             with self._write() as conn:
                 if previous is None:
@@ -1155,7 +1106,7 @@ class SqlStore(ChangeListRows):
             back = conn.execute(
                 update(heads)
                 .where(heads.c.repo == claimed.repo, heads.c.sha == claimed.sha)
-                .values(sha=previous.sha, etag=previous.etag, updated_at=_now())
+                .values(sha=previous.sha, etag=previous.etag, updated_at=utc_now())
                 .returning(heads.c.repo)
             ).first()
             if back is not None and auto_deploy is not None:
@@ -1173,7 +1124,7 @@ class SqlStore(ChangeListRows):
         """
         if self._engine.dialect.name == "postgresql":
             return self._hold_advisory_lock(lease)
-        now = _now()
+        now = utc_now()
         row = {"name": POLLER_LEASE, "holder": process_id, "expires_at": now + timedelta(seconds=lease)}
         ours_or_lapsed = (poller_lease.c.holder == process_id) | (poller_lease.c.expires_at < now)
         take = (
@@ -1263,7 +1214,7 @@ class SqlStore(ChangeListRows):
 
     def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
         """Claim the merge auto-deploy of repo + env + SHA (pending): True only for the first caller ever."""
-        claim = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "merge", _now())
+        claim = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "merge", utc_now())
         try:
             with self._write() as conn:
                 return self._claim_auto_deploy(conn, claim) is not None
@@ -1290,7 +1241,7 @@ class SqlStore(ChangeListRows):
                 repo=claim.repo,
                 env=claim.env,
                 sha=claim.sha,
-                created_at=_now(),
+                created_at=utc_now(),
                 status=AutoDeployStatus.PENDING.value,
                 requested_by=claim.requested_by,
                 deadline=claim.deadline,
@@ -1299,20 +1250,20 @@ class SqlStore(ChangeListRows):
             )
             .returning(auto_deploys)
         ).one()
-        return _auto_deploy(row)
+        return auto_deploy_of(row)
 
     def get_auto_deploy(self, repo: str, env: str, sha: str) -> AutoDeploy | None:
         """The auto-deploy claim of repo + env + SHA, or None."""
-        key = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "", _now())
+        key = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "", utc_now())
         with self._read() as conn:
             row = conn.execute(select(auto_deploys).where(_auto_key(key))).first()
-        return None if row is None else _auto_deploy(row)
+        return None if row is None else auto_deploy_of(row)
 
     def pending_auto_deploys(self) -> list[AutoDeploy]:
         """Every auto-deploy still waiting (for CI, or for an unlock), oldest first."""
         query = select(auto_deploys).where(_PENDING_AUTO).order_by(auto_deploys.c.created_at)
         with self._read() as conn:
-            return [_auto_deploy(r) for r in conn.execute(query)]
+            return [auto_deploy_of(r) for r in conn.execute(query)]
 
     def update_auto_deploy(
         self,
@@ -1350,12 +1301,12 @@ class SqlStore(ChangeListRows):
 
         The deploy is the identical one already queued or running when there is one (False).
         """
-        key = AutoDeploy(request.repo, request.env, request.sha, AutoDeployStatus.PENDING, "", _now())
+        key = AutoDeploy(request.repo, request.env, request.sha, AutoDeployStatus.PENDING, "", utc_now())
         same_active = select(deploys).where(
             deploys.c.repo == request.repo,
             deploys.c.env == request.env,
             deploys.c.sha == request.sha,
-            deploys.c.state.in_(_ACTIVE),
+            deploys.c.state.in_(ACTIVE),
         )
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
@@ -1370,12 +1321,12 @@ class SqlStore(ChangeListRows):
                         return None
                     existing = conn.execute(same_active).first()
                     if existing is not None:
-                        deploy, created = _deploy(existing), False
+                        deploy, created = deploy_of(existing), False
                     else:
                         row = conn.execute(
-                            insert(deploys).values(_new_deploy(request)).returning(deploys)
+                            insert(deploys).values(new_deploy(request)).returning(deploys)
                         ).one()
-                        deploy, created = _deploy(row), True
+                        deploy, created = deploy_of(row), True
                     conn.execute(update(auto_deploys).where(_auto_key(key)).values(deploy_id=deploy.id))
                     return deploy, created
             except IntegrityError:
@@ -1388,14 +1339,14 @@ class SqlStore(ChangeListRows):
 
     def open_home(self, user: str) -> HomeViewer:
         """Record that ``user`` opened the App Home now; their viewer row, repo filter kept."""
-        values: dict[str, object] = {"user_id": user, "opened_at": _now()}
+        values: dict[str, object] = {"user_id": user, "opened_at": utc_now()}
         with self._write() as conn:
             row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
         return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
 
     def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
         """Remember the repo ``user`` filters their App Home on (None: every repo)."""
-        values: dict[str, object] = {"user_id": user, "opened_at": _now(), "repo_filter": repo}
+        values: dict[str, object] = {"user_id": user, "opened_at": utc_now(), "repo_filter": repo}
         with self._write() as conn:
             row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
         return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
@@ -1429,52 +1380,3 @@ def _auto_key(claim: AutoDeploy) -> ColumnElement[bool]:
 
 
 _PENDING_AUTO = auto_deploys.c.status == AutoDeployStatus.PENDING.value
-
-
-def _auto_deploy(row: Row[tuple[object, ...]]) -> AutoDeploy:
-    m = row._mapping
-    return AutoDeploy(
-        repo=m["repo"],
-        env=m["env"],
-        sha=m["sha"],
-        status=AutoDeployStatus(m["status"]),
-        requested_by=m["requested_by"] or "merge",
-        deadline=m["deadline"] or m["created_at"],
-        channel=m["channel"],
-        message_ts=m["message_ts"],
-        deploy_id=m["deploy_id"],
-        note=m["note"],
-    )
-
-
-def _approval(row: Row[tuple[object, ...]]) -> Approval:
-    m = row._mapping
-    return Approval(deploy_id=m["deploy_id"], approver=m["approver"], at=m["approved_at"])
-
-
-def _new_deploy(request: DeployRequest) -> dict[str, object]:
-    """The row of a newly queued deploy (awaiting approval, due to expire, where it needs one)."""
-    awaiting = request.approval_timeout is not None
-    return {
-        "repo": request.repo,
-        "env": request.env,
-        "ref": request.ref,
-        "sha": request.sha,
-        "requested_by": request.requested_by,
-        "source": request.source.value,
-        "state": _QUEUED,
-        "force": request.force,
-        "channel": request.channel,
-        "message_ts": request.message_ts,
-        # Any deploy but a merge one given a thread has that message as its root.
-        "root_ts": request.message_ts if request.source is not Source.MERGE else None,
-        "created_at": _now(),
-        "cancel_requested": False,
-        "rollback_of": request.rollback_of,
-        **(_awaiting_approval(request.approval_timeout) if awaiting else {}),
-    }
-
-
-def _awaiting_approval(timeout: float | None) -> dict[str, object]:
-    """A new deploy awaiting approval: expired at ``recheck_at`` unless approved by then."""
-    return {"state": _AWAITING, "recheck_at": _now() + timedelta(seconds=timeout or 0)}

@@ -1,0 +1,76 @@
+"""What SqlStore's row mixins call on SqlStore (typed here, bodies there) and the deploy writes they share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement, Connection, Insert, Table, select, update
+
+from bot.models import Deploy
+from bot.store.rows import deploy_of
+from bot.store.schema import deploys
+
+CLAIM_CANDIDATES = 20  # deploys one claim looks at before it reads again
+
+
+class StoreRows:
+    """The base of every SqlStore mixin: SqlStore's plumbing, typed, and conditional deploy writes."""
+
+    if TYPE_CHECKING:
+
+        def _read(self) -> AbstractContextManager[Connection]: ...
+
+        def _write(self) -> AbstractContextManager[Connection]: ...
+
+        def _upsert(
+            self,
+            table: Table,
+            keys: Sequence[str],
+            values: dict[str, object],
+            *,
+            keep_existing: bool = False,
+        ) -> Insert: ...
+
+        def _serialize(self, conn: Connection, repo: str, env: str) -> None: ...
+
+        def _wake(self, conn: Connection) -> None: ...
+
+        @property
+        def _database_clock(self) -> bool: ...
+
+    def _move_deploy(
+        self, deploy_id: int, *where: ColumnElement[bool], wake: bool = False, **values: object
+    ) -> Deploy | None:
+        """One conditional write on a deploy: set ``values`` where ``where`` holds; None if it did not.
+
+        ``wake``: a move that frees or fills a repo + env tells every process's feed.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                update(deploys).where(deploys.c.id == deploy_id, *where).values(**values).returning(deploys)
+            ).first()
+            if row is not None and wake:
+                self._wake(conn)
+        return None if row is None else deploy_of(row)
+
+    def _claim_due(
+        self, state: str, due_by: datetime, only_id: int | None, values: dict[str, object], *, wake: bool
+    ) -> Deploy | None:
+        """The oldest deploy in ``state`` whose ``recheck_at`` is due by ``due_by``, moved to ``values``.
+
+        One conditional write per candidate, so of every process looking exactly one moves it.
+        """
+        due = (deploys.c.state == state) & (deploys.c.recheck_at <= due_by)
+        candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
+        if only_id is not None:
+            candidates = candidates.where(deploys.c.id == only_id)
+        with self._read() as conn:
+            ids = list(conn.scalars(candidates))
+        for deploy_id in ids:
+            found = self._move_deploy(deploy_id, due, wake=wake, **values)
+            if found is not None:
+                return found
+        return None

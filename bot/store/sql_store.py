@@ -13,7 +13,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
-    Row,
     String,
     Table,
     case,
@@ -33,7 +32,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
     FINAL_STATES,
-    ROBOT,
     Approval,
     ApprovalResult,
     AutoDeploy,
@@ -44,8 +42,6 @@ from bot.models import (
     DeployState,
     HeadClaim,
     HomeViewer,
-    Lock,
-    LockEvent,
     Orphan,
     ProcessInfo,
     RobotProcess,
@@ -57,6 +53,7 @@ from bot.store import migrate
 from bot.store.changes import ChangeListRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
+from bot.store.lock_rows import LockRows, drop_expired, unexpired
 from bot.store.migrate import SchemaState
 from bot.store.plumbing import CLAIM_CANDIDATES
 from bot.store.rows import (
@@ -70,7 +67,6 @@ from bot.store.rows import (
     approval_of,
     auto_deploy_of,
     deploy_of,
-    lock_of,
     new_deploy,
     process_of,
     utc_now,
@@ -82,7 +78,6 @@ from bot.store.schema import (
     deploys,
     heads,
     home_views,
-    lock_events,
     locks,
     poller_lease,
     processes,
@@ -162,14 +157,7 @@ def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
     return utc_now() - timedelta(seconds=seconds)
 
 
-def _lock_event(lock: Row[tuple[object, ...]], action: str, actor: str) -> Insert:
-    m = lock._mapping
-    return insert(lock_events).values(
-        repo=m["repo"], env=m["env"], action=action, actor=actor, reason=m["reason"], at=utc_now()
-    )
-
-
-class SqlStore(ChangeListRows):
+class SqlStore(LockRows, ChangeListRows):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
     def __init__(self, engine: Engine) -> None:
@@ -296,7 +284,7 @@ class SqlStore(ChangeListRows):
         queued for another process (a terminal's) is that process's while its lease holds: the
         terminal shows its steps and its Ctrl-C cancels them; if it dies, anyone may run it.
         """
-        claimable = _claimable(self._unexpired())
+        claimable = _claimable(unexpired(self._database_clock))
         if lease is not None:
             mine = deploys.c.owner_id.is_(None) if owner is None else deploys.c.owner_id == owner
             claimable = claimable & (
@@ -652,7 +640,7 @@ class SqlStore(ChangeListRows):
                 }
                 # A person's lock (an incident freeze) stays as it is: it already holds the env.
                 # One that ran out holds nothing: it makes way.
-                self._drop_expired(conn, row.repo, row.env)
+                drop_expired(conn, row.repo, row.env, self._database_clock)
                 conn.execute(self._upsert(locks, ("repo", "env"), values, keep_existing=True))
         return None if row is None else deploy_of(row)
 
@@ -931,119 +919,6 @@ class SqlStore(ChangeListRows):
             pruned += len(ids)
             if len(ids) < batch_size:
                 return pruned
-
-    # locks
-
-    def set_lock(
-        self, repo: str, env: str, locked_by: str, reason: str, duration: timedelta | None = None
-    ) -> Lock:
-        """Lock repo+env (until ``duration`` has passed, when given); locking again replaces who,
-        why, when and until when."""
-        now = self._lock_clock()  # one clock for when it was locked and when it lets go
-        values: dict[str, object] = {
-            "repo": repo,
-            "env": env,
-            "locked_by": locked_by,
-            "reason": reason,
-            "locked_at": now,
-            "expires_at": None if duration is None else self._later(now, duration),
-        }
-        with self._write() as conn:
-            self._drop_expired(conn, repo, env)
-            row = conn.execute(self._upsert(locks, ("repo", "env"), values).returning(locks)).one()
-            conn.execute(_lock_event(row, "locked", locked_by))
-        return lock_of(row)
-
-    def get_lock(self, repo: str, env: str) -> Lock | None:
-        """The lock on repo+env, or None (also once it has expired)."""
-        with self._read() as conn:
-            query = select(locks).where(locks.c.repo == repo, locks.c.env == env, self._unexpired())
-            row = conn.execute(query).first()
-        return None if row is None else lock_of(row)
-
-    def list_locks(self, repo: str | None = None) -> list[Lock]:
-        """Every lock that holds (or one repo's), by repo then environment."""
-        query = select(locks).where(self._unexpired()).order_by(locks.c.repo, locks.c.env)
-        if repo is not None:
-            query = query.where(locks.c.repo == repo)
-        with self._read() as conn:
-            return [lock_of(r) for r in conn.execute(query)]
-
-    def remove_lock(self, repo: str, env: str, unlocked_by: str) -> Lock | None:
-        """Unlock repo+env, recording who did; the lock that was removed, or None if there was none.
-
-        A lock that has expired is not there to remove: its release is the robot's to record and tell.
-        """
-        with self._write() as conn:
-            row = conn.execute(
-                delete(locks)
-                .where(locks.c.repo == repo, locks.c.env == env, self._unexpired())
-                .returning(locks)
-            ).first()
-            if row is not None:
-                conn.execute(_lock_event(row, "unlocked", unlocked_by))
-                self._wake(conn)
-        return None if row is None else lock_of(row)
-
-    def release_expired_locks(self) -> list[Lock]:
-        """Delete the locks whose time ran out, each recorded as unlocked by the robot; the ones
-        this call deleted.
-
-        One conditional delete: of several processes releasing at once, each lock goes to exactly
-        one of them (the one to tell the channel). A lock renewed meanwhile no longer matches.
-        """
-        with self._write() as conn:
-            rows = conn.execute(delete(locks).where(self._expired()).returning(locks)).all()
-            for row in rows:
-                conn.execute(_lock_event(row, "unlocked", str(ROBOT)))
-            if rows:
-                self._wake(conn)
-        return sorted((lock_of(r) for r in rows), key=lambda lock: (lock.repo, lock.env))
-
-    def next_lock_expiry(self) -> datetime | None:
-        """When the soonest lock with a duration lets go (None: no lock has one)."""
-        with self._read() as conn:
-            when: datetime | None = conn.execute(select(func.min(locks.c.expires_at))).scalar()
-        if when is None:
-            return None
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-    def _lock_clock(self) -> object:
-        """Now, as locks are judged: the database's clock on PostgreSQL (one for every host)."""
-        return func.now() if self._database_clock else utc_now()
-
-    def _later(self, now: object, duration: timedelta) -> object:
-        """``now`` + ``duration`` on the clock ``now`` came from."""
-        if isinstance(now, datetime):
-            return now + duration
-        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, duration.total_seconds())
-
-    def _unexpired(self) -> ColumnElement[bool]:
-        """A lock row that still holds: no duration, or one that has not run out."""
-        return locks.c.expires_at.is_(None) | (locks.c.expires_at > self._lock_clock())
-
-    def _expired(self) -> ColumnElement[bool]:
-        return locks.c.expires_at.is_not(None) & (locks.c.expires_at <= self._lock_clock())
-
-    def _drop_expired(self, conn: Connection, repo: str, env: str) -> None:
-        """Remove repo+env's lock if it ran out (the history records the robot's unlock), so a
-        new lock replaces it. Only a lock released by ``release_expired_locks`` is told in Slack."""
-        row = conn.execute(
-            delete(locks).where(locks.c.repo == repo, locks.c.env == env, self._expired()).returning(locks)
-        ).first()
-        if row is not None:
-            conn.execute(_lock_event(row, "unlocked", str(ROBOT)))
-
-    def lock_history(self, repo: str, env: str, limit: int = 20) -> list[LockEvent]:
-        """The newest locks and unlocks of repo+env first."""
-        query = (
-            select(lock_events)
-            .where(lock_events.c.repo == repo, lock_events.c.env == env)
-            .order_by(lock_events.c.id.desc())
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [LockEvent(r.repo, r.env, r.action, r.actor, r.reason, r.at) for r in conn.execute(query)]
 
     # heads
 

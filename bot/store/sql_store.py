@@ -31,7 +31,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
-    FINAL_STATES,
     Approval,
     ApprovalResult,
     AutoDeploy,
@@ -41,11 +40,9 @@ from bot.models import (
     DeployRequest,
     DeployState,
     HeadClaim,
-    HomeViewer,
     Orphan,
     ProcessInfo,
     RobotProcess,
-    RollbackChoice,
     Source,
 )
 from bot.ports import ChangeFeed
@@ -53,9 +50,12 @@ from bot.store import migrate
 from bot.store.changes import ChangeListRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
+from bot.store.home_rows import HomeViewRows
 from bot.store.lock_rows import LockRows, drop_expired, unexpired
+from bot.store.log_rows import LogRows
 from bot.store.migrate import SchemaState
 from bot.store.plumbing import CLAIM_CANDIDATES
+from bot.store.rollback_rows import RollbackRows
 from bot.store.rows import (
     ACTIVE,
     AWAITING,
@@ -74,10 +74,8 @@ from bot.store.rows import (
 from bot.store.schema import (
     approvals,
     auto_deploys,
-    deploy_logs,
     deploys,
     heads,
-    home_views,
     locks,
     poller_lease,
     processes,
@@ -94,8 +92,6 @@ UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "
 # Bounds on retries after a lost race with another thread or process.
 MAX_CREATE_ATTEMPTS = 5
 MAX_CLAIM_ROUNDS = 3
-MAX_APPEND_ATTEMPTS = 5
-PRUNE_BATCH = 500  # deploys whose logs one prune transaction deletes
 
 
 # The first key of the two-key advisory locks that serialize queue writes per repo + env
@@ -157,7 +153,7 @@ def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
     return utc_now() - timedelta(seconds=seconds)
 
 
-class SqlStore(LockRows, ChangeListRows):
+class SqlStore(LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
     def __init__(self, engine: Engine) -> None:
@@ -823,103 +819,6 @@ class SqlStore(LockRows, ChangeListRows):
         found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
         return found[0] if found else None
 
-    def rollback_choice(self, repo: str, env: str) -> RollbackChoice:
-        """What repo + env would roll back to: see RollbackChoice (three reads, one transaction)."""
-        succeeded = (
-            (deploys.c.repo == repo)
-            & (deploys.c.env == env)
-            & (deploys.c.state == DeployState.SUCCEEDED.value)
-        )
-        rollback = deploys.alias("rollback")
-        undone_query = (
-            select(deploys.c.sha)
-            .distinct()
-            .join(rollback, rollback.c.rollback_of == deploys.c.id)
-            .where(
-                rollback.c.repo == repo,
-                rollback.c.env == env,
-                rollback.c.state == DeployState.SUCCEEDED.value,
-                deploys.c.repo == repo,
-                deploys.c.env == env,
-            )
-        )
-        newest = select(deploys).where(succeeded).order_by(deploys.c.id.desc()).limit(1)
-        with self._read() as conn:
-            current_row = conn.execute(newest).first()
-            if current_row is None:
-                return RollbackChoice(repo, env, None, None)
-            current = deploy_of(current_row)
-            undone = frozenset(conn.scalars(undone_query))
-            skip = [current.sha, *undone]
-            target_row = conn.execute(
-                select(deploys)
-                .where(succeeded, deploys.c.sha.not_in(skip))
-                .order_by(deploys.c.id.desc())
-                .limit(1)
-            ).first()
-        target = None if target_row is None else deploy_of(target_row)
-        return RollbackChoice(repo, env, current, target, undone)
-
-    # logs
-
-    def append_log(self, deploy_id: int, lines: Sequence[str]) -> None:
-        """Store a batch of output lines as one chunk: one small insert per batch."""
-        if not lines:
-            return
-        # Build output may hold NUL bytes (valid UTF-8) that PostgreSQL text refuses outright;
-        # the log keeps a visible replacement character instead of failing the deploy.
-        text = "\n".join(lines).replace("\x00", "\ufffd")
-        next_seq = select(func.coalesce(func.max(deploy_logs.c.seq) + 1, 0)).where(
-            deploy_logs.c.deploy_id == deploy_id
-        )
-        for _ in range(MAX_APPEND_ATTEMPTS):
-            try:
-                with self._write() as conn:
-                    seq = conn.execute(next_seq).scalar_one()
-                    conn.execute(insert(deploy_logs).values(deploy_id=deploy_id, seq=seq, text=text))
-                    return
-            except IntegrityError:
-                if self.get_deploy(deploy_id) is None:
-                    raise UnknownDeploy(f"There is no deploy #{deploy_id}.") from None
-                # Two appenders took the same seq (PostgreSQL); the loser tries the next one.
-                continue
-        raise RuntimeError(f"could not append to the log of deploy #{deploy_id}")
-
-    def read_log(self, deploy_id: int) -> str:
-        """The whole log of a deploy, lines joined by newlines ("" if none)."""
-        query = (
-            select(deploy_logs.c.text).where(deploy_logs.c.deploy_id == deploy_id).order_by(deploy_logs.c.seq)
-        )
-        with self._read() as conn:
-            return "\n".join(conn.scalars(query))
-
-    def prune_logs(self, finished_before: datetime, batch_size: int = PRUNE_BATCH) -> int:
-        """Delete the logs of deploys that ended before ``finished_before``; their rows stay.
-
-        Returns how many deploys lost their log. A batch of deploys per transaction, so a first
-        prune of years of logs never holds the write lock long (heartbeats and claims go on).
-        SQLite reuses the freed pages for new logs (the file does not shrink).
-        """
-        batch = (
-            select(deploys.c.id)
-            .where(
-                deploys.c.state.in_([s.value for s in FINAL_STATES]),
-                deploys.c.finished_at < finished_before,
-                exists().where(deploy_logs.c.deploy_id == deploys.c.id),
-            )
-            .order_by(deploys.c.id)
-            .limit(batch_size)
-        )
-        pruned = 0
-        while True:
-            with self._write() as conn:
-                ids = list(conn.scalars(batch))
-                if ids:
-                    conn.execute(delete(deploy_logs).where(deploy_logs.c.deploy_id.in_(ids)))
-            pruned += len(ids)
-            if len(ids) < batch_size:
-                return pruned
-
     # heads
 
     def get_head(self, repo: str) -> BranchHead | None:
@@ -1209,32 +1108,6 @@ class SqlStore(LockRows, ChangeListRows):
                 # transaction rolled back whole, the claim is pending again; the next round finds it.
                 continue
         raise RuntimeError(f"could not queue the auto-deploy of {request.repo}@{request.sha}")
-
-    # App Home viewers
-
-    def open_home(self, user: str) -> HomeViewer:
-        """Record that ``user`` opened the App Home now; their viewer row, repo filter kept."""
-        values: dict[str, object] = {"user_id": user, "opened_at": utc_now()}
-        with self._write() as conn:
-            row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
-        return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
-
-    def set_home_filter(self, user: str, repo: str | None) -> HomeViewer:
-        """Remember the repo ``user`` filters their App Home on (None: every repo)."""
-        values: dict[str, object] = {"user_id": user, "opened_at": utc_now(), "repo_filter": repo}
-        with self._write() as conn:
-            row = conn.execute(self._upsert(home_views, ("user_id",), values).returning(home_views)).one()
-        return HomeViewer(row.user_id, row.opened_at, row.repo_filter)
-
-    def home_viewers(self, opened_since: datetime) -> list[HomeViewer]:
-        """Who opened the App Home at or after ``opened_since``, most recent first."""
-        query = (
-            select(home_views)
-            .where(home_views.c.opened_at >= opened_since)
-            .order_by(home_views.c.opened_at.desc())
-        )
-        with self._read() as conn:
-            return [HomeViewer(r.user_id, r.opened_at, r.repo_filter) for r in conn.execute(query)]
 
 
 def _keepalives(lease: float) -> dict[str, int]:

@@ -31,8 +31,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
-    Approval,
-    ApprovalResult,
     AutoDeploy,
     AutoDeployStatus,
     BranchHead,
@@ -47,6 +45,7 @@ from bot.models import (
 )
 from bot.ports import ChangeFeed
 from bot.store import migrate
+from bot.store.approval_rows import ApprovalRows
 from bot.store.changes import ChangeListRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
@@ -58,13 +57,11 @@ from bot.store.plumbing import CLAIM_CANDIDATES
 from bot.store.rollback_rows import RollbackRows
 from bot.store.rows import (
     ACTIVE,
-    AWAITING,
     HOLDING,
     QUEUED,
     RECHECKED,
     RUNNING,
     WAITING,
-    approval_of,
     auto_deploy_of,
     deploy_of,
     new_deploy,
@@ -72,7 +69,6 @@ from bot.store.rows import (
     utc_now,
 )
 from bot.store.schema import (
-    approvals,
     auto_deploys,
     deploys,
     heads,
@@ -153,7 +149,7 @@ def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
     return utc_now() - timedelta(seconds=seconds)
 
 
-class SqlStore(LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows):
+class SqlStore(ApprovalRows, LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
     def __init__(self, engine: Engine) -> None:
@@ -639,93 +635,6 @@ class SqlStore(LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows):
                 drop_expired(conn, row.repo, row.env, self._database_clock)
                 conn.execute(self._upsert(locks, ("repo", "env"), values, keep_existing=True))
         return None if row is None else deploy_of(row)
-
-    # approvals
-
-    def approve(self, deploy_id: int, approver: str, required: int) -> ApprovalResult:
-        """Record ``approver``'s approval once; the ``required``-th moves the deploy
-        awaiting_approval → queued in the same transaction.
-
-        The deploy's row is locked first (PostgreSQL: FOR UPDATE; SQLite: the write lock), so
-        two processes approving at once count each other's approval and queue it once.
-        """
-        with self._write() as conn:
-            row = conn.execute(select(deploys).where(deploys.c.id == deploy_id).with_for_update()).first()
-            if row is None:
-                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            if row.state != AWAITING:
-                return ApprovalResult(deploy_of(row), self._approvals_of(conn, deploy_id), False, False)
-            values = {"deploy_id": deploy_id, "approver": approver, "approved_at": utc_now()}
-            insert_once = self._upsert(approvals, ("deploy_id", "approver"), values, keep_existing=True)
-            recorded = conn.execute(insert_once.returning(approvals.c.id)).first() is not None
-            given = self._approvals_of(conn, deploy_id)
-            queued = None
-            if len(given) >= required:
-                queued = conn.execute(
-                    update(deploys)
-                    .where(deploys.c.id == deploy_id, deploys.c.state == AWAITING)
-                    .values(state=QUEUED, recheck_at=None, waiting_for=None)
-                    .returning(deploys)
-                ).first()
-                if queued is not None:
-                    self._wake(conn)
-        return ApprovalResult(deploy_of(queued or row), given, recorded, queued is not None)
-
-    def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
-        """Awaiting approval → a final state (rejected, cancelled); None if it was not awaiting."""
-        if not state.is_final:
-            raise ValueError(f"finish_approval needs a final state, not {state.value}")
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == AWAITING)
-                .values(
-                    state=state.value, finished_at=utc_now(), error=error, waiting_for=None, recheck_at=None
-                )
-                .returning(deploys)
-            ).first()
-            if row is not None:
-                self._wake(conn)
-        return None if row is None else deploy_of(row)
-
-    def expire_approval(self, error: str, only_id: int | None = None) -> Deploy | None:
-        """The oldest deploy whose approval time ran out, now expired (one conditional write, so
-        of every process looking exactly one expires it); None when none is due."""
-        now = utc_now()
-        due = (deploys.c.state == AWAITING) & (deploys.c.recheck_at <= now)
-        candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
-        if only_id is not None:
-            candidates = candidates.where(deploys.c.id == only_id)
-        with self._read() as conn:
-            ids = list(conn.scalars(candidates))
-        for deploy_id in ids:
-            with self._write() as conn:
-                row = conn.execute(
-                    update(deploys)
-                    .where(deploys.c.id == deploy_id, due)
-                    .values(state=DeployState.EXPIRED.value, finished_at=now, error=error, recheck_at=None)
-                    .returning(deploys)
-                ).first()
-                if row is not None:
-                    self._wake(conn)
-            if row is not None:
-                return deploy_of(row)
-        return None
-
-    def list_approvals(self, deploy_ids: Sequence[int]) -> dict[int, tuple[Approval, ...]]:
-        """The approvals of each deploy asked about, oldest first (a deploy with none is absent)."""
-        if not deploy_ids:
-            return {}
-        query = select(approvals).where(approvals.c.deploy_id.in_(list(deploy_ids))).order_by(approvals.c.id)
-        found: dict[int, list[Approval]] = {}
-        with self._read() as conn:
-            for row in conn.execute(query):
-                found.setdefault(row.deploy_id, []).append(approval_of(row))
-        return {deploy_id: tuple(given) for deploy_id, given in found.items()}
-
-    def _approvals_of(self, conn: Connection, deploy_id: int) -> tuple[Approval, ...]:
-        query = select(approvals).where(approvals.c.deploy_id == deploy_id).order_by(approvals.c.id)
-        return tuple(approval_of(row) for row in conn.execute(query))
 
     # processes
 

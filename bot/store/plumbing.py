@@ -5,15 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Connection, Insert, Table, select, update
+from sqlalchemy import ColumnElement, Connection, Insert, Select, Table, select, update
 
-from bot.models import Deploy
-from bot.store.rows import deploy_of
+from bot.models import Deploy, DeployRequest
+from bot.store.rows import ACTIVE, deploy_of
 from bot.store.schema import deploys
 
 CLAIM_CANDIDATES = 20  # deploys one claim looks at before it reads again
+MAX_CREATE_ATTEMPTS = 5  # rounds of queueing a deploy after a lost race with another process
+
+
+def same_active(request: DeployRequest) -> Select[Any]:
+    """The queued or running deploy of the same repo + env + SHA, which a new request becomes."""
+    return select(deploys).where(
+        deploys.c.repo == request.repo,
+        deploys.c.env == request.env,
+        deploys.c.sha == request.sha,
+        deploys.c.state.in_(ACTIVE),
+    )
 
 
 class StoreRows:

@@ -31,13 +31,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from bot.errors import StoreError, UnknownDeploy
 from bot.models import (
-    AutoDeploy,
-    AutoDeployStatus,
-    BranchHead,
     Deploy,
     DeployRequest,
     DeployState,
-    HeadClaim,
     Orphan,
     ProcessInfo,
     RobotProcess,
@@ -46,14 +42,16 @@ from bot.models import (
 from bot.ports import ChangeFeed
 from bot.store import migrate
 from bot.store.approval_rows import ApprovalRows
+from bot.store.auto_deploy_rows import AutoDeployRows
 from bot.store.changes import ChangeListRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
+from bot.store.head_rows import HeadRows
 from bot.store.home_rows import HomeViewRows
 from bot.store.lock_rows import LockRows, drop_expired, unexpired
 from bot.store.log_rows import LogRows
 from bot.store.migrate import SchemaState
-from bot.store.plumbing import CLAIM_CANDIDATES
+from bot.store.plumbing import CLAIM_CANDIDATES, MAX_CREATE_ATTEMPTS, same_active
 from bot.store.rollback_rows import RollbackRows
 from bot.store.rows import (
     ACTIVE,
@@ -62,16 +60,13 @@ from bot.store.rows import (
     RECHECKED,
     RUNNING,
     WAITING,
-    auto_deploy_of,
     deploy_of,
     new_deploy,
     process_of,
     utc_now,
 )
 from bot.store.schema import (
-    auto_deploys,
     deploys,
-    heads,
     locks,
     poller_lease,
     processes,
@@ -86,7 +81,6 @@ POLLER_LEASE = "merge-poller"
 POLLER_LOCK_KEY = 0x6D65726765  # "merge": PostgreSQL's advisory lock key for the merge poller
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
 # Bounds on retries after a lost race with another thread or process.
-MAX_CREATE_ATTEMPTS = 5
 MAX_CLAIM_ROUNDS = 3
 
 
@@ -149,7 +143,9 @@ def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
     return utc_now() - timedelta(seconds=seconds)
 
 
-class SqlStore(ApprovalRows, LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows):
+class SqlStore(
+    ApprovalRows, HeadRows, AutoDeployRows, LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows
+):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
     def __init__(self, engine: Engine) -> None:
@@ -238,18 +234,12 @@ class SqlStore(ApprovalRows, LockRows, LogRows, RollbackRows, HomeViewRows, Chan
 
         ``owner``: the process that will run it (a terminal's deploy), recorded while it is queued.
         """
-        same_active = select(deploys).where(
-            deploys.c.repo == request.repo,
-            deploys.c.env == request.env,
-            deploys.c.sha == request.sha,
-            deploys.c.state.in_(ACTIVE),
-        )
         values = {**new_deploy(request), "owner_id": owner}
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 with self._write() as conn:
                     self._serialize(conn, request.repo, request.env)
-                    existing = conn.execute(same_active).first()
+                    existing = conn.execute(same_active(request)).first()
                     if existing is not None:
                         return deploy_of(existing), False
                     row = conn.execute(insert(deploys).values(values).returning(deploys)).one()
@@ -728,74 +718,6 @@ class SqlStore(ApprovalRows, LockRows, LogRows, RollbackRows, HomeViewRows, Chan
         found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
         return found[0] if found else None
 
-    # heads
-
-    def get_head(self, repo: str) -> BranchHead | None:
-        """The last branch head the poller recorded for repo, or None."""
-        with self._read() as conn:
-            row = conn.execute(select(heads).where(heads.c.repo == repo)).first()
-        if row is None:
-            return None
-        return BranchHead(repo=row.repo, sha=row.sha, etag=row.etag)
-
-    def set_head(self, head: BranchHead) -> None:
-        """Record the branch head (and its ETag) the poller saw, whatever was recorded before."""
-        values: dict[str, object] = {
-            "repo": head.repo,
-            "sha": head.sha,
-            "etag": head.etag,
-            "updated_at": utc_now(),
-        }
-        with self._write() as conn:
-            conn.execute(self._upsert(heads, ("repo",), values))
-
-    def claim_head(
-        self, previous: str | None, head: BranchHead, auto_deploy: AutoDeploy | None = None
-    ) -> HeadClaim:
-        """Move the recorded head from ``previous`` (None: none yet) to ``head``: one conditional write.
-
-        Of several pollers seeing the same move, exactly one wins; only the winner announces.
-        ``auto_deploy`` (pending) is claimed in the same transaction, unless that repo + env + SHA
-        was claimed before; older pending auto-deploys of the repo + env expire (a newer merge).
-        """
-        values: dict[str, object] = {"sha": head.sha, "etag": head.etag, "updated_at": utc_now()}
-        try:
-            with self._write() as conn:
-                if previous is None:
-                    conn.execute(insert(heads).values(repo=head.repo, **values))
-                else:
-                    moved = conn.execute(
-                        update(heads)
-                        .where(heads.c.repo == head.repo, heads.c.sha == previous)
-                        .values(**values)
-                        .returning(heads.c.repo)
-                    ).first()
-                    if moved is None:
-                        return HeadClaim(False)
-                if auto_deploy is None or previous == head.sha:
-                    return HeadClaim(True)
-                return HeadClaim(True, self._claim_auto_deploy(conn, auto_deploy))
-        except IntegrityError:
-            # First sightings by two pollers: the primary key let one in.
-            return HeadClaim(False)
-
-    def release_head(self, claimed: BranchHead, previous: BranchHead, auto_deploy: AutoDeploy | None) -> bool:
-        """Undo a claim whose announcement failed: the head (and ETag) back to ``previous``.
-
-        ``auto_deploy``, the one the claim made, goes with it while still pending. False if the
-        head moved on since (another poller's claim stands).
-        """
-        with self._write() as conn:
-            back = conn.execute(
-                update(heads)
-                .where(heads.c.repo == claimed.repo, heads.c.sha == claimed.sha)
-                .values(sha=previous.sha, etag=previous.etag, updated_at=utc_now())
-                .returning(heads.c.repo)
-            ).first()
-            if back is not None and auto_deploy is not None:
-                conn.execute(delete(auto_deploys).where(_auto_key(auto_deploy), _PENDING_AUTO))
-        return back is not None
-
     # the poller's lease
 
     def lead_poller(self, process_id: int, lease: float) -> bool:
@@ -893,131 +815,6 @@ class SqlStore(ApprovalRows, LockRows, LogRows, RollbackRows, HomeViewRows, Chan
             except SQLAlchemyError:
                 pass  # already gone
 
-    # auto-deploys
-
-    def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
-        """Claim the merge auto-deploy of repo + env + SHA (pending): True only for the first caller ever."""
-        claim = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "merge", utc_now())
-        try:
-            with self._write() as conn:
-                return self._claim_auto_deploy(conn, claim) is not None
-        except IntegrityError:
-            return False
-
-    def _claim_auto_deploy(self, conn: Connection, claim: AutoDeploy) -> AutoDeploy | None:
-        """Insert the pending claim unless this repo + env + SHA has one; newer merge wins."""
-        if conn.execute(select(auto_deploys.c.sha).where(_auto_key(claim))).first() is not None:
-            return None
-        conn.execute(
-            update(auto_deploys)
-            .where(
-                auto_deploys.c.repo == claim.repo,
-                auto_deploys.c.env == claim.env,
-                auto_deploys.c.sha != claim.sha,
-                _PENDING_AUTO,
-            )
-            .values(status=AutoDeployStatus.EXPIRED.value, note=f"superseded by {claim.sha[:7]}")
-        )
-        row = conn.execute(
-            insert(auto_deploys)
-            .values(
-                repo=claim.repo,
-                env=claim.env,
-                sha=claim.sha,
-                created_at=utc_now(),
-                status=AutoDeployStatus.PENDING.value,
-                requested_by=claim.requested_by,
-                deadline=claim.deadline,
-                channel=claim.channel,
-                message_ts=claim.message_ts,
-            )
-            .returning(auto_deploys)
-        ).one()
-        return auto_deploy_of(row)
-
-    def get_auto_deploy(self, repo: str, env: str, sha: str) -> AutoDeploy | None:
-        """The auto-deploy claim of repo + env + SHA, or None."""
-        key = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "", utc_now())
-        with self._read() as conn:
-            row = conn.execute(select(auto_deploys).where(_auto_key(key))).first()
-        return None if row is None else auto_deploy_of(row)
-
-    def pending_auto_deploys(self) -> list[AutoDeploy]:
-        """Every auto-deploy still waiting (for CI, or for an unlock), oldest first."""
-        query = select(auto_deploys).where(_PENDING_AUTO).order_by(auto_deploys.c.created_at)
-        with self._read() as conn:
-            return [auto_deploy_of(r) for r in conn.execute(query)]
-
-    def update_auto_deploy(
-        self,
-        claim: AutoDeploy,
-        *,
-        thread: tuple[str, str] | None = None,
-        note: str | None = None,
-        expire: bool = False,
-    ) -> bool:
-        """Change a pending auto-deploy: its thread (channel, ts), its note, or expire it.
-
-        One conditional write: False when it is no longer pending, or when ``note`` is what it
-        says already (so each thing is said once, by one process).
-        """
-        values: dict[str, object] = {}
-        where = [_auto_key(claim), _PENDING_AUTO]
-        if thread is not None:
-            values["channel"], values["message_ts"] = thread
-        if note is not None:
-            values["note"] = note
-            if not expire:
-                where.append(auto_deploys.c.note.is_distinct_from(note))
-        if expire:
-            values["status"] = AutoDeployStatus.EXPIRED.value
-        if not values:
-            return False
-        with self._write() as conn:
-            row = conn.execute(
-                update(auto_deploys).where(*where).values(**values).returning(auto_deploys.c.sha)
-            ).first()
-        return row is not None
-
-    def queue_auto_deploy(self, request: DeployRequest) -> tuple[Deploy, bool] | None:
-        """Pending → queued, and the deploy queued, in one transaction; None if no longer pending.
-
-        The deploy is the identical one already queued or running when there is one (False).
-        """
-        key = AutoDeploy(request.repo, request.env, request.sha, AutoDeployStatus.PENDING, "", utc_now())
-        same_active = select(deploys).where(
-            deploys.c.repo == request.repo,
-            deploys.c.env == request.env,
-            deploys.c.sha == request.sha,
-            deploys.c.state.in_(ACTIVE),
-        )
-        for _ in range(MAX_CREATE_ATTEMPTS):
-            try:
-                with self._write() as conn:
-                    taken = conn.execute(
-                        update(auto_deploys)
-                        .where(_auto_key(key), _PENDING_AUTO)
-                        .values(status=AutoDeployStatus.QUEUED.value, note=None)
-                        .returning(auto_deploys.c.sha)
-                    ).first()
-                    if taken is None:
-                        return None
-                    existing = conn.execute(same_active).first()
-                    if existing is not None:
-                        deploy, created = deploy_of(existing), False
-                    else:
-                        row = conn.execute(
-                            insert(deploys).values(new_deploy(request)).returning(deploys)
-                        ).one()
-                        deploy, created = deploy_of(row), True
-                    conn.execute(update(auto_deploys).where(_auto_key(key)).values(deploy_id=deploy.id))
-                    return deploy, created
-            except IntegrityError:
-                # The same deploy was queued by another process meanwhile (PostgreSQL): the
-                # transaction rolled back whole, the claim is pending again; the next round finds it.
-                continue
-        raise RuntimeError(f"could not queue the auto-deploy of {request.repo}@{request.sha}")
-
 
 def _keepalives(lease: float) -> dict[str, int]:
     """PostgreSQL's TCP keepalive settings that notice a dead client within about ``lease`` s."""
@@ -1026,14 +823,3 @@ def _keepalives(lease: float) -> dict[str, int]:
         "tcp_keepalives_interval": max(1, int(lease / 6)),
         "tcp_keepalives_count": 3,
     }
-
-
-def _auto_key(claim: AutoDeploy) -> ColumnElement[bool]:
-    return (
-        (auto_deploys.c.repo == claim.repo)
-        & (auto_deploys.c.env == claim.env)
-        & (auto_deploys.c.sha == claim.sha)
-    )
-
-
-_PENDING_AUTO = auto_deploys.c.status == AutoDeployStatus.PENDING.value

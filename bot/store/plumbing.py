@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Insert, Select, Table, select, update
+from sqlalchemy.exc import OperationalError
 
+from bot.errors import StoreError
 from bot.models import Deploy, DeployRequest
 from bot.store.rows import ACTIVE, deploy_of
 from bot.store.schema import deploys
@@ -25,6 +27,18 @@ def same_active(request: DeployRequest) -> Select[Any]:
         deploys.c.sha == request.sha,
         deploys.c.state.in_(ACTIVE),
     )
+
+
+@contextmanager
+def unavailable_as_store_error() -> Iterator[None]:
+    """A database that is locked past the busy timeout, full or gone is a StoreError."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = (
+            str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else "unavailable"
+        )
+        raise StoreError(f"the database is unavailable: {reason}") from exc
 
 
 class StoreRows:

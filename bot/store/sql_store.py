@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,13 +22,12 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from bot.errors import StoreError, UnknownDeploy
+from bot.errors import UnknownDeploy
 from bot.models import (
     Deploy,
     DeployRequest,
@@ -48,10 +46,11 @@ from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
 from bot.store.head_rows import HeadRows
 from bot.store.home_rows import HomeViewRows
+from bot.store.lease_rows import PollerLeaseRows
 from bot.store.lock_rows import LockRows, drop_expired, unexpired
 from bot.store.log_rows import LogRows
 from bot.store.migrate import SchemaState
-from bot.store.plumbing import CLAIM_CANDIDATES, MAX_CREATE_ATTEMPTS, same_active
+from bot.store.plumbing import CLAIM_CANDIDATES, MAX_CREATE_ATTEMPTS, same_active, unavailable_as_store_error
 from bot.store.rollback_rows import RollbackRows
 from bot.store.rows import (
     ACTIVE,
@@ -68,17 +67,11 @@ from bot.store.rows import (
 from bot.store.schema import (
     deploys,
     locks,
-    poller_lease,
     processes,
 )
 
-log = logging.getLogger(__name__)
-
 TAKEOVER_LOCKED_BY = "robot"
 """Who an automatic lock names: the robot itself, after taking over a deploy it cannot check."""
-POLLER_LEASE = "merge-poller"
-"""The ``poller_lease`` row (SQLite) whose holder polls merges."""
-POLLER_LOCK_KEY = 0x6D65726765  # "merge": PostgreSQL's advisory lock key for the merge poller
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
 # Bounds on retries after a lost race with another thread or process.
 MAX_CLAIM_ROUNDS = 3
@@ -87,18 +80,6 @@ MAX_CLAIM_ROUNDS = 3
 # The first key of the two-key advisory locks that serialize queue writes per repo + env
 # (two-key locks never collide with one-key ones, such as a poller's).
 _QUEUE_LOCK_CLASS = 0x0D3710
-
-
-@contextmanager
-def _unavailable_as_store_error() -> Iterator[None]:
-    """A database that is locked past the busy timeout, full or gone is a StoreError."""
-    try:
-        yield
-    except OperationalError as exc:
-        reason = (
-            str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else "unavailable"
-        )
-        raise StoreError(f"the database is unavailable: {reason}") from exc
 
 
 def _claimable(unexpired: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -144,7 +125,15 @@ def _heartbeat_cutoff(seconds: float, database_clock: bool) -> object:
 
 
 class SqlStore(
-    ApprovalRows, HeadRows, AutoDeployRows, LockRows, LogRows, RollbackRows, HomeViewRows, ChangeListRows
+    PollerLeaseRows,
+    ApprovalRows,
+    HeadRows,
+    AutoDeployRows,
+    LockRows,
+    LogRows,
+    RollbackRows,
+    HomeViewRows,
+    ChangeListRows,
 ):
     """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
 
@@ -177,12 +166,12 @@ class SqlStore(
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with _unavailable_as_store_error(), self._engine.connect() as conn, conn.begin():
+        with unavailable_as_store_error(), self._engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with _unavailable_as_store_error(), self._engine.connect() as conn:
+        with unavailable_as_store_error(), self._engine.connect() as conn:
             conn.execution_options(**{IMMEDIATE: True})
             with conn.begin():
                 yield conn
@@ -717,109 +706,3 @@ class SqlStore(
         """The newest succeeded deploy of repo+env (deploys of one env run in id order)."""
         found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
         return found[0] if found else None
-
-    # the poller's lease
-
-    def lead_poller(self, process_id: int, lease: float) -> bool:
-        """Take or keep the right to poll merges: True while this process holds it.
-
-        PostgreSQL: a session advisory lock held on a connection of its own for as long as this
-        process leads; it ends with the connection. SQLite: the ``poller_lease`` row, taken or
-        renewed for ``lease`` seconds with one conditional write.
-        """
-        if self._engine.dialect.name == "postgresql":
-            return self._hold_advisory_lock(lease)
-        now = utc_now()
-        row = {"name": POLLER_LEASE, "holder": process_id, "expires_at": now + timedelta(seconds=lease)}
-        ours_or_lapsed = (poller_lease.c.holder == process_id) | (poller_lease.c.expires_at < now)
-        take = (
-            sqlite.insert(poller_lease)
-            .values(**row)
-            .on_conflict_do_update(
-                index_elements=["name"],
-                set_={"holder": process_id, "expires_at": row["expires_at"]},
-                where=ours_or_lapsed,
-            )
-        )
-        with self._write() as conn:
-            conn.execute(take)
-            holder = conn.execute(
-                select(poller_lease.c.holder).where(poller_lease.c.name == POLLER_LEASE)
-            ).scalar_one()
-        return bool(holder == process_id)
-
-    def resign_poller(self, process_id: int) -> None:
-        """Give up polling merges (a clean stop): another process may lead at once."""
-        if self._engine.dialect.name == "postgresql":
-            self._drop_leader_connection(unlock=True)
-            return
-        with self._write() as conn:
-            conn.execute(
-                delete(poller_lease).where(
-                    poller_lease.c.name == POLLER_LEASE, poller_lease.c.holder == process_id
-                )
-            )
-
-    def _hold_advisory_lock(self, lease: float) -> bool:
-        with self._leader_lock:
-            if self._leader is not None:
-                try:
-                    self._leader.exec_driver_sql("SELECT 1")
-                    self._leader.commit()
-                    return True
-                except SQLAlchemyError:
-                    # The connection died, and with it the lock: another process may lead now.
-                    log.warning("lost the merge poller's database connection; polling stops here")
-                    self._close_leader_quietly()
-            with _unavailable_as_store_error():
-                conn = self._engine.connect()
-            try:
-                won = bool(
-                    conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": POLLER_LOCK_KEY}).scalar()
-                )
-                conn.commit()
-                if won:
-                    # A leader whose host or network dies sends no FIN: the server's keepalive
-                    # probes end its session (and free the lock) within about the lease, not hours.
-                    for name, seconds in _keepalives(lease).items():
-                        conn.execute(text(f"SET {name} = {seconds}"))
-                    conn.commit()
-            except DBAPIError as exc:
-                conn.invalidate()
-                conn.close()
-                raise StoreError(f"the database is unavailable: {exc.orig or exc}") from exc
-            if not won:
-                conn.close()
-                return False
-            self._leader = conn
-            return True
-
-    def _drop_leader_connection(self, unlock: bool) -> None:
-        with self._leader_lock:
-            if self._leader is None:
-                return
-            if unlock:
-                try:
-                    self._leader.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": POLLER_LOCK_KEY})
-                    self._leader.commit()
-                except SQLAlchemyError:
-                    pass  # a dead connection has let go of the lock already
-            self._close_leader_quietly()
-
-    def _close_leader_quietly(self) -> None:
-        conn, self._leader = self._leader, None
-        if conn is not None:
-            try:
-                conn.invalidate()  # never back to the pool: it may still hold the lock
-                conn.close()
-            except SQLAlchemyError:
-                pass  # already gone
-
-
-def _keepalives(lease: float) -> dict[str, int]:
-    """PostgreSQL's TCP keepalive settings that notice a dead client within about ``lease`` s."""
-    return {
-        "tcp_keepalives_idle": max(1, int(lease / 3)),
-        "tcp_keepalives_interval": max(1, int(lease / 6)),
-        "tcp_keepalives_count": 3,
-    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
@@ -49,13 +49,12 @@ from bot.store.migrate import SchemaState
 from bot.store.plumbing import CLAIM_CANDIDATES, MAX_CREATE_ATTEMPTS, same_active, unavailable_as_store_error
 from bot.store.process_rows import ProcessRows, owner_alive
 from bot.store.rollback_rows import RollbackRows
+from bot.store.root_rows import RootRows
 from bot.store.rows import (
     ACTIVE,
     HOLDING,
     QUEUED,
-    RECHECKED,
     RUNNING,
-    WAITING,
     deploy_of,
     new_deploy,
     utc_now,
@@ -64,6 +63,7 @@ from bot.store.schema import (
     deploys,
     locks,
 )
+from bot.store.waiting_rows import WaitingRows
 
 UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
 # Bounds on retries after a lost race with another thread or process.
@@ -98,6 +98,8 @@ def _claimable(unexpired: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 class SqlStore(
+    WaitingRows,
+    RootRows,
     ProcessRows,
     PollerLeaseRows,
     ApprovalRows,
@@ -332,172 +334,6 @@ class SqlStore(
                 update(deploys)
                 .where(deploys.c.id == deploy_id, deploys.c.state == QUEUED)
                 .values(state=DeployState.CANCELLED.value, finished_at=utc_now())
-                .returning(deploys)
-            ).first()
-            if row is not None:
-                self._wake(conn)
-        return None if row is None else deploy_of(row)
-
-    # the Slack root
-
-    def claim_root(self, deploy_id: int, stale_after: float) -> str | None:
-        """Claim posting the deploy's root message: a token for ``record_root``, or None when
-        it is posted or another process's claim younger than ``stale_after`` s stands."""
-        now = utc_now()
-        with self._write() as conn:
-            row = conn.execute(
-                select(deploys.c.root_ts, deploys.c.root_claimed_at).where(deploys.c.id == deploy_id)
-            ).first()
-            if row is None:
-                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            claimed: datetime | None = row.root_claimed_at
-            if row.root_ts is not None:
-                return None
-            if claimed is not None:
-                if (now - claimed).total_seconds() < stale_after:
-                    return None
-                # A takeover's token must differ from the stale one's, even within a microsecond.
-                now = max(now, claimed + timedelta(microseconds=1))
-            was = (
-                deploys.c.root_claimed_at.is_(None)
-                if claimed is None
-                else deploys.c.root_claimed_at == claimed
-            )
-            done = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.root_ts.is_(None), was)
-                .values(root_claimed_at=now)
-                .returning(deploys.c.id)
-            ).first()
-        return now.isoformat() if done is not None else None
-
-    def record_root(self, deploy_id: int, token: str, channel: str, ts: str) -> bool:
-        """Record the root posted under claim ``token``; False if that claim was taken over.
-
-        A deploy without a thread yet (any but a merge deploy in its announcement's) gets the
-        root as its thread.
-        """
-        try:
-            claimed: datetime | None = datetime.fromisoformat(token)
-        except ValueError:
-            claimed = None
-        with self._write() as conn:
-            if conn.execute(select(deploys.c.id).where(deploys.c.id == deploy_id)).first() is None:
-                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            if claimed is None or claimed.tzinfo is None:
-                return False
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.root_claimed_at == claimed)
-                .values(
-                    root_ts=ts,
-                    root_claimed_at=None,
-                    channel=channel,
-                    message_ts=func.coalesce(deploys.c.message_ts, ts),
-                )
-                .returning(deploys.c.id)
-            ).first()
-        return row is not None
-
-    # waiting for CI
-
-    def park(self, deploy_id: int, owner: int | None, note: str, recheck_in: float) -> Deploy | None:
-        """Running → waiting (CI pending), releasing its owner; None if it is not ``owner``'s
-        running deploy any more, or a cancel was asked meanwhile.
-
-        ``note`` says what it waits for; its gate is due again ``recheck_in`` seconds from now.
-        """
-        owned = deploys.c.owner_id.is_(None) if owner is None else deploys.c.owner_id == owner
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(
-                    deploys.c.id == deploy_id,
-                    deploys.c.state == RUNNING,
-                    owned,
-                    deploys.c.cancel_requested.is_(False),
-                )
-                .values(
-                    state=WAITING,
-                    owner_id=None,
-                    step_pgid=None,
-                    waiting_for=note,
-                    recheck_at=utc_now() + timedelta(seconds=recheck_in),
-                )
-                .returning(deploys)
-            ).first()
-            if row is not None:
-                self._wake(conn)  # other processes' timers learn of the re-check due
-        return None if row is None else deploy_of(row)
-
-    def claim_recheck(self, recheck_in: float, only_id: int | None = None) -> Deploy | None:
-        """Claim the re-check of the oldest waiting deploy that is due (one conditional write).
-
-        Its next re-check is pushed ``recheck_in`` seconds on in the same write, so of all the
-        processes looking, one checks; should it die checking, the next due time frees it again.
-        """
-        now = utc_now()
-        due = (deploys.c.state == WAITING) & (deploys.c.recheck_at <= now)
-        candidates = select(deploys.c.id).where(due).order_by(deploys.c.id).limit(CLAIM_CANDIDATES)
-        if only_id is not None:
-            candidates = candidates.where(deploys.c.id == only_id)
-        with self._read() as conn:
-            ids = list(conn.scalars(candidates))
-        for deploy_id in ids:
-            with self._write() as conn:
-                row = conn.execute(
-                    update(deploys)
-                    .where(deploys.c.id == deploy_id, due)
-                    .values(recheck_at=now + timedelta(seconds=recheck_in))
-                    .returning(deploys)
-                ).first()
-            if row is not None:
-                return deploy_of(row)
-        return None
-
-    def next_recheck(self) -> datetime | None:
-        """When the soonest waiting deploy's gate, or approval timeout, is due (None: nothing waits)."""
-        with self._read() as conn:
-            found: datetime | None = conn.execute(
-                select(func.min(deploys.c.recheck_at)).where(deploys.c.state.in_(RECHECKED))
-            ).scalar()
-        if found is None:
-            return None
-        return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
-
-    def update_waiting(self, deploy_id: int, note: str) -> Deploy | None:
-        """A waiting deploy's note (what it waits for); None if it is not waiting any more."""
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == WAITING)
-                .values(waiting_for=note)
-                .returning(deploys)
-            ).first()
-        return None if row is None else deploy_of(row)
-
-    def resume(self, deploy_id: int, owner: int | None) -> Deploy | None:
-        """Waiting → running for ``owner`` (its CI went green); None if it is not waiting."""
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == WAITING)
-                .values(state=RUNNING, owner_id=owner, step_pgid=None, waiting_for=None, recheck_at=None)
-                .returning(deploys)
-            ).first()
-        return None if row is None else deploy_of(row)
-
-    def finish_waiting(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
-        """Waiting → a final state (blocked, cancelled); None if it was not waiting."""
-        if not state.is_final:
-            raise ValueError(f"finish_waiting needs a final state, not {state.value}")
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == WAITING)
-                .values(
-                    state=state.value, finished_at=utc_now(), error=error, waiting_for=None, recheck_at=None
-                )
                 .returning(deploys)
             ).first()
             if row is not None:

@@ -5,99 +5,37 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Engine,
-    Insert,
-    String,
-    Table,
-    case,
-    exists,
-    func,
-    insert,
-    literal,
-    null,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, Insert, Table, func, literal, select
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
 
-from bot.errors import UnknownDeploy
-from bot.models import (
-    Deploy,
-    DeployRequest,
-    DeployState,
-    Source,
-)
 from bot.ports import ChangeFeed
 from bot.store import migrate
 from bot.store.approval_rows import ApprovalRows
 from bot.store.auto_deploy_rows import AutoDeployRows
 from bot.store.changes import ChangeListRows
+from bot.store.deploy_rows import DeployRows
 from bot.store.engine import IMMEDIATE
 from bot.store.feed import WAKE_CHANNEL, open_feed
 from bot.store.head_rows import HeadRows
 from bot.store.home_rows import HomeViewRows
 from bot.store.lease_rows import PollerLeaseRows
-from bot.store.lock_rows import LockRows, unexpired
+from bot.store.lock_rows import LockRows
 from bot.store.log_rows import LogRows
 from bot.store.migrate import SchemaState
-from bot.store.plumbing import CLAIM_CANDIDATES, MAX_CREATE_ATTEMPTS, same_active, unavailable_as_store_error
-from bot.store.process_rows import ProcessRows, owner_alive
+from bot.store.plumbing import unavailable_as_store_error
+from bot.store.process_rows import ProcessRows
 from bot.store.rollback_rows import RollbackRows
 from bot.store.root_rows import RootRows
-from bot.store.rows import (
-    ACTIVE,
-    HOLDING,
-    QUEUED,
-    RUNNING,
-    deploy_of,
-    new_deploy,
-    utc_now,
-)
-from bot.store.schema import (
-    deploys,
-    locks,
-)
 from bot.store.waiting_rows import WaitingRows
-
-UPDATABLE_FIELDS = frozenset({"github_deployment_id", "channel", "message_ts", "error"})
-# Bounds on retries after a lost race with another thread or process.
-MAX_CLAIM_ROUNDS = 3
-
 
 # The first key of the two-key advisory locks that serialize queue writes per repo + env
 # (two-key locks never collide with one-key ones, such as a poller's).
 _QUEUE_LOCK_CLASS = 0x0D3710
 
 
-def _claimable(unexpired: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Queued, oldest queued of its repo+env, nothing running or waiting there, and not locked
-    (``unexpired``: which lock rows still hold)."""
-    older = deploys.alias("older")
-    running = deploys.alias("running")
-    return (
-        (deploys.c.state == QUEUED)
-        & ~exists().where(
-            older.c.repo == deploys.c.repo,
-            older.c.env == deploys.c.env,
-            older.c.state == QUEUED,
-            older.c.id < deploys.c.id,
-        )
-        & ~exists().where(
-            running.c.repo == deploys.c.repo,
-            running.c.env == deploys.c.env,
-            running.c.state.in_(HOLDING),
-        )
-        & ~exists().where(locks.c.repo == deploys.c.repo, locks.c.env == deploys.c.env, unexpired)
-    )
-
-
 class SqlStore(
+    DeployRows,
     WaitingRows,
     RootRows,
     ProcessRows,
@@ -111,7 +49,11 @@ class SqlStore(
     HomeViewRows,
     ChangeListRows,
 ):
-    """The source of truth for deploys, the queue, locks, logs and last-seen heads."""
+    """The source of truth for deploys, the queue, locks, logs and last-seen heads.
+
+    Each mixin keeps one kind of row (bot/store/*_rows.py, changes.py); this class holds the
+    engine and what they share: transactions, the upsert, queue serialization and wake-ups.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -192,208 +134,7 @@ class SqlStore(
         """A feed that says when another process changed the queue; close it when done."""
         return open_feed(self._engine)
 
-    # deploys
-
-    def create_deploy(self, request: DeployRequest, owner: int | None = None) -> tuple[Deploy, bool]:
-        """Queue a deploy; if the same repo+env+sha is queued or running, return it and False.
-
-        ``owner``: the process that will run it (a terminal's deploy), recorded while it is queued.
-        """
-        values = {**new_deploy(request), "owner_id": owner}
-        for _ in range(MAX_CREATE_ATTEMPTS):
-            try:
-                with self._write() as conn:
-                    self._serialize(conn, request.repo, request.env)
-                    existing = conn.execute(same_active(request)).first()
-                    if existing is not None:
-                        return deploy_of(existing), False
-                    row = conn.execute(insert(deploys).values(values).returning(deploys)).one()
-                    self._wake(conn)
-                    return deploy_of(row), True
-            except IntegrityError:
-                # Another process inserted the same request between our read and our insert
-                # (PostgreSQL); its row is committed now, the next round returns it.
-                continue
-        raise RuntimeError(f"could not queue {request.repo}@{request.sha} → {request.env}")
-
-    def get_deploy(self, deploy_id: int) -> Deploy | None:
-        """The deploy with that id, or None."""
-        with self._read() as conn:
-            row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
-        return None if row is None else deploy_of(row)
-
-    def claim_next(
-        self, only_id: int | None = None, owner: int | None = None, lease: float | None = None
-    ) -> Deploy | None:
-        """Atomically move the oldest claimable queued deploy to running (one per repo+env).
-
-        ``owner`` (the claiming process) is recorded in the same write. With ``lease``, a deploy
-        queued for another process (a terminal's) is that process's while its lease holds: the
-        terminal shows its steps and its Ctrl-C cancels them; if it dies, anyone may run it.
-        """
-        claimable = _claimable(unexpired(self._database_clock))
-        if lease is not None:
-            mine = deploys.c.owner_id.is_(None) if owner is None else deploys.c.owner_id == owner
-            claimable = claimable & (
-                deploys.c.owner_id.is_(None) | mine | ~owner_alive(lease, self._database_clock)
-            )
-        candidates = select(deploys.c.id, deploys.c.repo, deploys.c.env).where(claimable)
-        candidates = candidates.order_by(deploys.c.id)
-        if only_id is not None:
-            candidates = candidates.where(deploys.c.id == only_id)
-        candidates = candidates.limit(CLAIM_CANDIDATES)
-        for _ in range(MAX_CLAIM_ROUNDS):
-            with self._read() as conn:
-                found = [(r.id, r.repo, r.env) for r in conn.execute(candidates)]
-            if not found:
-                return None
-            for deploy_id, repo, env in found:
-                claim = (
-                    update(deploys)
-                    .where(deploys.c.id == deploy_id, claimable)
-                    .values(state=RUNNING, started_at=utc_now(), owner_id=owner, step_pgid=None)
-                    .returning(deploys)
-                )
-                try:
-                    with self._write() as conn:
-                        self._serialize(conn, repo, env)
-                        row = conn.execute(claim).first()
-                except IntegrityError:
-                    # Another process claimed this repo+env first; the unique index said no.
-                    continue
-                if row is not None:
-                    return deploy_of(row)
-        return None
-
-    def update_deploy(self, deploy_id: int, **fields: object) -> Deploy:
-        """Set github_deployment_id, channel, message_ts or error."""
-        unknown = sorted(set(fields) - UPDATABLE_FIELDS)
-        if unknown:
-            raise ValueError(f"update_deploy cannot set {', '.join(unknown)}")
-        for name, value in fields.items():
-            wanted: type = int if name == "github_deployment_id" else str
-            if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
-                raise ValueError(f"update_deploy: {name} must be {wanted.__name__} or None")
-        if not fields:
-            found = self.get_deploy(deploy_id)
-            if found is None:
-                raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-            return found
-        values: dict[str, object] = dict(fields)
-        if "message_ts" in fields:
-            # Any deploy but a merge one is its own thread: the message is its root.
-            values["root_ts"] = case(
-                (deploys.c.source != Source.MERGE.value, literal(fields["message_ts"], String(64))),
-                else_=deploys.c.root_ts,
-            )
-            values["root_claimed_at"] = case(
-                (deploys.c.source != Source.MERGE.value, null()), else_=deploys.c.root_claimed_at
-            )
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys).where(deploys.c.id == deploy_id).values(**values).returning(deploys)
-            ).first()
-        if row is None:
-            raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-        return deploy_of(row)
-
-    def finish_deploy(self, deploy_id: int, state: DeployState, error: str | None) -> Deploy:
-        """Move a queued or running deploy to a final state; a final one is returned unchanged.
-
-        ``error=None`` keeps any error already recorded.
-        """
-        if not state.is_final:
-            raise ValueError(f"finish_deploy needs a final state, not {state.value}")
-        values: dict[str, object] = {
-            "state": state.value,
-            "finished_at": utc_now(),
-            "waiting_for": None,
-            "recheck_at": None,
-        }
-        if error is not None:
-            values["error"] = error
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state.in_(ACTIVE))
-                .values(**values)
-                .returning(deploys)
-            ).first()
-            if row is None:
-                row = conn.execute(select(deploys).where(deploys.c.id == deploy_id)).first()
-            else:
-                self._wake(conn)
-        if row is None:
-            raise UnknownDeploy(f"There is no deploy #{deploy_id}.")
-        return deploy_of(row)
-
-    def cancel_queued(self, deploy_id: int) -> Deploy | None:
-        """Queued → cancelled in one conditional write; None if it was not queued."""
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == QUEUED)
-                .values(state=DeployState.CANCELLED.value, finished_at=utc_now())
-                .returning(deploys)
-            ).first()
-            if row is not None:
-                self._wake(conn)
-        return None if row is None else deploy_of(row)
-
-    def request_cancel(self, deploy_id: int) -> Deploy | None:
-        """Flag a running deploy for cancellation; None if it was not running."""
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == RUNNING)
-                .values(cancel_requested=True)
-                .returning(deploys)
-            ).first()
-        return None if row is None else deploy_of(row)
-
-    def record_step(self, deploy_id: int, pgid: int | None) -> bool:
-        """Record (or clear) the process group of the deploy's running step.
-
-        False when the deploy is no longer running (another process took it over).
-        """
-        with self._write() as conn:
-            row = conn.execute(
-                update(deploys)
-                .where(deploys.c.id == deploy_id, deploys.c.state == RUNNING)
-                .values(step_pgid=pgid)
-                .returning(deploys.c.id)
-            ).first()
-        return row is not None
-
     @property
     def _database_clock(self) -> bool:
-        """PostgreSQL stamps heartbeats with its own clock: several hosts, one time."""
-        return self._engine.dialect.name == "postgresql"
-
-    def list_deploys(
-        self,
-        repo: str | None = None,
-        env: str | None = None,
-        states: Sequence[DeployState] | None = None,
-        limit: int = 50,
-        since: datetime | None = None,
-    ) -> list[Deploy]:
-        """Newest first, optionally only one repo, environment, set of states, or those created since."""
-        if limit <= 0:
-            return []
-        query = select(deploys).order_by(deploys.c.id.desc()).limit(limit)
-        if repo is not None:
-            query = query.where(deploys.c.repo == repo)
-        if env is not None:
-            query = query.where(deploys.c.env == env)
-        if states is not None:
-            query = query.where(deploys.c.state.in_([s.value for s in states]))
-        if since is not None:
-            query = query.where(deploys.c.created_at >= since)
-        with self._read() as conn:
-            return [deploy_of(r) for r in conn.execute(query)]
-
-    def last_succeeded(self, repo: str, env: str) -> Deploy | None:
-        """The newest succeeded deploy of repo+env (deploys of one env run in id order)."""
-        found = self.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1)
-        return found[0] if found else None
+        """PostgreSQL stamps heartbeats and locks with its own clock: several hosts, one time."""
+        return self._postgresql

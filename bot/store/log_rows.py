@@ -14,7 +14,7 @@ from bot.models import FINAL_STATES, Deploy
 from bot.store.plumbing import StoreRows
 from bot.store.schema import deploy_logs, deploys
 
-MAX_APPEND_ATTEMPTS = 5
+MAX_APPEND_ATTEMPTS = 5  # appends after another appender took the same seq (PostgreSQL)
 PRUNE_BATCH = 500  # deploys whose logs one prune transaction deletes
 
 

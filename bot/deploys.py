@@ -876,9 +876,15 @@ class DeployService:
     def _approval_timeout(
         self, target: Target, user: Actor, source: Source, force: bool, approved_by: Actor | None
     ) -> float | None:
-        """How long a new deploy awaits approval; None when it need not (no `approvals:`, or forced)."""
+        """How long a new deploy awaits approval; None when it need not (no `approvals:`, or a
+        Slack break glass). A terminal always names its approver, forced or not: the approval is
+        recorded and queues the deploy at once."""
         approvals = approval_settings(self._settings, target.repo, target.env)
-        if approvals is None or force:
+        if approvals is None:
+            if approved_by is not None:
+                raise ApprovalRequired(
+                    f"--approved-by: {target.repo} {target.env} wants no approvals; leave it out."
+                )
             return None
         if source is Source.CLI:
             if approved_by is None:
@@ -887,7 +893,8 @@ class DeployService:
                 )
             if approved_by.name == user.name:
                 raise AccessDenied("You requested this deploy: --approved-by must name someone else.")
-        return approvals.timeout
+            return approvals.timeout
+        return None if force else approvals.timeout
 
     def _list_awaiting(self) -> Deploy | None:
         """Work out one pending change list of a deploy awaiting approval; None when none is pending."""

@@ -93,6 +93,7 @@ HOMES: dict[str, tuple[str, ...]] = {
     "requests": ("bot.github",),
     "urllib3": ("bot.github",),
     "alembic": ("bot.store",),
+    "sqlalchemy": ("bot.store",),
     # robot.yaml's GitHub App key is checked when the file is loaded; PyGithub signs with it.
     "cryptography": ("bot.config",),
     "prometheus_client": ("bot.metrics",),

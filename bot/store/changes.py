@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import UnknownDeploy
 from bot.models import ChangeKind, ChangeList, CommitInfo, Comparison
+from bot.store.plumbing import StoreRows
 from bot.store.schema import comparisons, deploy_changes, deploy_commits, deploys
 
 # A commit title is one line of a message; this keeps a pathological one from filling a row.
@@ -20,23 +19,8 @@ MAX_TITLE = 1000
 MAX_AUTHOR = 255
 
 
-class ChangeListRows:
+class ChangeListRows(StoreRows):
     """The change-list half of SqlStore (mixed into it): four small reads and writes."""
-
-    if TYPE_CHECKING:
-
-        def _read(self) -> AbstractContextManager[Connection]: ...
-
-        def _write(self) -> AbstractContextManager[Connection]: ...
-
-        def _upsert(
-            self,
-            table: Table,
-            keys: Sequence[str],
-            values: dict[str, object],
-            *,
-            keep_existing: bool = False,
-        ) -> Insert: ...
 
     def get_comparison(self, repo: str, base: str, head: str) -> Comparison | None:
         """The comparison of two SHAs some robot process fetched before; None if none did."""

@@ -7,13 +7,11 @@ percentiles are left to bot/dora.py in Python, since SQLite has no percentile ag
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Float,
     Integer,
     and_,
@@ -30,6 +28,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from bot.models import DeployState, DoraDay, DoraHistory, Incident, LeadSample
+from bot.store.plumbing import StoreRows
 from bot.store.schema import deploy_commits, deploys
 
 DAY_SECONDS = 86400.0
@@ -79,12 +78,8 @@ def _whole_days_postgresql(element: _WholeDays, compiler: SQLCompiler, **kw: Any
     return f"CAST(FLOOR(({compiler.process(element.clauses, **kw)}) / 86400.0) AS INTEGER)"
 
 
-class DoraRows:
-    """The DORA half of SqlStore (mixed into it): one read, three queries."""
-
-    if TYPE_CHECKING:
-
-        def _read(self) -> AbstractContextManager[Connection]: ...
+class DoraRows(StoreRows):
+    """SqlStore's DORA reads (mixed into it): one read, three queries."""
 
     def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
         """The deploys of ``targets`` (repo, env) that finished in the ``days`` days before ``until``,

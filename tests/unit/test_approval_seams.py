@@ -147,13 +147,36 @@ def test_a_rollback_by_the_force_list_still_awaits_approval(world_for: WorldFact
         world.request(API, ref=a.sha, env="production", user=REQUESTER, force=True)
 
 
-def test_a_terminal_force_is_break_glass(world_for: WorldFactory, tmp_path: Path) -> None:
-    """`robot deploy --force` is the operator's `!`: neither gate nor approval, and no --approved-by."""
+def test_a_terminal_force_skips_the_gate_not_the_approval(world_for: WorldFactory, tmp_path: Path) -> None:
+    """`robot deploy --force` breaks the CI gate only: the terminal still names its approver."""
     world = world_for(protected(tmp_path / "checkout"))
+    ops = Actor(ActorKind.CLI, "ops")
+    with pytest.raises(ApprovalRequired, match="--approved-by NAME"):
+        world.service.request(API, env="production", user=ops, source=Source.CLI, force=True)
     forced, _ = world.service.request(
-        API, env="production", user=Actor(ActorKind.CLI, "ops"), source=Source.CLI, force=True
+        API,
+        env="production",
+        user=ops,
+        source=Source.CLI,
+        force=True,
+        approved_by=Actor(ActorKind.CLI, "ann"),
     )
     assert forced.state is DeployState.QUEUED and forced.force
+    assert [a.approver for a in world.store.list_approvals([forced.id])[forced.id]] == ["cli:ann"]
+
+
+def test_an_approver_named_where_none_is_wanted_is_refused(world_for: WorldFactory, tmp_path: Path) -> None:
+    repos = protected(tmp_path / "checkout")
+    repos[API]["environments"]["staging"] = commands_env(tmp_path / "checkout")
+    world = world_for(repos)
+    with pytest.raises(ApprovalRequired, match="wants no approvals"):
+        world.service.request(
+            API,
+            env="staging",
+            user=Actor(ActorKind.CLI, "ops"),
+            source=Source.CLI,
+            approved_by=Actor(ActorKind.CLI, "ann"),
+        )
 
 
 def test_lists_name_enterprise_users_as_users_everywhere(world_for: WorldFactory, tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def _world(
 
 
 def _scenario_opens(root: Path, batches: int) -> OpenResult:
-    from bench.lib.acks import STREAM_ENVS, Command, streams_running, mix, send_batch
+    from bench.lib.acks import STREAM_ENVS, Command, mix, send_batch, streams_running
     from bench.lib.app_process import AppProcess, process_env, robot_argv
     from tests.fakes.github import FakeGitHub
     from tests.fakes.slack import FakeSlack

@@ -10,7 +10,16 @@ from bot.approvals import approval_settings
 from bot.config import Settings
 from bot.deploys import DeployService
 from bot.errors import StoreError
-from bot.models import ACTIVE_STATES, Actor, ActorKind, Approval, Deploy, DeployState, Lock
+from bot.models import (
+    ACTIVE_STATES,
+    Actor,
+    ActorKind,
+    Approval,
+    Deploy,
+    DeployState,
+    Lock,
+    RollbackChoice,
+)
 from bot.ports import StorePort
 
 log = logging.getLogger(__name__)
@@ -113,6 +122,9 @@ class Dashboard:
         self._store = store
         self._service = service
         self._current_step = current_step
+        # Each environment's last rollback choice (a dict's get and set are atomic: listener
+        # threads share it, and a lost write costs one read).
+        self._choices: dict[tuple[str, str], RollbackChoice] = {}
 
     def repos_by_activity(self) -> tuple[str, ...]:
         """Configured repos, the one with the newest deploy first (never deployed: config order, last)."""
@@ -192,8 +204,7 @@ class Dashboard:
         for env in settings.environments:
             here = sorted(active.get((repo, env), []), key=lambda d: d.id)
             running = next((d for d in here if d.state is DeployState.RUNNING), None)
-            # The rollback choice's current deploy is the newest succeeded one: what runs there.
-            choice = self._store.rollback_choice(repo, env)
+            choice = self._rollback_choice(repo, env)
             current = choice.current
             cards.append(
                 EnvCard(
@@ -222,6 +233,24 @@ class Dashboard:
                 )
             )
         return tuple(cards)
+
+    def _rollback_choice(self, repo: str, env: str) -> RollbackChoice:
+        """The store's rollback choice, read again only once a newer deploy succeeded there.
+
+        Final states never change and an environment's deploys succeed in id order, so the
+        choice follows from its newest succeeded deploy (one cheap read), and the three reads
+        of ``rollback_choice`` are paid once per success, not per Home. A choice gone stale
+        some other way is refused on the click (``rollback_to`` checks it again).
+        """
+        newest = _first(self._store.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1))
+        if newest is None:
+            return RollbackChoice(repo, env, None, None)
+        known = self._choices.get((repo, env))
+        if known is not None and known.current is not None and known.current.id == newest.id:
+            return replace(known, current=newest)  # its state as read now
+        choice = self._store.rollback_choice(repo, env)
+        self._choices[(repo, env)] = choice
+        return choice
 
     def _approvals(self, deploys: Sequence[Deploy]) -> Mapping[int, tuple[str, ...]]:
         """Who approved each of these deploys awaiting approval so far (one read for them all)."""

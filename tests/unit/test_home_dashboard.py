@@ -8,7 +8,7 @@ import pytest
 
 from bot.errors import AccessDenied
 from bot.home import Dashboard, EnvCard, PendingChanges
-from bot.models import BranchHead, CommitInfo, Comparison, DeployState
+from bot.models import BranchHead, CommitInfo, Comparison, DeployState, Source
 from tests.support.harness import slack_user
 from tests.unit.conftest import API, WorldFactory, commands_env
 
@@ -162,3 +162,9 @@ def test_rollback_choice_and_the_cached_change_count(world_for: WorldFactory, tm
     world.store.set_head(BranchHead(API, new.sha))
     assert staging().pending == PendingChanges(new.sha, 0, 0)
     assert dashboard.snapshot(None, lambda counts: 2).shown[0].envs[1].rollback_to is None  # production
+    # The choice is read again once a newer deploy succeeded there: after rolling back to the old
+    # SHA, nothing is left to roll back to (the new one was rolled back from).
+    rollback, _ = world.service.rollback(API, "staging", user=slack_user(ALICE), source=Source.COMMAND)
+    world.run(rollback.id)
+    card = staging()
+    assert card.current is not None and card.current.id == rollback.id and card.rollback_to is None

@@ -294,6 +294,7 @@ def test_awaiting_deploys_are_listed_with_approve_and_reject_where_permitted() -
     )
     assert (reject11["value"], reject11["style"]) == ("11", "danger") and "confirm" in reject11
     assert reject12["confirm"]["title"]["text"] == "Reject deploy #12?"
+    assert "/deploy reject 12 : reason" in reject12["confirm"]["text"]["text"]
     assert all(HOME_APPROVE_PATTERN.match(a) or HOME_REJECT_PATTERN.match(a) for a in ids(elements))
     assert not HOME_APPROVE_PATTERN.match(f"{HOME_APPROVE_ACTION}:12x")
 

@@ -248,7 +248,7 @@ def _approval_buttons(card: EnvCard, deploy: Deploy) -> list[Block]:
             "title": {"type": "plain_text", "text": f"Reject deploy #{deploy.id}?"},
             "text": {
                 "type": "plain_text",
-                "text": "It will not run. To give a reason: /deploy reject <id> : reason",
+                "text": f"It will not run. To give a reason: /deploy reject {deploy.id} : reason",
             },
             "confirm": {"type": "plain_text", "text": "Reject"},
             "deny": {"type": "plain_text", "text": "Keep it"},

@@ -446,6 +446,16 @@ class DeployService:
         allowed = _deployers_and_force(repo) if repo else []
         return self._allowed(lambda: self._check_access(user, allowed, deploy.repo, "", False))
 
+    def may_approve(self, user: Actor, deploy: Deploy) -> bool:
+        """Whether ``user`` may approve ``deploy`` now, as ``approve`` would judge: one of its
+        environment's approvers, never its requester (who may still cancel it)."""
+        if user == deploy.requester or deploy.state is not DeployState.AWAITING_APPROVAL:
+            return False
+        if approval_settings(self._settings, deploy.repo, deploy.env) is None:
+            return False
+        approvers = approvers_of(self._settings, deploy.repo, deploy.env)
+        return self._allowed(lambda: self._check_access(user, approvers, deploy.repo, ""))
+
     @staticmethod
     def _allowed(check: Callable[[], None]) -> bool:
         try:

@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from bot.approvals import approval_settings
 from bot.config import Settings
 from bot.deploys import DeployService
 from bot.dora import DoraReport
-from bot.models import ACTIVE_STATES, Actor, ActorKind, Deploy, DeployState, Lock
+from bot.errors import StoreError
+from bot.models import (
+    ACTIVE_STATES,
+    Actor,
+    ActorKind,
+    Approval,
+    Deploy,
+    DeployState,
+    Lock,
+    RollbackChoice,
+)
 from bot.ports import StorePort
 from bot.stats import DoraStats
+
+log = logging.getLogger(__name__)
 
 ACTIVE_LIMIT = 1000
 """Active deploys read per dashboard: far above what any queue holds."""
 DORA_TTL_SECONDS = 60.0
 """How long the Home's DORA figures are reused: figures over 30 days need no per-deploy freshness,
 and a deploy burst would otherwise read the 84 days behind them again for every change."""
+_COMPARABLE = frozenset({"ahead", "behind", "identical", "diverged"})
+"""GitHub's compare statuses that count commits (``unrelated``: no common history, no count)."""
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """A deploy awaiting approval: who approved it so far (``kind:name``) of how many it needs."""
+
+    deploy: Deploy
+    approved_by: tuple[str, ...]
+    required: int
+
+
+@dataclass(frozen=True)
+class PendingChanges:
+    """What **Deploy <branch>** would ship, from a comparison some process cached: the commits
+    the head has that ``base_sha`` (what runs there now) has not, and the ones it lacks."""
+
+    base_sha: str
+    ahead: int
+    behind: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +79,17 @@ class EnvCard:
     may_lock: bool
     cancellable: frozenset[int]
     """The ids of this card's running and waiting deploys the user may cancel."""
+    awaiting: tuple[Awaiting, ...] = ()
+    pending: PendingChanges | None = None
+    """The head against the current SHA when that comparison is cached (None: not known here)."""
+    rollback_to: Deploy | None = None
+    """The store's rollback choice: the succeeded deploy **Roll back** would deploy again
+    (undoing ``current``); None when there is none."""
+    may_roll_back: bool = False
+    approvable: frozenset[int] = frozenset()
+    """The awaiting deploys the user may approve (an approver, not the requester, not yet approved)."""
+    rejectable: frozenset[int] = frozenset()
+    """The awaiting deploys the user may reject (an approver, not the requester)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +135,9 @@ class Dashboard:
         self._stats = stats
         self._dora: dict[str | None, tuple[float, DoraReport]] = {}
         self._dora_lock = threading.Lock()
+        # Each environment's last rollback choice (a dict's get and set are atomic: listener
+        # threads share it, and a lost write costs one read).
+        self._choices: dict[tuple[str, str], RollbackChoice] = {}
 
     @property
     def shows_dora(self) -> bool:
@@ -124,7 +173,8 @@ class Dashboard:
         for deploy in self._store.list_deploys(states=ACTIVE_STATES, limit=ACTIVE_LIMIT):
             active.setdefault((deploy.repo, deploy.env), []).append(deploy)
         locks = {(lock.repo, lock.env): lock for lock in self._store.list_locks()}
-        cards = tuple(RepoCards(repo, self._cards(repo, active, locks)) for repo in picked)
+        approvals = self._approvals([d for (repo, _), ds in active.items() if repo in picked for d in ds])
+        cards = tuple(RepoCards(repo, self._cards(repo, active, locks, approvals)) for repo in picked)
         return HomePage(
             "", repos, repo_filter, cards, len(repos) - len(picked), self._dora_report(repo_filter)
         )
@@ -150,41 +200,52 @@ class Dashboard:
         for repo in snapshot.shown:
             may_deploy = self._service.may_deploy(actor, repo.repo)
             may_lock = self._service.may_lock(actor, repo.repo)
-            envs = tuple(
-                replace(
-                    card,
-                    may_deploy=may_deploy,
-                    may_lock=may_lock,
-                    cancellable=frozenset(
-                        d.id
-                        for d in (card.running, *card.waiting)
-                        if d and self._service.may_cancel(actor, d)
-                    ),
-                )
-                for card in repo.envs
-            )
+            envs = tuple(self._card_for(actor, card, may_deploy, may_lock) for card in repo.envs)
             shown.append(RepoCards(repo.repo, envs))
         return replace(snapshot, user=user, shown=tuple(shown))
+
+    def _card_for(self, actor: Actor, card: EnvCard, may_deploy: bool, may_lock: bool) -> EnvCard:
+        """``card`` with the buttons ``actor`` may use."""
+        may_approve = self._service.may_approve
+        rejectable = frozenset(a.deploy.id for a in card.awaiting if may_approve(actor, a.deploy))
+        mine = str(actor)
+        return replace(
+            card,
+            may_deploy=may_deploy,
+            may_lock=may_lock,
+            cancellable=frozenset(
+                d.id for d in (card.running, *card.waiting) if d and self._service.may_cancel(actor, d)
+            ),
+            # Rolling back is a deployers' right, as deploying is (DeployService.rollback_to).
+            may_roll_back=may_deploy,
+            approvable=frozenset(
+                a.deploy.id for a in card.awaiting if a.deploy.id in rejectable and mine not in a.approved_by
+            ),
+            rejectable=rejectable,
+        )
 
     def _cards(
         self,
         repo: str,
         active: dict[tuple[str, str], list[Deploy]],
         locks: dict[tuple[str, str], Lock],
+        approvals: Mapping[int, tuple[str, ...]],
     ) -> tuple[EnvCard, ...]:
         settings = self._settings.repos[repo]
         head = self._store.get_head(repo)
+        head_sha = head.sha if head is not None else None
         cards = []
         for env in settings.environments:
             here = sorted(active.get((repo, env), []), key=lambda d: d.id)
             running = next((d for d in here if d.state is DeployState.RUNNING), None)
-            current = _first(self._store.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1))
+            choice = self._rollback_choice(repo, env)
+            current = choice.current
             cards.append(
                 EnvCard(
                     repo=repo,
                     env=env,
                     branch=settings.branch,
-                    head_sha=head.sha if head is not None else None,
+                    head_sha=head_sha,
                     current=current,
                     current_url=self._commit_url(repo, current.sha) if current else None,
                     running=running,
@@ -196,9 +257,62 @@ class Dashboard:
                     may_deploy=False,
                     may_lock=False,
                     cancellable=frozenset(),
+                    awaiting=tuple(
+                        Awaiting(d, approvals.get(d.id, ()), self._required(d))
+                        for d in here
+                        if d.state is DeployState.AWAITING_APPROVAL
+                    ),
+                    pending=self._pending(repo, current, head_sha),
+                    rollback_to=choice.target if current is not None else None,
                 )
             )
         return tuple(cards)
+
+    def _rollback_choice(self, repo: str, env: str) -> RollbackChoice:
+        """The store's rollback choice, read again only once a newer deploy succeeded there.
+
+        Final states never change and an environment's deploys succeed in id order, so the
+        choice follows from its newest succeeded deploy (one cheap read), and the three reads
+        of ``rollback_choice`` are paid once per success, not per Home. A choice gone stale
+        some other way is refused on the click (``rollback_to`` checks it again).
+        """
+        newest = _first(self._store.list_deploys(repo, env, [DeployState.SUCCEEDED], limit=1))
+        if newest is None:
+            return RollbackChoice(repo, env, None, None)
+        known = self._choices.get((repo, env))
+        if known is not None and known.current is not None and known.current.id == newest.id:
+            return replace(known, current=newest)  # its state as read now
+        choice = self._store.rollback_choice(repo, env)
+        self._choices[(repo, env)] = choice
+        return choice
+
+    def _approvals(self, deploys: Sequence[Deploy]) -> Mapping[int, tuple[str, ...]]:
+        """Who approved each of these deploys awaiting approval so far (one read for them all)."""
+        ids = [d.id for d in deploys if d.state is DeployState.AWAITING_APPROVAL]
+        if not ids:
+            return {}
+        given: Mapping[int, tuple[Approval, ...]] = self._store.list_approvals(ids)
+        return {deploy_id: tuple(a.approver for a in found) for deploy_id, found in given.items()}
+
+    def _required(self, deploy: Deploy) -> int:
+        approvals = approval_settings(self._settings, deploy.repo, deploy.env)
+        return approvals.required if approvals is not None else 1
+
+    def _pending(self, repo: str, current: Deploy | None, head: str | None) -> PendingChanges | None:
+        """The head against the current SHA from the comparison cache only: a Home never waits
+        on GitHub (a pair nobody compared yet is not known here)."""
+        if current is None or head is None:
+            return None
+        if current.sha == head:
+            return PendingChanges(current.sha, 0)
+        try:
+            cached = self._store.get_comparison(repo, current.sha, head)
+        except StoreError as exc:
+            log.warning("%s: comparison cache unreadable: %s", repo, exc)
+            return None
+        if cached is None or cached.status not in _COMPARABLE:
+            return None
+        return PendingChanges(current.sha, max(cached.ahead_by, len(cached.commits)), cached.behind_by)
 
 
 def _first(deploys: Sequence[Deploy]) -> Deploy | None:

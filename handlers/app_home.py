@@ -28,6 +28,24 @@ def handle_home_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> 
     _home(context).cancel(text_at(body, "user", "id"), text_at(body, "actions", 0, "value"))
 
 
+def handle_home_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    """**Approve #N** on a deploy awaiting approval; the value is the deploy id."""
+    ack()
+    _home(context).approve(text_at(body, "user", "id"), text_at(body, "actions", 0, "value"))
+
+
+def handle_home_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    """**Reject #N** (after its confirm dialog); the value is the deploy id."""
+    ack()
+    _home(context).reject(text_at(body, "user", "id"), text_at(body, "actions", 0, "value"))
+
+
+def handle_home_rollback(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    """**Roll back to <sha>** (after its confirm dialog); the value names repo, env, SHA, deploy undone."""
+    ack()
+    _home(context).roll_back(text_at(body, "user", "id"), text_at(body, "actions", 0, "value"))
+
+
 def handle_home_unlock(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     """**Unlock**."""
     ack()

@@ -13,22 +13,28 @@ from bot.slack.ids import (
     APPROVE_ACTION,
     CANCEL_ACTION,
     DEPLOY_ACTION_PATTERN,
+    HOME_APPROVE_PATTERN,
     HOME_CANCEL_ACTION,
     HOME_DEPLOY_ACTION,
     HOME_FILTER_ACTION,
     HOME_LOCK_ACTION,
     HOME_LOCK_VIEW,
+    HOME_REJECT_PATTERN,
+    HOME_ROLLBACK_ACTION,
     HOME_UNLOCK_ACTION,
     REJECT_ACTION,
     ROLLBACK_ACTION,
 )
 from handlers.app_home import (
     handle_app_home_opened,
+    handle_home_approve,
     handle_home_cancel,
     handle_home_deploy,
     handle_home_filter,
     handle_home_lock,
     handle_home_lock_submit,
+    handle_home_reject,
+    handle_home_rollback,
     handle_home_unlock,
 )
 from handlers.approve_button import handle_approve_button
@@ -67,6 +73,9 @@ ROUTES = (
     Route("action", HOME_UNLOCK_ACTION, handle_home_unlock),
     Route("action", HOME_LOCK_ACTION, handle_home_lock),
     Route("action", HOME_FILTER_ACTION, handle_home_filter),
+    Route("action", HOME_ROLLBACK_ACTION, handle_home_rollback),
+    Route("action", HOME_APPROVE_PATTERN, handle_home_approve),
+    Route("action", HOME_REJECT_PATTERN, handle_home_reject),
     Route("view", HOME_LOCK_VIEW, handle_home_lock_submit),
 )
 

@@ -12,16 +12,21 @@ from typing import Any
 
 import pytest
 
-from bot.models import DeployState
+from bot.models import Comparison, DeployState
 from bot.slack.ids import (
     HOME_ALL_REPOS,
+    HOME_APPROVE_ACTION,
     HOME_CANCEL_ACTION,
     HOME_DEPLOY_ACTION,
+    HOME_DURATION_BLOCK,
     HOME_FILTER_ACTION,
     HOME_LOCK_ACTION,
     HOME_LOCK_VIEW,
     HOME_REASON_BLOCK,
+    HOME_REJECT_ACTION,
+    HOME_ROLLBACK_ACTION,
     HOME_UNLOCK_ACTION,
+    decode_rollback_value,
     encode_target,
 )
 from tests.fakes.github import FakeGitHub
@@ -34,6 +39,7 @@ pytestmark = pytest.mark.slow  # `robot run` against the fake Slack and GitHub
 
 ALICE = "U0ALICE01"  # a deployer
 MALLORY = "U0MALLORY"  # not one
+ANN = "U0ANN0001"  # approves acme/api production where it wants approvals
 WAIT = 20.0
 
 
@@ -45,15 +51,25 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def make_rig(
-    tmp_path: Path, github: FakeGitHub, slack: FakeSlack, repos: int = 1, home_interval: float = 10.0
+    tmp_path: Path,
+    github: FakeGitHub,
+    slack: FakeSlack,
+    repos: int = 1,
+    home_interval: float = 10.0,
+    approvals: dict[str, Any] | None = None,
 ) -> RobotRig:
+    """``approvals``: acme/api production's `approvals:` (none by default)."""
     checkout = make_git_repo(tmp_path / "checkout")
     config: dict[str, Any] = {}
     for n in range(repos):
         name = "acme/api" if n == 0 else f"acme/svc{n:03d}"
         github.add_repo(name)
         step = step_command(checkout, sleep=0)
-        envs = {env: {"folder": str(checkout), "commands": [step]} for env in ("staging", "production")}
+        envs: dict[str, dict[str, Any]] = {
+            env: {"folder": str(checkout), "commands": [step]} for env in ("staging", "production")
+        }
+        if approvals is not None and n == 0:
+            envs["production"]["approvals"] = approvals
         config[name] = {"channel": CHANNEL, "environments": envs, "deployers": [ALICE]}
     return RobotRig(
         tmp_path, github, slack, config, checkout=checkout, slack_settings={"home_interval": home_interval}
@@ -276,3 +292,162 @@ def test_many_repos_stay_within_100_blocks_with_a_remembered_filter(
 def repos_shown(view: dict[str, Any]) -> list[str]:
     """The repos a Home shows, by their headers."""
     return [b["text"]["text"] for b in view["blocks"][1:] if b["type"] == "header"]
+
+
+def lock_values(reason: str, duration: str) -> dict[str, Any]:
+    """The Lock… modal's state as Slack sends it on submit."""
+    return {
+        HOME_REASON_BLOCK: {HOME_REASON_BLOCK: {"type": "plain_text_input", "value": reason}},
+        HOME_DURATION_BLOCK: {HOME_DURATION_BLOCK: {"type": "plain_text_input", "value": duration}},
+    }
+
+
+def test_approve_and_reject_from_home_by_an_approver_only_and_viewers_see_it(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack
+) -> None:
+    with make_rig(tmp_path, github, slack, home_interval=1.0, approvals={"approvers": [ANN, ALICE]}) as rig:
+        wait_for(lambda: rig.store.get_head("acme/api") is not None, WAIT, "the poller to see the head")
+        rig.command("acme/api to production", user=ALICE)
+        assert rig.wait_state(1, DeployState.AWAITING_APPROVAL).requested_by == f"slack:{ALICE}"
+        mallory = open_home(slack, MALLORY)  # a viewer: her Home follows the approval
+        assert "✋ Awaiting approval #1" in text(mallory) and "0/1 approved" in text(mallory)
+        assert buttons(mallory) == {}
+        alice = open_home(slack, ALICE)  # an approver, but the requester: never Approve
+        assert not any(a.startswith((HOME_APPROVE_ACTION, HOME_REJECT_ACTION)) for a in buttons(alice))
+        ann = open_home(slack, ANN)
+        (approve,) = buttons(ann)[f"{HOME_APPROVE_ACTION}:1"]
+        (reject,) = buttons(ann)[f"{HOME_REJECT_ACTION}:1"]
+        assert approve["value"] == reject["value"] == "1" and "confirm" in reject
+
+        # Forged clicks: the service checks again.
+        click(rig, ALICE, f"{HOME_APPROVE_ACTION}:1", "1")
+        click(rig, MALLORY, f"{HOME_APPROVE_ACTION}:1", "1")
+        click(rig, MALLORY, f"{HOME_REJECT_ACTION}:1", "1")
+        wait_for(lambda: dm(slack, MALLORY).count("⚠️") == 2 and "⚠️" in dm(slack, ALICE), WAIT, "refusals")
+        assert "someone else must approve it" in dm(slack, ALICE)
+        assert "You may not approve deploys to production of acme/api" in dm(slack, MALLORY)
+        assert "You may not reject deploys to production of acme/api" in dm(slack, MALLORY)
+        assert rig.deploy(1).state is DeployState.AWAITING_APPROVAL
+
+        click(rig, ANN, f"{HOME_APPROVE_ACTION}:1", "1", ann)
+        assert rig.final(1).state is DeployState.SUCCEEDED
+        assert [a.approver for a in rig.store.list_approvals([1])[1]] == [f"slack:{ANN}"]
+        # Republished to a viewer after the approval: no longer awaiting, now current.
+        approved = lambda: "Awaiting approval" not in text(slack.home(MALLORY))  # noqa: E731
+        wait_for(approved, WAIT, "Mallory's Home after the approval")
+        fresh_home(slack, MALLORY, "#1 by <@U0ALICE01>")
+        assert dm(slack, ANN) == ""
+
+        rig.command(f"acme/api@{github.push('acme/api', 'main')} to production", user=ALICE)
+        rig.wait_state(2, DeployState.AWAITING_APPROVAL)
+        ann = fresh_home(slack, ANN, "✋ Awaiting approval #2")
+        click(rig, ANN, f"{HOME_REJECT_ACTION}:2", buttons(ann)[f"{HOME_REJECT_ACTION}:2"][0]["value"], ann)
+        assert rig.final(2).state is DeployState.REJECTED
+        wait_for(lambda: "✋ Awaiting approval #2" not in text(slack.home(MALLORY)), WAIT, "Mallory's Home")
+
+
+def test_roll_back_from_home_with_a_confirm_and_refused_without_the_right(
+    rig: RobotRig, github: FakeGitHub
+) -> None:
+    old = github.head("acme/api", "main")
+    rig.command("acme/api to staging")
+    rig.final(1)
+    new = github.push("acme/api", "main")
+    rig.command(f"acme/api@{new} to staging")
+    rig.final(2)
+    assert buttons(open_home(rig.slack, MALLORY)) == {}
+    view = open_home(rig.slack, ALICE)
+    (roll,) = buttons(view)[HOME_ROLLBACK_ACTION]
+    assert roll["text"]["text"] == f"Roll back to {old[:7]}"
+    assert decode_rollback_value(roll["value"]) == ("acme/api", "staging", old, 2)
+    assert roll["confirm"]["title"]["text"] == f"Roll back to {old[:7]}?"
+    assert f"Deploys {old[:7]} (deploy #1) to staging of acme/api again" in roll["confirm"]["text"]["text"]
+
+    click(rig, MALLORY, HOME_ROLLBACK_ACTION, roll["value"])  # forged: not a deployer
+    click(rig, MALLORY, HOME_ROLLBACK_ACTION, "not json")
+    wait_for(lambda: dm(rig.slack, MALLORY).count("⚠️") == 2, WAIT, "two refusals")
+    assert "You may not roll back acme/api" in dm(rig.slack, MALLORY)
+    assert "broken or out of date" in dm(rig.slack, MALLORY)
+    assert [d.id for d in rig.store.list_deploys()] == [2, 1]
+
+    click(rig, ALICE, HOME_ROLLBACK_ACTION, roll["value"], view)
+    wait_for(lambda: rig.store.get_deploy(3) is not None, WAIT, "the rollback")
+    rollback = rig.final(3)
+    assert (rollback.state, rollback.sha, rollback.rollback_of) == (DeployState.SUCCEEDED, old, 2)
+    assert rollback.requested_by == f"slack:{ALICE}"
+    click(rig, ALICE, HOME_ROLLBACK_ACTION, roll["value"])  # the same button again: moved on
+    wait_for(
+        lambda: "moved on since this Roll back button was shown" in dm(rig.slack, ALICE), WAIT, "refusal"
+    )
+    assert rig.store.get_deploy(4) is None
+
+
+def test_lock_from_home_for_a_duration_shows_until_and_expiry_republishes(rig: RobotRig) -> None:
+    value = encode_target("acme/api", "staging")
+    open_home(rig.slack, MALLORY)  # a viewer
+    click(rig, ALICE, HOME_LOCK_ACTION, value)
+    wait_for(lambda: rig.slack.views, WAIT, "the Lock… modal")
+    (modal,) = rig.slack.views
+    assert [b.get("block_id") for b in modal["blocks"]][1:] == [HOME_REASON_BLOCK, HOME_DURATION_BLOCK]
+
+    said = {}
+    for bad in ("2 weeks", "31d", "0m"):
+        envelope = rig.slack.send_view_submission(modal, lock_values("freeze", bad), user_id=ALICE)
+        answer = rig.slack.wait_ack(envelope, timeout=WAIT).payload
+        assert answer is not None and answer["response_action"] == "errors", bad
+        (said[bad],) = [text for field, text in answer["errors"].items() if field == HOME_DURATION_BLOCK]
+        assert len(answer["errors"]) == 1 and len(said[bad]) <= 150
+        assert rig.store.get_lock("acme/api", "staging") is None
+    assert "is not a lock duration" in said["2 weeks"] and "longer than 30 days" in said["31d"]
+    assert "is no time at all" in said["0m"]
+
+    before = datetime.now(UTC)
+    ack = rig.slack.wait_ack(
+        rig.slack.send_view_submission(modal, lock_values("release", " 2h "), user_id=ALICE), timeout=WAIT
+    )
+    assert not (ack.payload or {}).get("errors")
+    lock = rig.store.get_lock("acme/api", "staging")
+    assert lock is not None and lock.expires_at is not None and lock.reason == "release"
+    assert timedelta(hours=2) <= lock.expires_at - before <= timedelta(hours=2, seconds=WAIT)
+    shown = text(fresh_home(rig.slack, ALICE, "release"))
+    assert " until <!date^" in shown and "more): release" in shown
+    assert lock.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") in shown
+    fresh_home(rig.slack, MALLORY, "release")
+
+    rig.command("unlock acme/api to staging")
+    wait_for(lambda: rig.store.get_lock("acme/api", "staging") is None, WAIT, "the unlock")
+    ack = rig.slack.wait_ack(
+        rig.slack.send_view_submission(modal, lock_values("hotfix window", "5s"), user_id=ALICE), timeout=WAIT
+    )
+    assert not (ack.payload or {}).get("errors")
+    fresh_home(rig.slack, MALLORY, "hotfix window")
+    # The robot releases the lock when its time is up, and every viewer's Home follows.
+    wait_for(lambda: rig.store.get_lock("acme/api", "staging") is None, WAIT, "the expiry")
+    wait_for(
+        lambda: "hotfix window" not in text(rig.slack.home(MALLORY)), WAIT, "Mallory's Home after the expiry"
+    )
+
+
+def test_the_deploy_confirm_names_the_change_count_when_the_comparison_is_cached(
+    rig: RobotRig, github: FakeGitHub
+) -> None:
+    rig.command("acme/api to production")
+    current = rig.final(1).sha
+    head = github.push("acme/api", "main")
+
+    def seen() -> bool:
+        known = rig.store.get_head("acme/api")
+        return known is not None and known.sha == head
+
+    def confirm(view: dict[str, Any]) -> str:
+        said: str = buttons(view)[HOME_DEPLOY_ACTION][1]["confirm"]["text"]["text"]
+        return said
+
+    wait_for(seen, WAIT, "the poller to see the new head")
+    compares = github.count(path_contains="/compare/")
+    said = confirm(open_home(rig.slack, ALICE))
+    assert said == f"Deploy `main` at {head[:7]} to production?"  # not cached: the SHA only
+    rig.store.put_comparison("acme/api", current, head, Comparison("ahead", 3, 0, 3, ()))
+    said = confirm(open_home(rig.slack, ALICE))
+    assert said == f"Deploy `main` at {head[:7]} to production? 3 commits since {current[:7]}."
+    assert github.count(path_contains="/compare/") == compares  # a Home asks GitHub nothing

@@ -19,6 +19,7 @@ from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
 from bot.approvals import approval_view
 from bot.config import MetricsSettings, Settings
 from bot.daemon_pool import DaemonThreadPool
+from bot.deploys import DeployService
 from bot.errors import BotError, StoreError
 from bot.home import Dashboard
 from bot.lock_expiry import TICK_SECONDS, LockExpiry
@@ -30,7 +31,7 @@ from bot.metrics import (
     PrometheusMetrics,
     StateCollector,
 )
-from bot.models import Deploy, DeployState, ProcessKind
+from bot.models import Deploy, DeployState, Lock, ProcessKind
 from bot.observers import FanOutObserver
 from bot.poller import Poller, PollLeader
 from bot.ports import NO_METRICS, DeployObserver, Metrics
@@ -199,11 +200,17 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     announcer = SlackAnnouncer(outbox, {repo: settings.channel(repo) for repo in settings.repos})
     poller = Poller(settings, core.github, core.store, core.service, announcer, metrics=metrics)
     robot = Robot(core, app, handler, outbox, notifier, answerer, poller, metrics=telemetry)
-    robot.lock_expiry = LockExpiry(core.store, announcer, core.service.lock_released)
+    robot.lock_expiry = LockExpiry(core.store, announcer, partial(_lock_released, core.service, refresher))
     core.service.watch_locks(robot.lock_expiry.expect)
     if telemetry is not None and settings.metrics is not None:
         robot.metrics_server = _metrics_server(robot, telemetry, settings, settings.metrics)
     return robot
+
+
+def _lock_released(service: DeployService, refresher: HomeRefresher, lock: Lock) -> None:
+    """An expired lock this process released: what waited goes on, and viewers' Homes show it."""
+    service.lock_released(lock)
+    refresher.changed()
 
 
 # A read of one primary key: the cheapest question that proves the store answers.

@@ -20,15 +20,32 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.deploys import DeployService
-from bot.errors import AccessDenied, BadCommand, BotError, StoreError
+from bot.errors import AccessDenied, BadCommand, BotError, InvalidDuration, StoreError
 from bot.home import Dashboard, HomePage
-from bot.models import Actor, ActorKind, Deploy, GateResult, HomeViewer, Source, StepResult, TaskEvent
+from bot.models import (
+    Actor,
+    ActorKind,
+    Deploy,
+    DeployState,
+    GateResult,
+    HomeViewer,
+    Source,
+    StepResult,
+    TaskEvent,
+)
 from bot.ports import StorePort
 from bot.slack.blocks.home import MAX_VIEW_BLOCKS, View, home_view, lock_form, repos_that_fit
 from bot.slack.blocks.replies import error_text
 from bot.slack.blocks.stats import DORA_HOME_BLOCKS
-from bot.slack.ids import HOME_ALL_REPOS, HOME_REASON_BLOCK, decode_target
+from bot.slack.ids import (
+    HOME_ALL_REPOS,
+    HOME_DURATION_BLOCK,
+    HOME_REASON_BLOCK,
+    decode_rollback_value,
+    decode_target,
+)
 from bot.slack.outbox import SlackOutbox
+from bot.validation import parse_lock_duration
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +58,7 @@ VIEWERS_TTL_SECONDS = 5.0
 """How long the list of recent viewers read from the store is reused (other replicas' opens
 show up within this)."""
 _DEPLOY_ID = re.compile(r"[1-9][0-9]{0,17}")
+_MAX_FIELD_ERROR = 150
 AckFn = Callable[..., object]
 
 
@@ -215,11 +233,33 @@ class HomeOps:
 
     def cancel(self, user: str, value: str) -> None:
         """**Cancel** on a running or waiting deploy."""
+        self._act(user, lambda actor: self._service.cancel(_deploy_id(value, "Cancel"), actor))
+
+    def approve(self, user: str, value: str) -> None:
+        """**Approve #N** on a deploy awaiting approval (an approver's right, never the requester's)."""
 
         def work(actor: Actor) -> None:
-            if not _DEPLOY_ID.fullmatch(value):
-                raise BadCommand("This Cancel button is broken; use `/deploy cancel <id>` instead.")
-            self._service.cancel(int(value), actor)
+            result = self._service.approve(_deploy_id(value, "Approve"), actor)
+            if not result.recorded:  # a second click, or another approval got there first
+                deploy = result.deploy
+                if deploy.state is DeployState.AWAITING_APPROVAL:
+                    said = f"You approved deploy #{deploy.id} already; approvals count once."
+                else:
+                    said = f"Deploy #{deploy.id} is {deploy.state.value}; it awaits no approval."
+                self._outbox.post(user, said)
+
+        self._act(user, work)
+
+    def reject(self, user: str, value: str) -> None:
+        """**Reject #N** (after its confirm): the deploy ends rejected."""
+        self._act(user, lambda actor: self._service.reject(_deploy_id(value, "Reject"), actor))
+
+    def roll_back(self, user: str, value: str) -> None:
+        """**Roll back to <sha>** (after its confirm): exactly the SHA and undone deploy it names."""
+
+        def work(actor: Actor) -> None:
+            repo, env, sha, undo = decode_rollback_value(value)
+            self._service.rollback_to(repo, env, sha, undo, user=actor, source=Source.BUTTON)
 
         self._act(user, work)
 
@@ -246,15 +286,22 @@ class HomeOps:
         self._act(user, work, publish=False)
 
     def submit_lock(self, user: str, metadata: str, values: Mapping[str, Any], ack: AckFn) -> None:
-        """The Lock… modal's submit: lock, or keep the modal open with the refusal under the reason."""
+        """The Lock… modal's submit: lock, or keep the modal open with the refusal under the field
+        it concerns (a duration that does not parse: under the duration; else under the reason)."""
         if not user:
             ack(response_action="errors", errors={HOME_REASON_BLOCK: "Slack did not say who you are."})
             return
         try:
+            written = _field(values, HOME_DURATION_BLOCK)
+            duration = parse_lock_duration(written) if written else None
+        except InvalidDuration as exc:
+            ack(response_action="errors", errors={HOME_DURATION_BLOCK: _field_error(exc)})
+            return
+        try:
             repo, env, _ = decode_target(metadata)
-            self._service.lock(repo, env, _actor(user), read_reason(values))
+            self._service.lock(repo, env, _actor(user), read_reason(values), duration)
         except BotError as exc:
-            ack(response_action="errors", errors={HOME_REASON_BLOCK: error_text(str(exc))[:150]})
+            ack(response_action="errors", errors={HOME_REASON_BLOCK: _field_error(exc)})
             return
         ack()
         self._refresher.changed()
@@ -278,10 +325,27 @@ class HomeOps:
 
 def read_reason(values: Mapping[str, Any]) -> str:
     """The reason typed in the Lock… modal ("" when left empty); ``values`` is the view's state."""
-    block = values.get(HOME_REASON_BLOCK)
-    field = block.get(HOME_REASON_BLOCK) if isinstance(block, Mapping) else None
+    return _field(values, HOME_REASON_BLOCK)
+
+
+def _field(values: Mapping[str, Any], block_id: str) -> str:
+    """A text input of a modal's state (its block and action ids alike), stripped; "" when empty."""
+    block = values.get(block_id)
+    field = block.get(block_id) if isinstance(block, Mapping) else None
     value = field.get("value") if isinstance(field, Mapping) else None
     return value.strip() if isinstance(value, str) else ""
+
+
+def _field_error(exc: BotError) -> str:
+    """A refusal shown under a modal field (Slack shows at most this much there)."""
+    return error_text(str(exc))[:_MAX_FIELD_ERROR]
+
+
+def _deploy_id(value: str, name: str) -> int:
+    """The deploy id a Home button's value holds; BadCommand when it is not one."""
+    if not _DEPLOY_ID.fullmatch(value):
+        raise BadCommand(f"This {name} button is broken; use `/deploy {name.lower()} <id>` instead.")
+    return int(value)
 
 
 def _actor(user: str) -> Actor:

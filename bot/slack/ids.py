@@ -105,12 +105,27 @@ HOME_CANCEL_ACTION = "home_cancel"
 HOME_UNLOCK_ACTION = "home_unlock"
 HOME_LOCK_ACTION = "home_lock"
 HOME_FILTER_ACTION = "home_repo_filter"
+HOME_ROLLBACK_ACTION = "home_rollback"
+"""Its value is a Roll back button's (encode_rollback_value), as on a root."""
+HOME_APPROVE_ACTION = "home_approve"
+HOME_REJECT_ACTION = "home_reject"
+# An environment may show several deploys awaiting approval in its one actions block, so each
+# Approve and Reject is `home_approve:<deploy id>`; the value is the deploy id.
+HOME_APPROVE_PATTERN = re.compile(rf"^{HOME_APPROVE_ACTION}(?::[0-9]{{1,18}})?$")
+HOME_REJECT_PATTERN = re.compile(rf"^{HOME_REJECT_ACTION}(?::[0-9]{{1,18}})?$")
 HOME_LOCK_VIEW = "home_lock_form"
 """The callback_id of the Lock… modal; its view_submission is routed by it."""
 HOME_REASON_BLOCK = "reason"
+HOME_DURATION_BLOCK = "duration"
+"""The Lock… modal's duration input (block and action id)."""
 HOME_ALL_REPOS = "*"
 """The repo filter's option meaning every repo."""
 _BROKEN_HOME = "This App Home button is broken or out of date; reopen the robot's Home tab."
+
+
+def home_deploy_action_id(action: str, deploy_id: int) -> str:
+    """The action_id of a Home button acting on one deploy (matches its HOME_*_PATTERN)."""
+    return f"{action}:{deploy_id}"
 
 
 def encode_target(repo: str, env: str, ref: str | None = None) -> str:

@@ -6,23 +6,30 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.home import EnvCard, HomePage, RepoCards
-from bot.models import Deploy
+from bot.home import Awaiting, EnvCard, HomePage, PendingChanges, RepoCards
+from bot.models import Actor, Deploy, Lock
 from bot.slack.blocks.primitives import Block, actions, button, context, link, section
 from bot.slack.blocks.stats import dora_home_blocks
 from bot.slack.ids import (
     HOME_ALL_REPOS,
+    HOME_APPROVE_ACTION,
     HOME_CANCEL_ACTION,
     HOME_DEPLOY_ACTION,
+    HOME_DURATION_BLOCK,
     HOME_FILTER_ACTION,
     HOME_LOCK_ACTION,
     HOME_LOCK_VIEW,
     HOME_REASON_BLOCK,
+    HOME_REJECT_ACTION,
+    HOME_ROLLBACK_ACTION,
     HOME_UNLOCK_ACTION,
+    encode_rollback_value,
     encode_target,
+    home_deploy_action_id,
 )
 from bot.slack.text import escape, fmt_duration, fmt_time, mention, truncate
-from bot.text import one_line
+from bot.text import fmt_remaining, one_line
+from bot.validation import LOCK_DURATION_HELP
 
 View = dict[str, Any]
 
@@ -35,11 +42,18 @@ MAX_HEADER = 150
 MAX_CONFIRM_TITLE = 100
 MAX_CONFIRM_TEXT = 300
 MAX_REASON = 500
+MAX_DURATION_INPUT = 20
+MAX_HINT = 150
+APPROVALS_WITH_BUTTONS = 3
+"""Deploys awaiting approval per environment that get Approve and Reject (the oldest first): an
+actions block holds 25 elements; more wait their turn (or `/deploy approve <id>`)."""
 # The page's own blocks (title, updated-at line, repo filter, "more repos" note), and each
 # repo's: a header, then per environment a section and its buttons.
 _PAGE_BLOCKS = 4
 _BLOCKS_PER_REPO = 1
 _BLOCKS_PER_ENV = 2
+# A hint is plain text: the help's backticks would show as they are.
+_DURATION_HINT = "Empty: until unlocked. Else " + LOCK_DURATION_HELP.replace("`", "") + "."
 
 
 def repos_that_fit(env_counts: Sequence[int], budget: int = MAX_VIEW_BLOCKS) -> int:
@@ -113,8 +127,7 @@ def env_text(card: EnvCard, now: datetime) -> str:
     """One environment: lock, current SHA, running, waiting, queued, last failure."""
     lines = [f"*{escape(card.env)}*"]
     if card.lock is not None:
-        why = f": {escape(one_line(card.lock.reason))}" if card.lock.reason else ""
-        lines.append(f"🔒 Locked by {mention(card.lock.locker)} since {fmt_time(card.lock.locked_at)}{why}")
+        lines.append(lock_line(card.lock, now))
     if card.current is not None:
         lines.append("Current: " + _done_line(card.current, card.current_url, now))
     else:
@@ -127,6 +140,7 @@ def env_text(card: EnvCard, now: datetime) -> str:
     for waiting in card.waiting:
         note = f": {escape(one_line(waiting.waiting_for))}" if waiting.waiting_for else ""
         lines.append(f"⏸️ Waiting #{waiting.id} {_what(waiting)} by {mention(waiting.requester)}{note}")
+    lines += [_awaiting_line(awaiting) for awaiting in card.awaiting]
     if card.queued:
         lines.append(f"⏳ {card.queued} queued")
     if card.last_failure is not None:
@@ -134,6 +148,26 @@ def env_text(card: EnvCard, now: datetime) -> str:
         why = f" · {escape(one_line(failed.error))}" if failed.error else ""
         lines.append(f"❌ Last failure: #{failed.id} {_what(failed)}{_when(failed, now)}{why}")
     return "\n".join(lines)
+
+
+def lock_line(lock: Lock, now: datetime) -> str:
+    """Who locked, since when, until when (an expiring lock: and how long is left), and why."""
+    why = f": {escape(one_line(lock.reason))}" if lock.reason else ""
+    left = lock.remaining_seconds(now)
+    until = ""
+    if lock.expires_at is not None and left is not None:
+        until = f" until {fmt_time(lock.expires_at)} ({fmt_remaining(left)})"
+    return f"🔒 Locked by {mention(lock.locker)} since {fmt_time(lock.locked_at)}{until}{why}"
+
+
+def _awaiting_line(awaiting: Awaiting) -> str:
+    deploy = awaiting.deploy
+    given = f"{len(awaiting.approved_by)}/{awaiting.required} approved"
+    if awaiting.approved_by:
+        given += " by " + ", ".join(mention(Actor.parse(a)) for a in awaiting.approved_by)
+    rollback = f", rolling back #{deploy.rollback_of}" if deploy.rollback_of else ""
+    who = mention(deploy.requester)
+    return f"✋ Awaiting approval #{deploy.id} {_what(deploy)}{rollback} by {who} · {given}"
 
 
 def _what(deploy: Deploy) -> str:
@@ -153,8 +187,9 @@ def _when(deploy: Deploy, now: datetime) -> str:
 
 
 def env_buttons(card: EnvCard) -> list[Block]:
-    """Only the buttons this user may use: Deploy <branch> (with a confirm naming the SHA), Cancel,
-    Lock… or Unlock."""
+    """Only the buttons this user may use: Deploy <branch> (with a confirm naming the SHA and the
+    change count), Roll back to <sha> (a confirm naming it), Approve and Reject, Cancel, Lock… or
+    Unlock."""
     elements: list[Block] = []
     if card.may_deploy and card.lock is None:
         ref = card.head_sha or card.branch
@@ -162,6 +197,11 @@ def env_buttons(card: EnvCard) -> list[Block]:
         deploy["style"] = "primary"
         deploy["confirm"] = _confirm_deploy(card)
         elements.append(deploy)
+    rollback = _rollback_button(card)
+    if rollback is not None:
+        elements.append(rollback)
+    for awaiting in card.awaiting[:APPROVALS_WITH_BUTTONS]:
+        elements += _approval_buttons(card, awaiting.deploy)
     target = card.running or (card.waiting[0] if card.waiting else None)
     if target is not None and target.id in card.cancellable:
         elements.append(button(f"Cancel #{target.id}", HOME_CANCEL_ACTION, str(target.id), "danger"))
@@ -173,10 +213,59 @@ def env_buttons(card: EnvCard) -> list[Block]:
     return elements
 
 
+def _rollback_button(card: EnvCard) -> Block | None:
+    """Roll back to the store's rollback choice, undoing the current deploy; not while locked (the
+    service would refuse), none when the value cannot be encoded (better none than a broken one)."""
+    target, current = card.rollback_to, card.current
+    if not card.may_roll_back or card.lock is not None or target is None or current is None:
+        return None
+    try:
+        value = encode_rollback_value(card.repo, card.env, target.sha, current.id)
+    except ValueError:
+        return None
+    short = target.short_sha
+    roll = button(f"Roll back to {short}", HOME_ROLLBACK_ACTION, value)
+    text = (
+        f"Deploys {short} (deploy #{target.id}) to {card.env} of {card.repo} again, undoing "
+        f"deploy #{current.id} ({current.short_sha}). No CI gate: it succeeded there before."
+    )
+    roll["confirm"] = {
+        "title": {"type": "plain_text", "text": truncate(f"Roll back to {short}?", MAX_CONFIRM_TITLE, "…")},
+        "text": {"type": "plain_text", "text": truncate(text, MAX_CONFIRM_TEXT, "…")},
+        "confirm": {"type": "plain_text", "text": "Roll back"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+    }
+    return roll
+
+
+def _approval_buttons(card: EnvCard, deploy: Deploy) -> list[Block]:
+    """Approve (where the user may and has not yet) and Reject (with a confirm) of one deploy."""
+    elements: list[Block] = []
+    if deploy.id in card.approvable:
+        approve_id = home_deploy_action_id(HOME_APPROVE_ACTION, deploy.id)
+        elements.append(button(f"Approve #{deploy.id}", approve_id, str(deploy.id), "primary"))
+    if deploy.id in card.rejectable:
+        reject_id = home_deploy_action_id(HOME_REJECT_ACTION, deploy.id)
+        reject = button(f"Reject #{deploy.id}", reject_id, str(deploy.id), "danger")
+        reject["confirm"] = {
+            "title": {"type": "plain_text", "text": f"Reject deploy #{deploy.id}?"},
+            "text": {
+                "type": "plain_text",
+                "text": f"It will not run. To give a reason: /deploy reject {deploy.id} : reason",
+            },
+            "confirm": {"type": "plain_text", "text": "Reject"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+        }
+        elements.append(reject)
+    return elements
+
+
 def _confirm_deploy(card: EnvCard) -> Block:
     head = card.head_sha
     what = f"`{card.branch}` at {head[:7]}" if head else f"the current head of `{card.branch}`"
     text = f"Deploy {what} to {card.env}?"
+    if head and card.pending is not None:
+        text += " " + change_count(card.pending)
     return {
         "title": {"type": "plain_text", "text": truncate(f"Deploy {card.repo}?", MAX_CONFIRM_TITLE, "…")},
         "text": {"type": "mrkdwn", "text": truncate(escape(text), MAX_CONFIRM_TEXT, "…")},
@@ -185,9 +274,24 @@ def _confirm_deploy(card: EnvCard) -> Block:
     }
 
 
+def change_count(pending: PendingChanges) -> str:
+    """`3 commits since 1a2b3c4.`: what the head has that the current SHA has not (and lacks)."""
+    base = pending.base_sha[:7]
+    if pending.ahead == 0 and pending.behind == 0:
+        return f"Nothing new: {base} runs there already."
+    if pending.ahead == 0:
+        return f"{_commits(pending.behind)} behind {base}: this goes back."
+    behind = f" ({pending.behind} behind it)" if pending.behind else ""
+    return f"{_commits(pending.ahead)} since {base}{behind}."
+
+
+def _commits(count: int) -> str:
+    return f"{count} commit" if count == 1 else f"{count} commits"
+
+
 def lock_form(repo: str, env: str, extra_inputs: Sequence[Block] = ()) -> View:
-    """The Lock… modal: the reason (optional); ``extra_inputs`` are further input blocks (a duration
-    once locks can expire), read back by their block ids."""
+    """The Lock… modal: how long (optional; empty: until unlocked) and the reason (optional);
+    ``extra_inputs`` are further input blocks, read back by their block ids."""
     return {
         "type": "modal",
         "callback_id": HOME_LOCK_VIEW,
@@ -196,7 +300,10 @@ def lock_form(repo: str, env: str, extra_inputs: Sequence[Block] = ()) -> View:
         "submit": {"type": "plain_text", "text": "Lock"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            section(f"Lock *{escape(repo)}* {escape(env)}: deploys there wait until it is unlocked."),
+            section(
+                f"Lock *{escape(repo)}* {escape(env)}: deploys there wait until it is unlocked "
+                "or its time is up."
+            ),
             {
                 "type": "input",
                 "block_id": HOME_REASON_BLOCK,
@@ -207,6 +314,22 @@ def lock_form(repo: str, env: str, extra_inputs: Sequence[Block] = ()) -> View:
                     "action_id": HOME_REASON_BLOCK,
                     "max_length": MAX_REASON,
                     "placeholder": {"type": "plain_text", "text": "e.g. release freeze until Monday"},
+                },
+            },
+            {
+                "type": "input",
+                "block_id": HOME_DURATION_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "For how long"},
+                "hint": {
+                    "type": "plain_text",
+                    "text": truncate(_DURATION_HINT, MAX_HINT, "…"),
+                },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": HOME_DURATION_BLOCK,
+                    "max_length": MAX_DURATION_INPUT,
+                    "placeholder": {"type": "plain_text", "text": "e.g. 2h, 30m, 1d"},
                 },
             },
             *extra_inputs,

@@ -949,7 +949,8 @@ class DeployService:
         who = slack_mentions(allowed)
         raise AccessDenied(
             f"You may not {action} {repo}. "
-            + (f"Allowed: {who}." if who else "Nobody may, from Slack (no `force` list).")
+            + (f"Allowed: {who}." if who else "Nobody may, from Slack (no `force` list)."),
+            tuple(allowed),
         )
 
     def _check_unlocked(self, target: Target) -> None:

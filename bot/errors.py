@@ -59,7 +59,15 @@ class InvalidDuration(RequestError):
 
 
 class AccessDenied(RequestError):
-    """The user may not do this (not a deployer, or forcing without the right)."""
+    """The user may not do this (not a deployer, or forcing without the right).
+
+    ``allowed``: the config's Slack ids of who may; the message names them as Slack mentions,
+    which a Slack reply keeps live while it escapes everything else.
+    """
+
+    def __init__(self, message: str, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class ApprovalRequired(RequestError):

@@ -47,7 +47,7 @@ class Answerer:
     def refuse(self, error: BotError, ack: AckFn) -> None:
         """Ack with the error at once (a command Slack's text could not even be parsed into)."""
         received = time.monotonic()
-        ack(**Reply.error(str(error)).as_kwargs())
+        ack(**Reply.error(error).as_kwargs())
         self._metrics.ack_sent(time.monotonic() - received)
 
     def command(self, work: Work, ack: AckFn, respond: Respond, budget: float = ACK_BUDGET_SECONDS) -> None:
@@ -103,7 +103,7 @@ def _safely(work: Work) -> Reply:
     try:
         return work()
     except BotError as exc:
-        return Reply.error(str(exc))
+        return Reply.error(exc)
 
 
 def _respond_later(done: Future[Reply], respond: Respond) -> None:

@@ -159,7 +159,7 @@ def test_rollback_refusals(rig: RobotRig, github: FakeGitHub) -> None:
     )
     deploy_green(rig, github)
     refused = rig.command(f"rollback {REPO}", user="U0MALLORY")
-    assert refused.startswith(f"⚠️ You may not roll back {REPO}. Allowed: ") and ALICE in refused
+    assert refused.startswith(f"⚠️ You may not roll back {REPO}. Allowed: ") and f"<@{ALICE}>" in refused
     assert "locked" in rig.command(f"lock {REPO} : incident", user=ALICE)
     locked = rig.command(f"rollback {REPO}")
     assert locked.startswith(f"⚠️ {REPO} production is locked by slack:{ALICE}") and "incident" in locked

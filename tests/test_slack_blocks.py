@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.errors import AccessDenied, BadCommand
 from bot.models import Actor, Deploy, DeployState, Lock, MergedPull, Source
 from bot.slack.blocks.announcements import merge_announcement
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks
@@ -413,3 +414,13 @@ def test_where_blocks_show_lock_and_last_deploy() -> None:
     assert "*staging* (default)" in body and "#1" in body and "<@U0123ABCD>" in body
     assert "*production*" in body and "Never deployed by the robot." in body
     assert "freeze &lt;!channel&gt;" in body and "<!channel>" not in body
+
+
+def test_a_refusal_names_who_may_as_live_mentions_and_escapes_the_rest() -> None:
+    refused = AccessDenied("You may not deploy `<!channel>`. Allowed: <@U1>, <!subteam^S2>.", ("U1", "S2"))
+    text = error_text(refused)
+    assert text.endswith("Allowed: <@U1>, <!subteam^S2>.")
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text
+    # Only an AccessDenied's own list is kept live: the same markup elsewhere stays escaped.
+    assert "<@U1>" not in error_text(BadCommand("`<@U1>` is not a repo"))
+    assert "<@U1>" not in error_text(AccessDenied("You may not: <@U1>"))

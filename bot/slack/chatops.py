@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.changes import ChangeLists, summarize
 from bot.deploys import DeployService
-from bot.errors import AccessDenied, BadCommand
+from bot.errors import AccessDenied, BadCommand, BotError
 from bot.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -72,7 +72,7 @@ class Reply:
     blocks: list[Block] | None = None
 
     @classmethod
-    def error(cls, message: str) -> Reply:
+    def error(cls, message: str | BotError) -> Reply:
         """A one-line ⚠️ answer: how a BotError (or anything refused) reaches the user."""
         return cls(error_text(message))
 

@@ -316,7 +316,7 @@ class HomeOps:
         try:
             work(_actor(user))
         except BotError as exc:
-            self._outbox.post(user, error_text(str(exc)))
+            self._outbox.post(user, error_text(exc))
         except (SlackApiError, SlackClientError) as exc:
             log.warning("App Home action of %s failed at Slack: %s", user, exc)
         if publish:
@@ -338,7 +338,7 @@ def _field(values: Mapping[str, Any], block_id: str) -> str:
 
 def _field_error(exc: BotError) -> str:
     """A refusal shown under a modal field (Slack shows at most this much there)."""
-    return error_text(str(exc))[:_MAX_FIELD_ERROR]
+    return error_text(exc)[:_MAX_FIELD_ERROR]
 
 
 def _deploy_id(value: str, name: str) -> int:

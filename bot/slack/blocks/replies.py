@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from bot.errors import AccessDenied, BotError
 from bot.models import ROLLBACK_MARK, ApprovalView, Deploy, EnvironmentView, Lock
 from bot.slack.blocks.approvals import approved_by, who_may_approve
 from bot.slack.blocks.primitives import MAX_SECTION, Block, Message, finish, section
 from bot.slack.text import escape, fmt_duration, fmt_time, mention, truncate
-from bot.text import fmt_remaining, one_line
+from bot.text import fmt_remaining, one_line, slack_mentions
 
 HELP_TEXT = "\n".join(
     (
@@ -88,10 +89,17 @@ def help_blocks() -> Message:
     return finish("Deploy robot commands", [section(HELP_TEXT)])
 
 
-def error_text(message: str) -> str:
-    """An ephemeral one-line error reply, escaped, within a section's limit."""
+def error_text(message: str | BotError) -> str:
+    """An ephemeral one-line error reply, escaped, within a section's limit.
+
+    An AccessDenied keeps the mentions of who may (ids from the config, never user input) live.
+    """
+    text = escape(one_line(str(message)))
+    if isinstance(message, AccessDenied):
+        for mention in slack_mentions(message.allowed).split(", ") if message.allowed else ():
+            text = text.replace(escape(mention), mention)
     # Escaping can make text five times longer (`&` → `&amp;`), so the cut comes after it.
-    return "⚠️ " + truncate(escape(one_line(message)), MAX_SECTION - 10)
+    return "⚠️ " + truncate(text, MAX_SECTION - 10)
 
 
 def _running_line(deploy: Deploy, step: str | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +41,11 @@ from bot.slack.commands import (
     UnlockCommand,
     WhereCommand,
 )
-from bot.slack.ids import decode_deploy_value, decode_rollback_value
+from bot.slack.ids import decode_deploy_id, decode_deploy_value, decode_rollback_value
 from bot.slack.text import escape, fmt_duration, fmt_time
 from bot.stats import DoraStats
 
 _RECENT = 30
-_BUTTON_ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True)
@@ -187,17 +185,17 @@ class ChatOps:
     def click_cancel(self, value: str, caller: Caller) -> Reply:
         """The Cancel button on a root message."""
         _check_caller(caller)
-        return self._cancelled(self._service.cancel(_button_id(value, "cancel"), caller.actor))
+        return self._cancelled(self._service.cancel(decode_deploy_id(value, "cancel"), caller.actor))
 
     def click_approve(self, value: str, caller: Caller) -> Reply:
         """The Approve button on a root awaiting approval."""
         _check_caller(caller)
-        return self._approved(self._service.approve(_button_id(value, "approve"), caller.actor))
+        return self._approved(self._service.approve(decode_deploy_id(value, "approve"), caller.actor))
 
     def click_reject(self, value: str, caller: Caller) -> Reply:
         """The Reject button on a root awaiting approval (no reason: `/deploy reject` takes one)."""
         _check_caller(caller)
-        return self._rejected(self._service.reject(_button_id(value, "reject"), caller.actor))
+        return self._rejected(self._service.reject(decode_deploy_id(value, "reject"), caller.actor))
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -292,15 +290,6 @@ def _locked_text(lock: Lock) -> str:
         f"🔒 {lock.repo} {lock.env} is locked for {lasts}{why}. Deploys there wait until "
         f"{fmt_time(lock.expires_at)}, when it unlocks by itself, or until unlocked."
     )
-
-
-def _button_id(value: str, action: str) -> int:
-    """The deploy id a Cancel / Approve / Reject button carries (refused unless plain digits)."""
-    # The value is ours (a deploy id) but comes back as whatever the payload holds; str.isdigit
-    # also takes "²" (int() then raises) and 5,000 digits (int() refuses, the store overflows).
-    if not _BUTTON_ID.fullmatch(value):
-        raise BadCommand(f"This {action.title()} button is broken; use `/deploy {action} <id>` instead.")
-    return int(value)
 
 
 def _check_caller(caller: Caller) -> None:

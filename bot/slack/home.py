@@ -8,7 +8,6 @@ click. A refusal is told in the robot's messages tab (a Home click has no respon
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.deploys import DeployService
-from bot.errors import AccessDenied, BadCommand, BotError, InvalidDuration, StoreError
+from bot.errors import AccessDenied, BotError, InvalidDuration, StoreError
 from bot.home import Dashboard, HomePage
 from bot.models import (
     Actor,
@@ -41,6 +40,7 @@ from bot.slack.ids import (
     HOME_ALL_REPOS,
     HOME_DURATION_BLOCK,
     HOME_REASON_BLOCK,
+    decode_deploy_id,
     decode_rollback_value,
     decode_target,
 )
@@ -57,7 +57,6 @@ of viewers costs one set of reads. A user's own open or click always reads afres
 VIEWERS_TTL_SECONDS = 5.0
 """How long the list of recent viewers read from the store is reused (other replicas' opens
 show up within this)."""
-_DEPLOY_ID = re.compile(r"[1-9][0-9]{0,17}")
 _MAX_FIELD_ERROR = 150
 AckFn = Callable[..., object]
 
@@ -233,13 +232,13 @@ class HomeOps:
 
     def cancel(self, user: str, value: str) -> None:
         """**Cancel** on a running or waiting deploy."""
-        self._act(user, lambda actor: self._service.cancel(_deploy_id(value, "Cancel"), actor))
+        self._act(user, lambda actor: self._service.cancel(decode_deploy_id(value, "cancel"), actor))
 
     def approve(self, user: str, value: str) -> None:
         """**Approve #N** on a deploy awaiting approval (an approver's right, never the requester's)."""
 
         def work(actor: Actor) -> None:
-            result = self._service.approve(_deploy_id(value, "Approve"), actor)
+            result = self._service.approve(decode_deploy_id(value, "approve"), actor)
             if not result.recorded:  # a second click, or another approval got there first
                 deploy = result.deploy
                 if deploy.state is DeployState.AWAITING_APPROVAL:
@@ -252,7 +251,7 @@ class HomeOps:
 
     def reject(self, user: str, value: str) -> None:
         """**Reject #N** (after its confirm): the deploy ends rejected."""
-        self._act(user, lambda actor: self._service.reject(_deploy_id(value, "Reject"), actor))
+        self._act(user, lambda actor: self._service.reject(decode_deploy_id(value, "reject"), actor))
 
     def roll_back(self, user: str, value: str) -> None:
         """**Roll back to <sha>** (after its confirm): exactly the SHA and undone deploy it names."""
@@ -339,13 +338,6 @@ def _field(values: Mapping[str, Any], block_id: str) -> str:
 def _field_error(exc: BotError) -> str:
     """A refusal shown under a modal field (Slack shows at most this much there)."""
     return error_text(exc)[:_MAX_FIELD_ERROR]
-
-
-def _deploy_id(value: str, name: str) -> int:
-    """The deploy id a Home button's value holds; BadCommand when it is not one."""
-    if not _DEPLOY_ID.fullmatch(value):
-        raise BadCommand(f"This {name} button is broken; use `/deploy {name.lower()} <id>` instead.")
-    return int(value)
 
 
 def _actor(user: str) -> Actor:

@@ -18,6 +18,7 @@ DEPLOY_ACTION = "deploy_from_announcement"
 DEPLOY_ACTION_PATTERN = re.compile(rf"^{DEPLOY_ACTION}(?::[A-Za-z0-9._-]{{1,64}})?$")
 MAX_VALUE = 2000
 _SHA = re.compile(r"[0-9a-f]{40}")
+_DEPLOY_ID = re.compile(r"[1-9][0-9]{0,17}")
 _DEPLOY_KEYS = {"repo", "env", "sha"}
 _BROKEN = "This Deploy button is broken or out of date; use `/deploy <repo>@<sha> to <env>` instead."
 
@@ -46,17 +47,34 @@ def decode_deploy_value(value: str) -> tuple[str, str, str]:
 def _decoded(value: str, keys: set[str], broken: str) -> dict[str, Any]:
     """A button's value as the JSON object it must be: exactly ``keys``, its repo, env and sha
     strings; BadCommand(``broken``) when it is not (the value comes back as the payload holds it)."""
+    data = _json_object(value, broken)
+    if set(data) != keys:
+        raise BadCommand(broken)
+    if not all(isinstance(data[key], str) for key in ("repo", "env", "sha")):
+        raise BadCommand(broken)
+    return data
+
+
+def _json_object(value: str, broken: str) -> dict[str, Any]:
+    """A button's value parsed as a JSON object of bounded size; BadCommand(``broken``) otherwise."""
     if len(value) > MAX_VALUE:
         raise BadCommand(broken)
     try:
         data = json.loads(value)
     except ValueError as err:
         raise BadCommand(broken) from err
-    if not isinstance(data, dict) or set(data) != keys:
-        raise BadCommand(broken)
-    if not all(isinstance(data[key], str) for key in ("repo", "env", "sha")):
+    if not isinstance(data, dict):
         raise BadCommand(broken)
     return data
+
+
+def decode_deploy_id(value: str, action: str) -> int:
+    """The deploy id a Cancel / Approve / Reject button carries (refused unless plain digits)."""
+    # The value is ours (a deploy id) but comes back as whatever the payload holds; str.isdigit
+    # also takes "²" (int() then raises) and 5,000 digits (int() refuses, the store overflows).
+    if not _DEPLOY_ID.fullmatch(value):
+        raise BadCommand(f"This {action.title()} button is broken; use `/deploy {action} <id>` instead.")
+    return int(value)
 
 
 def _valid(repo: str, env: str, sha: str) -> bool:
@@ -138,13 +156,8 @@ def encode_target(repo: str, env: str, ref: str | None = None) -> str:
 
 def decode_target(value: str) -> tuple[str, str, str | None]:
     """(repo, env, ref or None) from an App Home button's value; BadCommand when malformed."""
-    if len(value) > MAX_VALUE:
-        raise BadCommand(_BROKEN_HOME)
-    try:
-        data = json.loads(value)
-    except ValueError as err:
-        raise BadCommand(_BROKEN_HOME) from err
-    if not isinstance(data, dict) or not {"repo", "env"} <= set(data) <= {"repo", "env", "ref"}:
+    data = _json_object(value, _BROKEN_HOME)
+    if not {"repo", "env"} <= set(data) <= {"repo", "env", "ref"}:
         raise BadCommand(_BROKEN_HOME)
     repo, env, ref = data["repo"], data["env"], data.get("ref")
     if not (isinstance(repo, str) and isinstance(env, str) and isinstance(ref, str | None)):

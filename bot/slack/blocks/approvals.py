@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.models import ApprovalView, Deploy, DeployState
-from bot.slack.blocks.primitives import Block, button
+from bot.slack.blocks.primitives import Block, button, reject_confirm
 from bot.slack.ids import APPROVE_ACTION, REJECT_ACTION
 from bot.slack.text import fmt_time, mention
 from bot.text import slack_mentions
@@ -42,13 +42,5 @@ def approved_by(view: ApprovalView) -> str:
 def approval_buttons(deploy_id: int) -> list[Block]:
     """Approve and Reject, for a deploy awaiting approval."""
     reject = button("Reject", REJECT_ACTION, str(deploy_id), "danger")
-    reject["confirm"] = {
-        "title": {"type": "plain_text", "text": f"Reject deploy #{deploy_id}?"},
-        "text": {
-            "type": "plain_text",
-            "text": "It will not run. To give a reason: /deploy reject <id> : reason",
-        },
-        "confirm": {"type": "plain_text", "text": "Reject"},
-        "deny": {"type": "plain_text", "text": "Keep it"},
-    }
+    reject["confirm"] = reject_confirm(deploy_id)
     return [button("Approve", APPROVE_ACTION, str(deploy_id), "primary"), reject]

@@ -8,7 +8,16 @@ from typing import Any
 
 from bot.home import Awaiting, EnvCard, HomePage, PendingChanges, RepoCards
 from bot.models import Actor, Deploy, Lock
-from bot.slack.blocks.primitives import Block, actions, button, context, link, section
+from bot.slack.blocks.primitives import (
+    Block,
+    actions,
+    button,
+    confirm_dialog,
+    context,
+    link,
+    reject_confirm,
+    section,
+)
 from bot.slack.blocks.stats import dora_home_blocks
 from bot.slack.ids import (
     HOME_ALL_REPOS,
@@ -39,8 +48,6 @@ MAX_OPTIONS = 100
 """A static_select holds at most this many options."""
 MAX_OPTION_TEXT = 75
 MAX_HEADER = 150
-MAX_CONFIRM_TITLE = 100
-MAX_CONFIRM_TEXT = 300
 MAX_REASON = 500
 MAX_DURATION_INPUT = 20
 MAX_HINT = 150
@@ -229,12 +236,7 @@ def _rollback_button(card: EnvCard) -> Block | None:
         f"Deploys {short} (deploy #{target.id}) to {card.env} of {card.repo} again, undoing "
         f"deploy #{current.id} ({current.short_sha}). No CI gate: it succeeded there before."
     )
-    roll["confirm"] = {
-        "title": {"type": "plain_text", "text": truncate(f"Roll back to {short}?", MAX_CONFIRM_TITLE, "…")},
-        "text": {"type": "plain_text", "text": truncate(text, MAX_CONFIRM_TEXT, "…")},
-        "confirm": {"type": "plain_text", "text": "Roll back"},
-        "deny": {"type": "plain_text", "text": "Keep it"},
-    }
+    roll["confirm"] = confirm_dialog(f"Roll back to {short}?", text, "Roll back")
     return roll
 
 
@@ -247,15 +249,7 @@ def _approval_buttons(card: EnvCard, deploy: Deploy) -> list[Block]:
     if deploy.id in card.rejectable:
         reject_id = home_deploy_action_id(HOME_REJECT_ACTION, deploy.id)
         reject = button(f"Reject #{deploy.id}", reject_id, str(deploy.id), "danger")
-        reject["confirm"] = {
-            "title": {"type": "plain_text", "text": f"Reject deploy #{deploy.id}?"},
-            "text": {
-                "type": "plain_text",
-                "text": f"It will not run. To give a reason: /deploy reject {deploy.id} : reason",
-            },
-            "confirm": {"type": "plain_text", "text": "Reject"},
-            "deny": {"type": "plain_text", "text": "Keep it"},
-        }
+        reject["confirm"] = reject_confirm(deploy.id)
         elements.append(reject)
     return elements
 
@@ -266,12 +260,7 @@ def _confirm_deploy(card: EnvCard) -> Block:
     text = f"Deploy {what} to {card.env}?"
     if head and card.pending is not None:
         text += " " + change_count(card.pending)
-    return {
-        "title": {"type": "plain_text", "text": truncate(f"Deploy {card.repo}?", MAX_CONFIRM_TITLE, "…")},
-        "text": {"type": "mrkdwn", "text": truncate(escape(text), MAX_CONFIRM_TEXT, "…")},
-        "confirm": {"type": "plain_text", "text": "Deploy"},
-        "deny": {"type": "plain_text", "text": "Not now"},
-    }
+    return confirm_dialog(f"Deploy {card.repo}?", escape(text), "Deploy", "Not now", mrkdwn=True)
 
 
 def change_count(pending: PendingChanges) -> str:

@@ -16,6 +16,8 @@ MAX_SECTION = 3000
 MAX_FALLBACK = 3000
 MAX_BUTTON_TEXT = 75
 MAX_ACTIONS = 25
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
 
 
 def section(text: str) -> Block:
@@ -44,6 +46,23 @@ def button(text: str, action_id: str, value: str, style: str | None = None) -> B
     if style:
         found["style"] = style
     return found
+
+
+def confirm_dialog(title: str, text: str, yes: str, no: str = "Keep it", mrkdwn: bool = False) -> Block:
+    """A button's ``confirm`` dialog within Slack's limits (``text`` as mrkdwn only when asked)."""
+    kind = "mrkdwn" if mrkdwn else "plain_text"
+    return {
+        "title": {"type": "plain_text", "text": truncate(title, MAX_CONFIRM_TITLE, "…")},
+        "text": {"type": kind, "text": truncate(text, MAX_CONFIRM_TEXT, "…")},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": no},
+    }
+
+
+def reject_confirm(deploy_id: int) -> Block:
+    """The confirm of every Reject button: the deploy will not run; where to give a reason."""
+    text = f"It will not run. To give a reason: /deploy reject {deploy_id} : reason"
+    return confirm_dialog(f"Reject deploy #{deploy_id}?", text, "Reject")
 
 
 def link(url: str, label: str) -> str:

@@ -14,6 +14,7 @@ from bot.slack.blocks.primitives import (
     Message,
     actions,
     button,
+    confirm_dialog,
     context,
     finish,
     link,
@@ -171,12 +172,8 @@ def _focus(steps: Sequence[StepView]) -> int:
 def _cancel_button(deploy_id: int) -> Block:
     """Cancel, with a confirmation so a stray tap on a phone cancels nothing."""
     cancel = button("Cancel", CANCEL_ACTION, str(deploy_id), "danger")
-    cancel["confirm"] = {
-        "title": {"type": "plain_text", "text": f"Cancel deploy #{deploy_id}?"},
-        "text": {"type": "plain_text", "text": "Queued: it will not run. Running: its step is stopped."},
-        "confirm": {"type": "plain_text", "text": "Cancel deploy"},
-        "deny": {"type": "plain_text", "text": "Keep it"},
-    }
+    what = "Queued: it will not run. Running: its step is stopped."
+    cancel["confirm"] = confirm_dialog(f"Cancel deploy #{deploy_id}?", what, "Cancel deploy")
     return cancel
 
 
@@ -193,10 +190,5 @@ def rollback_actions(offer: RollbackOffer) -> list[Block]:
         f"Deploys {short} to {offer.env} of {offer.repo} again, undoing deploy #{offer.undo}. "
         "No CI gate: it succeeded there before."
     )
-    roll["confirm"] = {
-        "title": {"type": "plain_text", "text": f"Roll back to {short}?"},
-        "text": {"type": "plain_text", "text": truncate(text, 300)},
-        "confirm": {"type": "plain_text", "text": "Roll back"},
-        "deny": {"type": "plain_text", "text": "Keep it"},
-    }
+    roll["confirm"] = confirm_dialog(f"Roll back to {short}?", text, "Roll back")
     return [actions([roll])]

@@ -10,15 +10,27 @@ from bot.slack.chatops import Caller
 
 def text_at(payload: Any, *path: str | int) -> str:
     """The string at ``path`` inside nested dicts/lists, or "" when absent or not a string."""
+    node = _node_at(payload, path)
+    return node if isinstance(node, str) else ""
+
+
+def mapping_at(payload: Any, *path: str | int) -> Mapping[str, Any]:
+    """The dict at ``path`` inside nested dicts/lists, or {} when absent or not a dict."""
+    node = _node_at(payload, path)
+    return node if isinstance(node, Mapping) else {}
+
+
+def _node_at(payload: Any, path: tuple[str | int, ...]) -> Any:
+    """What ``path`` leads to inside nested dicts/lists; None where it leads nowhere."""
     node = payload
     for key in path:
         if isinstance(key, int):
             if not isinstance(node, list) or len(node) <= key:
-                return ""
+                return None
         elif not isinstance(node, Mapping) or key not in node:
-            return ""
+            return None
         node = node[key]
-    return node if isinstance(node, str) else ""
+    return node
 
 
 def command_caller(command: Any) -> Caller:

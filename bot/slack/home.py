@@ -99,6 +99,7 @@ class HomeRefresher:
             self._viewers[viewer.user] = viewer
 
     def repo_filter(self, user: str) -> str | None:
+        """The repo ``user`` last chose in the filter (None: every repo)."""
         return self._recent().get(user, HomeViewer(user, datetime.now(UTC))).repo_filter
 
     def changed(self) -> None:

@@ -150,6 +150,7 @@ class Scope:
 
     @property
     def figures(self) -> tuple[Figure, Figure, Figure, Figure]:
+        """The four figures in DORA's order: frequency, lead time, failure rate, recovery."""
         return (self.frequency, self.lead_time, self.failure_rate, self.recovery)
 
 
@@ -165,6 +166,7 @@ class DoraReport:
 
     @property
     def since(self) -> datetime:
+        """Where the report's window starts."""
         return self.until - timedelta(days=self.days)
 
 

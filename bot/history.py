@@ -14,7 +14,6 @@ from bot.validation import parse_duration
 
 MAX_LIMIT = 10_000
 """The most rows one `robot status` returns: a script pages with --since beyond that."""
-DEFAULT_LIMIT = 20
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

@@ -154,6 +154,7 @@ class Dashboard:
         return tuple(sorted(order, key=lambda repo: (-newest[repo], order.index(repo))))
 
     def configured(self, repo: str) -> bool:
+        """Whether robot.yaml names ``repo`` (a filter choice is checked against the config)."""
         return repo in self._settings.repos
 
     def env_counts(self, repos: Sequence[str]) -> list[int]:

@@ -47,18 +47,7 @@ class ApprovalRows(StoreRows):
 
     def finish_approval(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
         """Awaiting approval → a final state (rejected, cancelled); None if it was not awaiting."""
-        if not state.is_final:
-            raise ValueError(f"finish_approval needs a final state, not {state.value}")
-        return self._move_deploy(
-            deploy_id,
-            deploys.c.state == AWAITING,
-            wake=True,
-            state=state.value,
-            finished_at=utc_now(),
-            error=error,
-            waiting_for=None,
-            recheck_at=None,
-        )
+        return self._finish_from(AWAITING, deploy_id, state, error)
 
     def expire_approval(self, error: str, only_id: int | None = None) -> Deploy | None:
         """The oldest deploy whose approval time ran out, now expired (one conditional write, so

@@ -11,8 +11,8 @@ from sqlalchemy import ColumnElement, Connection, Insert, Select, Table, select,
 from sqlalchemy.exc import OperationalError
 
 from bot.errors import StoreError
-from bot.models import Deploy, DeployRequest
-from bot.store.rows import ACTIVE, deploy_of
+from bot.models import Deploy, DeployRequest, DeployState
+from bot.store.rows import ACTIVE, deploy_of, utc_now
 from bot.store.schema import deploys
 
 CLAIM_CANDIDATES = 20  # deploys one claim looks at before it reads again
@@ -80,6 +80,21 @@ class StoreRows:
             if row is not None and wake:
                 self._wake(conn)
         return None if row is None else deploy_of(row)
+
+    def _finish_from(self, held: str, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
+        """A deploy in state ``held`` → the final ``state`` with ``error``; None if it was not ``held``."""
+        if not state.is_final:
+            raise ValueError(f"a deploy {held} can only end in a final state, not {state.value}")
+        return self._move_deploy(
+            deploy_id,
+            deploys.c.state == held,
+            wake=True,
+            state=state.value,
+            finished_at=utc_now(),
+            error=error,
+            waiting_for=None,
+            recheck_at=None,
+        )
 
     def _claim_due(
         self, state: str, due_by: datetime, only_id: int | None, values: dict[str, object], *, wake: bool

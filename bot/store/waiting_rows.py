@@ -71,15 +71,4 @@ class WaitingRows(StoreRows):
 
     def finish_waiting(self, deploy_id: int, state: DeployState, error: str) -> Deploy | None:
         """Waiting → a final state (blocked, cancelled); None if it was not waiting."""
-        if not state.is_final:
-            raise ValueError(f"finish_waiting needs a final state, not {state.value}")
-        return self._move_deploy(
-            deploy_id,
-            deploys.c.state == WAITING,
-            wake=True,
-            state=state.value,
-            finished_at=utc_now(),
-            error=error,
-            waiting_for=None,
-            recheck_at=None,
-        )
+        return self._finish_from(WAITING, deploy_id, state, error)

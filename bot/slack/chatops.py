@@ -22,6 +22,7 @@ from bot.models import (
     Lock,
     Source,
 )
+from bot.slack.blocks.approvals import unrecorded_text
 from bot.slack.blocks.changes import changes_reply
 from bot.slack.blocks.primitives import Block
 from bot.slack.blocks.replies import error_text, help_blocks, status_blocks, where_blocks
@@ -203,11 +204,7 @@ class ChatOps:
         deploy = result.deploy
         count = len(result.approvals)
         if not result.recorded:
-            if deploy.state is DeployState.AWAITING_APPROVAL:
-                return Reply(
-                    f"You approved deploy #{deploy.id} already; approvals count once ({count} so far)."
-                )
-            return Reply(f"Deploy #{deploy.id} is {deploy.state.value}; it awaits no approval.")
+            return Reply(unrecorded_text(result))
         if result.queued:
             return Reply(f"✅ Approved: deploy #{deploy.id} is queued ({count} approval(s)).")
         return Reply(f"✅ Approved ({count} so far): deploy #{deploy.id} needs more approvals.")

@@ -25,7 +25,6 @@ from bot.models import (
     Actor,
     ActorKind,
     Deploy,
-    DeployState,
     GateResult,
     HomeViewer,
     Source,
@@ -33,6 +32,7 @@ from bot.models import (
     TaskEvent,
 )
 from bot.ports import StorePort
+from bot.slack.blocks.approvals import unrecorded_text
 from bot.slack.blocks.home import MAX_VIEW_BLOCKS, View, home_view, lock_form, repos_that_fit
 from bot.slack.blocks.replies import error_text
 from bot.slack.blocks.stats import DORA_HOME_BLOCKS
@@ -241,12 +241,7 @@ class HomeOps:
         def work(actor: Actor) -> None:
             result = self._service.approve(decode_deploy_id(value, "approve"), actor)
             if not result.recorded:  # a second click, or another approval got there first
-                deploy = result.deploy
-                if deploy.state is DeployState.AWAITING_APPROVAL:
-                    said = f"You approved deploy #{deploy.id} already; approvals count once."
-                else:
-                    said = f"Deploy #{deploy.id} is {deploy.state.value}; it awaits no approval."
-                self._outbox.post(user, said)
+                self._outbox.post(user, unrecorded_text(result))
 
         self._act(user, work)
 

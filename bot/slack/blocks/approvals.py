@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.models import ApprovalView, Deploy, DeployState
+from bot.models import ApprovalResult, ApprovalView, Deploy, DeployState
 from bot.slack.blocks.primitives import Block, button, reject_confirm
 from bot.slack.ids import APPROVE_ACTION, REJECT_ACTION
 from bot.slack.text import fmt_time, mention
@@ -44,3 +44,12 @@ def approval_buttons(deploy_id: int) -> list[Block]:
     reject = button("Reject", REJECT_ACTION, str(deploy_id), "danger")
     reject["confirm"] = reject_confirm(deploy_id)
     return [button("Approve", APPROVE_ACTION, str(deploy_id), "primary"), reject]
+
+
+def unrecorded_text(result: ApprovalResult) -> str:
+    """Why an approval was not recorded: given already (counted once), or nothing awaits it now."""
+    deploy = result.deploy
+    if deploy.state is DeployState.AWAITING_APPROVAL:
+        so_far = len(result.approvals)
+        return f"You approved deploy #{deploy.id} already; approvals count once ({so_far} so far)."
+    return f"Deploy #{deploy.id} is {deploy.state.value}; it awaits no approval."

@@ -30,11 +30,6 @@ MANIFEST_BOT_SCOPES: tuple[str, ...] = tuple(
         "bot"
     ]
 )
-_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_MAX_FRAME_BYTES = 16 * 1024 * 1024
-_MAX_FRAMES_PER_CONNECTION = 1_000_000
-_WRITE_METHODS = ("chat.postMessage", "chat.update")
 
 
 # ---- records ------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
-"""Every Slack write the robot makes, paced, coalesced and retried on one thread.
+"""Every Slack write the robot makes, paced, coalesced, prioritised and retried on one thread.
 
-Why one thread: Slack allows about one message a second per channel and about 50 updates a
-minute per workspace, and answers 429 with Retry-After beyond that. Deploy output can change a
-message hundreds of times a second. So updates to one message are coalesced (the latest state
-wins, at most one write per ``message_interval``), each channel is paced, and a 429 parks the
-channel until Retry-After has passed — the write is kept, never dropped, so a final state
+Why one thread: Slack allows about one new message a second per channel (chat.postMessage's
+own limit) and, separately, about 50 edits a minute per workspace (chat.update is a Tier 3
+method), and answers 429 with Retry-After beyond that. Deploy output can change a message
+hundreds of times a second. So the two budgets are kept apart: posts (and uploads) are paced
+per channel (``channel_interval``), edits workspace-wide (``update_interval``) and per message
+(``message_interval``; a newer edit of one message replaces the one waiting, so the backlog of
+edits is at most one per live message). Posts someone waits on (a deploy's root, a merge
+announcement: ``urgent``) go first, then other posts, then edits. A 429 parks the budget it was
+charged to until Retry-After has passed — the write is kept, never dropped, so a final state
 always lands once Slack accepts writes again.
 """
 
@@ -53,6 +57,14 @@ class _Write:
     tries: int = 0
     render: Callable[[], Mapping[str, Any]] | None = None  # "publish": the view, rendered when sent
     interval: float = 0.0  # "publish": the next one to that user waits this long
+    urgent: bool = False  # "post": someone waits for it; goes before every other write
+
+    @property
+    def rank(self) -> int:
+        """Lower goes first: urgent posts, other posts and uploads, then edits and publishes."""
+        if self.kind == "post":
+            return 0 if self.urgent else 1
+        return 1 if self.kind == "upload" else 2
 
 
 View = Mapping[str, Any]
@@ -67,11 +79,17 @@ class SlackOutbox:
         *,
         message_interval: float = 2.0,
         channel_interval: float = 1.0,
+        update_interval: float = 0.0,
         max_tries: int = 50,
     ) -> None:
+        """``channel_interval``: between posts to one channel; ``update_interval``: between
+        edits anywhere (the workspace's chat.update budget); ``message_interval``: between
+        edits of one message."""
         self._client = client
         self._message_interval = message_interval
         self._channel_interval = channel_interval
+        self._update_interval = update_interval
+        self._updates_free_at = 0.0
         self._max_tries = max_tries
         self._queue: list[_Write] = []
         self._cond = threading.Condition()
@@ -93,10 +111,14 @@ class SlackOutbox:
         blocks: Blocks = (),
         thread: MessageRef | None = None,
         on_posted: Callable[[MessageRef], None] | None = None,
+        urgent: bool = False,
     ) -> MessageRef:
-        """A new message (in ``thread`` if given); returns at once with a ref to follow."""
+        """A new message (in ``thread`` if given); returns at once with a ref to follow.
+
+        ``urgent``: someone waits for it (a deploy's root, a merge announcement), so it goes
+        before every write that is not urgent."""
         ref = MessageRef(channel, thread=thread)
-        self._put(_Write("post", ref, text, blocks, on_posted=on_posted))
+        self._put(_Write("post", ref, text, blocks, on_posted=on_posted, urgent=urgent))
         return ref
 
     def adopt(self, channel: str, ts: str) -> MessageRef:
@@ -211,28 +233,54 @@ class SlackOutbox:
                     self._cond.notify_all()
 
     def _next_ready(self) -> tuple[_Write | None, float]:
-        """The first write that may go now, else how long until one might."""
+        """The first write of the best rank that may go now, else how long until one might."""
         now = time.monotonic()
         soonest = 1.0
-        blocked_refs: set[int] = set()
+        best: _Write | None = None
+        seen: set[int] = set()
         for write in self._queue:
             ref = write.ref
             # Writes to one message keep their order; a reply waits for its parent's ts.
+            first = id(ref) not in seen
+            seen.add(id(ref))
+            if not first or (best is not None and write.rank >= best.rank):
+                continue
+            if write.kind != "post" and ref.ts is None and not ref.failed:
+                continue
             target = ref.thread if write.kind == "post" and ref.thread else ref
-            if id(ref) in blocked_refs or (write.kind != "post" and ref.ts is None and not ref.failed):
-                blocked_refs.add(id(ref))
-                continue
             if target is not ref and target.ts is None and not target.failed:
-                blocked_refs.add(id(ref))
                 continue
-            free_at = self._channel_free_at.get(ref.channel, 0.0)
-            if write.kind in ("update", "publish"):
-                free_at = max(free_at, self._message_free_at.get(id(ref), 0.0))
+            free_at = self._free_at(write)
             if free_at <= now:
-                return write, 0.0
-            blocked_refs.add(id(ref))
-            soonest = min(soonest, free_at - now)
+                best = write
+                if write.rank == 0:
+                    break
+            else:
+                soonest = min(soonest, free_at - now)
+        if best is not None:
+            return best, 0.0
         return None, max(soonest, 0.01)
+
+    def _free_at(self, write: _Write) -> float:
+        """When ``write``'s budgets allow it: its channel's for posts and uploads; the
+        workspace's edit budget and its message's for edits; its user's for publishes."""
+        ref = write.ref
+        if write.kind == "update":
+            return max(self._updates_free_at, self._message_free_at.get(id(ref), 0.0))
+        free_at = self._channel_free_at.get(ref.channel, 0.0)
+        if write.kind == "publish":
+            free_at = max(free_at, self._message_free_at.get(id(ref), 0.0))
+        return free_at
+
+    def _charge(self, write: _Write, seconds: float) -> None:
+        """Nothing more on ``write``'s budget (an edit's: the workspace's; else its channel's)
+        for ``seconds`` from now."""
+        free_at = time.monotonic() + seconds
+        if write.kind == "update":
+            self._updates_free_at = max(self._updates_free_at, free_at)
+        else:
+            channel = write.ref.channel
+            self._channel_free_at[channel] = max(self._channel_free_at.get(channel, 0.0), free_at)
 
     def _perform(self, write: _Write) -> None:
         ref = write.ref
@@ -253,8 +301,8 @@ class SlackOutbox:
         finally:
             # Pace from when Slack answered, not from when we asked: the client may have slept
             # through a Retry-After inside the call, and the next write must not follow at once.
-            free_at = time.monotonic() + self._channel_interval
-            self._channel_free_at[ref.channel] = max(self._channel_free_at.get(ref.channel, 0.0), free_at)
+            interval = self._update_interval if write.kind == "update" else self._channel_interval
+            self._charge(write, interval)
         self.writes += 1
         if write.kind == "update":
             self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
@@ -304,7 +352,7 @@ class SlackOutbox:
         if response.status_code == 429 or response.get("error") == "ratelimited":
             self.rate_limited += 1
             retry_after = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)))
-            self._channel_free_at[write.ref.channel] = time.monotonic() + retry_after
+            self._charge(write, retry_after)
             # Slack said when, not no: a rate limit costs no try, however long the storm lasts,
             # so a deploy's final state is never dropped for it.
             self._requeue(write)
@@ -319,10 +367,7 @@ class SlackOutbox:
             self._give_up(write, f"{why}, {write.tries} tries")
             return
         if delay:
-            free_at = time.monotonic() + delay
-            self._channel_free_at[write.ref.channel] = max(
-                self._channel_free_at.get(write.ref.channel, 0.0), free_at
-            )
+            self._charge(write, delay)
         self._requeue(write)
 
     def _requeue(self, write: _Write) -> None:

@@ -130,11 +130,15 @@ class Robot:
         if self.metrics is not None:
             self.metrics.lead_poller(False)
         self.handler.client.auto_reconnect_enabled = False
-        # The socket closes only once what Slack already sent it is acked: closing first would
-        # leave a command sent just before the stop without its ack, so its user without an answer.
-        if not self.handler.drain(min(DRAIN_SOCKET_SECONDS, timeout / 3)):
+        # The socket closes only once what Slack already sent it is acked, and the deploys stop
+        # only once those commands are answered: closing first would leave a command sent just
+        # before the stop without its ack, so its user without an answer.
+        drain_by = time.monotonic() + min(DRAIN_SOCKET_SECONDS, timeout / 3)
+        if not self.handler.drain(max(0.0, drain_by - time.monotonic())):
             log.warning("Slack envelopes still unacked after the drain; closing the socket anyway")
         _within(self.handler.close, CLOSE_SOCKET_SECONDS, "slack-socket-close")
+        if not self.answerer.settle(max(0.0, drain_by - time.monotonic())):
+            log.warning("some commands are still unanswered; stopping anyway")
         flush = min(FLUSH_SLACK_SECONDS, timeout / 4)
         self.core.service.stop(max(0.0, deadline - flush - time.monotonic()))
         self.notifier.stop()

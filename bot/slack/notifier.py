@@ -44,10 +44,10 @@ log = logging.getLogger(__name__)
 # While a long step runs, the progress message is refreshed this often so elapsed time moves;
 # events refresh it sooner (the outbox still keeps each message to one write per 2 s).
 HEARTBEAT_SECONDS = 10.0
-# The first GitHub status of a deploy waits this long at most for its root message to be known
-# here (the pipeline already waited for it to be posted; another process's root takes a look at
-# the store to be seen); later ones do not wait: a busy Slack outbox must not hold the deploy,
-# and a later status carries the link.
+# A GitHub status of a deploy whose thread the store already names waits this long at most (once
+# per deploy) for this process to see it too (another process's root is seen at its follower's
+# next look); otherwise none waits: the pipeline already waited for the root, a busy Slack
+# outbox must not hold the deploy, and a later status carries the link.
 LOG_URL_WAIT_SECONDS = 0.25
 # A failed deploy's log is uploaded to its thread; past this size only its head and tail are.
 MAX_UPLOAD_CHARS = 4 * 1024 * 1024
@@ -183,8 +183,8 @@ class SlackNotifier:
             live = self._deploys.get(deploy.id)
         if live is None:
             return None
-        wait = 0.0 if live.url_waited else LOG_URL_WAIT_SECONDS
-        live.url_waited = True
+        wait = 0.0 if live.url_waited or deploy.message_ts is None else LOG_URL_WAIT_SECONDS
+        live.url_waited = live.url_waited or wait > 0
         if live.permalink is None and live.parent.wait(wait):
             try:
                 answer = self._client.chat_getPermalink(

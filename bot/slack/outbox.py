@@ -4,7 +4,9 @@ Why one thread: Slack allows about one new message a second per channel (chat.po
 own limit) and, separately, about 50 edits a minute per workspace (chat.update is a Tier 3
 method), and answers 429 with Retry-After beyond that. Deploy output can change a message
 hundreds of times a second. So the two budgets are kept apart: posts (and uploads) are paced
-per channel (``channel_interval``), edits workspace-wide (``update_interval``) and per message
+per channel (one per ``channel_interval`` on average, in bursts of up to ``channel_burst``, as
+Slack allows; a post nobody waits on leaves the last one of a burst to an urgent post), edits
+workspace-wide (``update_interval``) and per message
 (``message_interval``; a newer edit of one message replaces the one waiting, so the backlog of
 edits is at most one per live message). Posts someone waits on (a deploy's root, a merge
 announcement: ``urgent``) go first, then other posts, then edits. A 429 parks the budget it was
@@ -69,6 +71,10 @@ class _Write:
 
 View = Mapping[str, Any]
 
+# Slack takes short bursts of posts to one channel over its one a second: a few roots and
+# announcements posted together go at once, while the average stays one per channel_interval.
+CHANNEL_BURST = 3
+
 
 class SlackOutbox:
     """Queues writes and performs them in order per message, within Slack's rate limits."""
@@ -80,16 +86,19 @@ class SlackOutbox:
         message_interval: float = 2.0,
         channel_interval: float = 1.0,
         update_interval: float = 0.0,
+        channel_burst: int = CHANNEL_BURST,
         max_tries: int = 50,
     ) -> None:
-        """``channel_interval``: between posts to one channel; ``update_interval``: between
-        edits anywhere (the workspace's chat.update budget); ``message_interval``: between
-        edits of one message."""
+        """``channel_interval``: between posts to one channel, on average over bursts of at most
+        ``channel_burst``; ``update_interval``: between edits anywhere (the workspace's
+        chat.update budget); ``message_interval``: between edits of one message."""
         self._client = client
         self._message_interval = message_interval
         self._channel_interval = channel_interval
         self._update_interval = update_interval
         self._updates_free_at = 0.0
+        self._burst = max(1, channel_burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel → posts in hand, as of when
         self._max_tries = max_tries
         self._queue: list[_Write] = []
         self._cond = threading.Condition()
@@ -262,17 +271,40 @@ class SlackOutbox:
         return None, max(soonest, 0.01)
 
     def _free_at(self, write: _Write) -> float:
-        """When ``write``'s budgets allow it: its channel's for posts and uploads; the
+        """When ``write``'s budgets allow it: its channel's posts for posts and uploads; the
         workspace's edit budget and its message's for edits; its user's for publishes."""
         ref = write.ref
         if write.kind == "update":
             return max(self._updates_free_at, self._message_free_at.get(id(ref), 0.0))
-        free_at = self._channel_free_at.get(ref.channel, 0.0)
+        parked = self._channel_free_at.get(ref.channel, 0.0)
         if write.kind == "publish":
-            free_at = max(free_at, self._message_free_at.get(id(ref), 0.0))
-        return free_at
+            return max(parked, self._message_free_at.get(id(ref), 0.0))
+        # An urgent post may take the last post in hand; any other leaves it for one.
+        need = 1.0 if write.rank == 0 else min(2.0, float(self._burst))
+        have = self._in_hand(ref.channel, time.monotonic())
+        if have >= need or self._channel_interval <= 0:
+            return parked
+        return max(parked, time.monotonic() + (need - have) * self._channel_interval)
 
-    def _charge(self, write: _Write, seconds: float) -> None:
+    def _in_hand(self, channel: str, now: float) -> float:
+        """Posts ``channel`` may take now: one more each ``channel_interval``, ``channel_burst`` at most."""
+        if self._channel_interval <= 0:
+            return float(self._burst)
+        count, since = self._buckets.get(channel, (float(self._burst), now))
+        return min(float(self._burst), count + (now - since) / self._channel_interval)
+
+    def _spend(self, write: _Write) -> None:
+        """``write`` was sent (or tried): take it from its budget, from when Slack answered."""
+        now = time.monotonic()
+        if write.kind == "update":
+            self._updates_free_at = max(self._updates_free_at, now + self._update_interval)
+        elif write.kind == "publish":
+            self._park(write, self._channel_interval)
+        else:
+            channel = write.ref.channel
+            self._buckets[channel] = (max(0.0, self._in_hand(channel, now) - 1.0), now)
+
+    def _park(self, write: _Write, seconds: float) -> None:
         """Nothing more on ``write``'s budget (an edit's: the workspace's; else its channel's)
         for ``seconds`` from now."""
         free_at = time.monotonic() + seconds
@@ -301,8 +333,7 @@ class SlackOutbox:
         finally:
             # Pace from when Slack answered, not from when we asked: the client may have slept
             # through a Retry-After inside the call, and the next write must not follow at once.
-            interval = self._update_interval if write.kind == "update" else self._channel_interval
-            self._charge(write, interval)
+            self._spend(write)
         self.writes += 1
         if write.kind == "update":
             self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
@@ -352,7 +383,7 @@ class SlackOutbox:
         if response.status_code == 429 or response.get("error") == "ratelimited":
             self.rate_limited += 1
             retry_after = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)))
-            self._charge(write, retry_after)
+            self._park(write, retry_after)
             # Slack said when, not no: a rate limit costs no try, however long the storm lasts,
             # so a deploy's final state is never dropped for it.
             self._requeue(write)
@@ -367,7 +398,7 @@ class SlackOutbox:
             self._give_up(write, f"{why}, {write.tries} tries")
             return
         if delay:
-            self._charge(write, delay)
+            self._park(write, delay)
         self._requeue(write)
 
     def _requeue(self, write: _Write) -> None:

@@ -61,9 +61,13 @@ def _response(status: int, data: dict[str, Any]) -> SlackResponse:
     )
 
 
-def outbox(stub: StubSlack, message: float, channel: float, update: float) -> SlackOutbox:
+def outbox(stub: StubSlack, message: float, channel: float, update: float, burst: int = 1) -> SlackOutbox:
     return SlackOutbox(
-        cast(WebClient, stub), message_interval=message, channel_interval=channel, update_interval=update
+        cast(WebClient, stub),
+        message_interval=message,
+        channel_interval=channel,
+        update_interval=update,
+        channel_burst=burst,
     )
 
 
@@ -84,6 +88,26 @@ def test_urgent_posts_go_first_and_edits_do_not_wait_for_the_channels_post_budge
     assert stub.texts()[2:] == ["progress 0", "progress 1", "progress 2"]
     assert stub.at("edit") - stub.at("root") < 0.3
     assert stub.at("progress 0") - stub.at("root") >= 0.35, "posts keep one per channel_interval"
+
+
+def test_a_channel_takes_a_short_burst_and_keeps_the_last_post_in_hand_for_an_urgent_one() -> None:
+    stub = StubSlack()
+    box = outbox(stub, message=0, channel=0.5, update=0, burst=3)
+    for n in range(4):
+        box.post(CHANNEL, f"progress {n}")
+    box.start()
+    try:
+        wait_for(lambda: len(stub.texts()) == 2, 5, "the burst")
+        time.sleep(0.2)
+        assert stub.texts() == ["progress 0", "progress 1"], "the third post in hand stays for an urgent one"
+        box.post(CHANNEL, "root", urgent=True)
+        wait_for(lambda: "root" in stub.texts(), 0.3, "the urgent post, at once")
+        wait_for(lambda: len(stub.texts()) == 5, 5, "the rest, one per channel_interval")
+    finally:
+        box.stop(1)
+    assert stub.texts()[2:] == ["root", "progress 2", "progress 3"]
+    assert stub.at("progress 3") - stub.at("progress 2") >= 0.45
+    assert stub.at("progress 2") - stub.at("progress 0") >= 0.95, "two posts in hand were spent"
 
 
 def test_edits_of_one_message_coalesce_so_the_backlog_stays_bounded() -> None:

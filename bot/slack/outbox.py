@@ -99,6 +99,7 @@ class SlackOutbox:
         self._updates_free_at = 0.0
         self._burst = max(1, channel_burst)
         self._buckets: dict[str, tuple[float, float]] = {}  # channel → posts in hand, as of when
+        self._ids: dict[str, str] = {}  # a channel's name (#deploys) → its id, once Slack said it
         self._max_tries = max_tries
         self._queue: list[_Write] = []
         self._cond = threading.Condition()
@@ -276,12 +277,13 @@ class SlackOutbox:
         ref = write.ref
         if write.kind == "update":
             return max(self._updates_free_at, self._message_free_at.get(id(ref), 0.0))
-        parked = self._channel_free_at.get(ref.channel, 0.0)
+        channel = self._ids.get(ref.channel, ref.channel)
+        parked = self._channel_free_at.get(channel, 0.0)
         if write.kind == "publish":
             return max(parked, self._message_free_at.get(id(ref), 0.0))
         # An urgent post may take the last post in hand; any other leaves it for one.
         need = 1.0 if write.rank == 0 else min(2.0, float(self._burst))
-        have = self._in_hand(ref.channel, time.monotonic())
+        have = self._in_hand(channel, time.monotonic())
         if have >= need or self._channel_interval <= 0:
             return parked
         return max(parked, time.monotonic() + (need - have) * self._channel_interval)
@@ -293,15 +295,17 @@ class SlackOutbox:
         count, since = self._buckets.get(channel, (float(self._burst), now))
         return min(float(self._burst), count + (now - since) / self._channel_interval)
 
-    def _spend(self, write: _Write) -> None:
-        """``write`` was sent (or tried): take it from its budget, from when Slack answered."""
+    def _spend(self, write: _Write, channel: str) -> None:
+        """``write`` to ``channel`` was sent (or tried): take it from its budget, from when Slack
+        answered."""
         now = time.monotonic()
+        channel = self._ids.get(channel, channel)
         if write.kind == "update":
             self._updates_free_at = max(self._updates_free_at, now + self._update_interval)
         elif write.kind == "publish":
-            self._park(write, self._channel_interval)
+            free_at = now + self._channel_interval
+            self._channel_free_at[channel] = max(self._channel_free_at.get(channel, 0.0), free_at)
         else:
-            channel = write.ref.channel
             self._buckets[channel] = (max(0.0, self._in_hand(channel, now) - 1.0), now)
 
     def _park(self, write: _Write, seconds: float) -> None:
@@ -311,7 +315,7 @@ class SlackOutbox:
         if write.kind == "update":
             self._updates_free_at = max(self._updates_free_at, free_at)
         else:
-            channel = write.ref.channel
+            channel = self._ids.get(write.ref.channel, write.ref.channel)
             self._channel_free_at[channel] = max(self._channel_free_at.get(channel, 0.0), free_at)
 
     def _perform(self, write: _Write) -> None:
@@ -319,6 +323,8 @@ class SlackOutbox:
         if ref.failed or (write.kind == "post" and ref.thread is not None and ref.thread.failed):
             self._give_up(write, "its message could not be posted")
             return
+        # Slack answers a post with the channel's id: what it cost is the channel's either way.
+        asked = ref.channel
         try:
             self._call(write)
         except SlackApiError as exc:
@@ -333,7 +339,7 @@ class SlackOutbox:
         finally:
             # Pace from when Slack answered, not from when we asked: the client may have slept
             # through a Retry-After inside the call, and the next write must not follow at once.
-            self._spend(write)
+            self._spend(write, asked)
         self.writes += 1
         if write.kind == "update":
             self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
@@ -355,6 +361,8 @@ class SlackOutbox:
                 unfurl_links=False,
                 unfurl_media=False,
             )
+            if str(response["channel"]) != ref.channel:
+                self._ids[ref.channel] = str(response["channel"])  # one budget for both names
             ref.channel = str(response["channel"])
             ref.ts = str(response["ts"])
             ref.posted.set()

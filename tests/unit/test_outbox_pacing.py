@@ -29,7 +29,10 @@ class StubSlack:
         with self._lock:
             self._ts += 1
             self.calls.append((time.monotonic(), "post", text))
-            return {"channel": channel, "ts": f"1700000000.{self._ts:06d}"}
+            return {
+                "channel": CHANNEL if channel == "#deploys" else channel,
+                "ts": f"1700000000.{self._ts:06d}",
+            }
 
     def chat_update(self, *, text: str, **_: Any) -> dict[str, Any]:
         with self._lock:
@@ -108,6 +111,22 @@ def test_a_channel_takes_a_short_burst_and_keeps_the_last_post_in_hand_for_an_ur
     assert stub.texts()[2:] == ["root", "progress 2", "progress 3"]
     assert stub.at("progress 3") - stub.at("progress 2") >= 0.45
     assert stub.at("progress 2") - stub.at("progress 0") >= 0.95, "two posts in hand were spent"
+
+
+def test_a_channel_named_by_name_and_by_id_has_one_post_budget() -> None:
+    stub = StubSlack()
+    box = outbox(stub, message=0, channel=0.5, update=0, burst=1)
+    box.start()
+    try:
+        root = box.post("#deploys", "root", urgent=True)
+        assert root.wait(2) is not None and root.channel == CHANNEL
+        box.post(CHANNEL, "reply by id", thread=root, urgent=True)
+        box.post("#deploys", "another root", urgent=True)
+        wait_for(lambda: len(stub.texts()) == 3, 5, "the three posts")
+    finally:
+        box.stop(1)
+    assert stub.at("reply by id") - stub.at("root") >= 0.45
+    assert stub.at("another root") - stub.at("reply by id") >= 0.45
 
 
 def test_edits_of_one_message_coalesce_so_the_backlog_stays_bounded() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -102,6 +103,19 @@ class GuardedSocketModeHandler(SocketModeHandler):
                 return False
             with self._idle:
                 self._idle.wait(min(DRAIN_QUIET_SECONDS, max(0.0, deadline - now)))
+
+    def hang_up(self) -> None:
+        """Shut the socket both ways at once, so Slack sends what comes next to other connections.
+
+        The SDK's own close waits for its reader's lock, held through a blocking read of up to
+        3 s, and the socket stays open (envelopes still arriving, never to be acked) meanwhile;
+        a shutdown wakes that read. ``close`` still follows, to stop the SDK's threads.
+        """
+        session = getattr(self.client, "current_session", None)
+        sock = getattr(session, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # Typed like Bolt's own SocketModeHandler.handle, which narrows the client the same way.
     def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]

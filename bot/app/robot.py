@@ -136,6 +136,7 @@ class Robot:
         drain_by = time.monotonic() + min(DRAIN_SOCKET_SECONDS, timeout / 3)
         if not self.handler.drain(max(0.0, drain_by - time.monotonic())):
             log.warning("Slack envelopes still unacked after the drain; closing the socket anyway")
+        self.handler.hang_up()
         _within(self.handler.close, CLOSE_SOCKET_SECONDS, "slack-socket-close")
         if not self.answerer.settle(max(0.0, drain_by - time.monotonic())):
             log.warning("some commands are still unanswered; stopping anyway")

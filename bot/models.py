@@ -327,6 +327,8 @@ class BranchHead:
     repo: str
     sha: str
     etag: str | None = None
+    owed_from: str | None = None  # the move from this SHA was claimed but not announced yet
+    owed_by: int | None = None  # … by this process, which posts it
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,11 @@ STOPPED_REASON = "the robot stopped"
 T = TypeVar("T")
 
 # Before its GitHub deployment is created, a deploy waits this long at most for the Slack root
-# some process claimed to be posted (the payload names the thread), looking this often.
-ROOT_WAIT_SECONDS = 3.0
+# some process claimed to be posted (the payload names the thread), looking this often. Roots go
+# ahead of every other Slack write, so one is late only behind other posts to its channel (Slack
+# takes about one a second): the deploy then goes on, its payload names the channel alone, and
+# its deployment statuses link the thread (log_url) from the first one sent once it is posted.
+ROOT_WAIT_SECONDS = 0.5
 ROOT_POLL_SECONDS = 0.05
 
 
@@ -291,7 +294,7 @@ class Pipeline:
     def _with_thread(self, deploy: Deploy) -> Deploy:
         """The deploy as the store has it once its Slack thread is known, so the GitHub
         deployment's payload names it: a root claimed (by this process or another) but not
-        posted yet is waited for, at most ROOT_WAIT_SECONDS (a slow Slack never stalls deploys)."""
+        posted yet is waited for, at most ROOT_WAIT_SECONDS (a busy Slack never stalls deploys)."""
         deadline = time.monotonic() + ROOT_WAIT_SECONDS
         current = deploy
         while True:

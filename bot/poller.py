@@ -2,9 +2,11 @@
 
 One process polls at a time (``PollLeader``: the store's poller lease). Delivery: a new head is
 claimed in the store (a conditional write from the old head) before it is announced, and only the
-claim's winner announces, so a merge is announced once even across a change of poller. A failed
-announcement gives the claim back and is retried next poll; a poller killed between its claim and
-its post loses that one announcement.
+claim's winner announces, so a merge is announced once even across a change of poller. The claim
+also records the announcement as owed by the claiming process until Slack took it; a poller that
+finds one owed by a process whose heartbeat is older than ``state.lease`` takes it over (one
+conditional write: one taker) and posts it, so a poller killed with its announcement still queued
+loses nothing. A failed announcement gives the claim back and is retried next poll.
 
 Auto-deploys (``on_merge: deploy``) are claimed pending in the same transaction as their head,
 then moved on by each poll: queued (in one transaction with the deploy) once CI is green and the
@@ -118,7 +120,15 @@ class Poller:
         self._gone: dict[str, str] = {}  # repo → the warning already given
         self._failing: dict[str, str] = {}  # repo → the error already logged
         self._unsent: dict[str, MergeNews] = {}  # news gathered but not announced yet
+        self._process_id: int | None = None  # the robot process whose claims these are
+        self._posting: dict[tuple[str, str], bool] = {}  # repo + SHA handed to Slack → taken
+        self._posting_lock = threading.Lock()  # ``posted`` runs on the announcer's thread
         self._advanced: set[tuple[str, str, str]] = set()  # auto-deploys looked at in this pass
+
+    def act_as(self, process_id: int) -> None:
+        """Claims are made for the registered process ``process_id`` (its heartbeat says whether
+        an announcement it owes is still its own to post)."""
+        self._process_id = process_id
 
     def poll_once(self) -> PollReport:
         """One pass over every configured repo; never raises for one repo's trouble."""
@@ -174,6 +184,8 @@ class Poller:
 
     def _poll_repo(self, repo: str, settings: RepoSettings, now: float) -> RepoPoll:
         stored = self._store.get_head(repo)
+        if stored is not None and stored.owed_from is not None and settings.on_merge != "ignore":
+            self._announce_owed(repo, settings, stored)
         poll = self._github.poll_head(repo, settings.branch, stored.etag if stored else None)
         self._note_pacing(repo, poll, now)
         self._heads_asked += 1
@@ -201,14 +213,14 @@ class Poller:
             env = settings.auto_deploy_env
             merger = Actor(ActorKind.GITHUB, news.merger) if news.merger else ROBOT
             wanted = AutoDeploy(repo, env, news.sha, AutoDeployStatus.PENDING, str(merger), deadline)
-        claim = self._store.claim_head(stored.sha, head, wanted)
+        claim = self._store.claim_head(stored.sha, head, wanted, owed=True, by=self._process_id)
         if not claim.claimed:
             # Another poller (the one before a change of leader) moved this head first: its news.
             self._unsent.pop(repo, None)
             log.info("%s %s moved to %s, claimed by another robot", repo, settings.branch, poll.sha[:7])
             return RepoPoll(PollOutcome.UNCHANGED, "claimed by another robot")
         try:
-            where = self._announcer.announce(news)
+            where = self._announce(news)
         except Exception:
             self._give_back(head, stored, claim.auto_deploy)
             raise
@@ -226,6 +238,64 @@ class Poller:
                 deploy_id, detail = self._advance_announced(pending, now)
         log.info("Announced %s %s: %s", repo, settings.branch, detail)
         return RepoPoll(PollOutcome.ANNOUNCED, detail, deploy_id)
+
+    def _announce(self, news: MergeNews) -> AnnouncementRef | None:
+        """Hand ``news`` to the announcer; once Slack took it, it is owed no more in the store."""
+        key = (news.repo, news.sha)
+        with self._posting_lock:
+            self._posting[key] = False
+
+        def posted(where: AnnouncementRef) -> None:
+            with self._posting_lock:
+                if self._posting.get(key) is not False:
+                    return  # recorded already (the announcer and its return both say so)
+                self._posting[key] = True
+            self._record_posted(key)
+
+        try:
+            where = self._announcer.announce(news, posted)
+        except Exception:
+            with self._posting_lock:
+                self._posting.pop(key, None)
+            raise
+        if where is not None:
+            posted(where)
+        return where
+
+    def _record_posted(self, key: tuple[str, str]) -> None:
+        """Tell the store an announcement went out; kept for the next poll when it cannot hear it
+        (else this process would post it again). Never raises: it runs on the outbox's thread."""
+        try:
+            self._store.announcement_posted(*key)
+        except Exception as exc:
+            log.warning("announcement of %s %s not recorded as posted, retried next poll: %s", *key, exc)
+            return
+        with self._posting_lock:
+            self._posting.pop(key, None)
+
+    def _announce_owed(self, repo: str, settings: RepoSettings, stored: BranchHead) -> None:
+        """Post an announcement a dead poller claimed and never posted (or this one failed to)."""
+        key = (repo, stored.sha)
+        with self._posting_lock:
+            state = self._posting.get(key)
+        if state is True:
+            self._record_posted(key)
+        if state is not None:
+            return  # on its way to Slack from this process
+        lease = self._settings.state.lease
+        previous = self._store.reclaim_announcement(repo, stored.sha, self._process_id, lease)
+        if previous is None:
+            return  # its poster is alive (it posts it), or another poller took it over
+        said = "%s %s: announcing the merge a stopped robot claimed and never posted"
+        log.warning(said, repo, stored.sha[:7])
+        news = self._news(repo, settings, previous, stored.sha)
+        where = self._announce(news)
+        self._unsent.pop(repo, None)
+        if where is None or settings.on_merge != "deploy":
+            return
+        pending = self._store.get_auto_deploy(repo, settings.auto_deploy_env, stored.sha)
+        if pending is not None and pending.status is AutoDeployStatus.PENDING and pending.message_ts is None:
+            self._store.update_auto_deploy(pending, thread=(where.channel, where.ts))
 
     def _advance_announced(self, claim: AutoDeploy, now: float) -> tuple[int | None, str]:
         """The just-announced merge's auto-deploy, at once; trouble leaves it pending for next poll."""
@@ -485,6 +555,7 @@ class PollLeader:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._poller = poller
+        poller.act_as(process_id)
         self._store = store
         self._process_id = process_id
         self._lease = lease

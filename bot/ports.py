@@ -411,12 +411,28 @@ class PollStore(Protocol):
     def set_head(self, head: BranchHead) -> None: ...
 
     def claim_head(
-        self, previous: str | None, head: BranchHead, auto_deploy: AutoDeploy | None = None
+        self,
+        previous: str | None,
+        head: BranchHead,
+        auto_deploy: AutoDeploy | None = None,
+        *,
+        owed: bool = False,
+        by: int | None = None,
     ) -> HeadClaim:
         """Move the recorded head from ``previous`` to ``head`` (one conditional write; one winner).
 
-        ``auto_deploy`` is claimed in the same transaction unless its repo + env + SHA was before.
+        ``auto_deploy`` is claimed in the same transaction unless its repo + env + SHA was before;
+        ``owed``: so is the move's announcement, owed by process ``by`` until it is posted.
         """
+        ...
+
+    def announcement_posted(self, repo: str, sha: str) -> bool:
+        """Slack took the announcement of the move to ``sha``: it is owed no more."""
+        ...
+
+    def reclaim_announcement(self, repo: str, sha: str, by: int | None, lease: float) -> str | None:
+        """Take over an owed announcement whose poster is ``by``, nobody, or dead for ``lease`` s
+        (one conditional write): the SHA its move came from, or None when not won."""
         ...
 
     def release_head(self, claimed: BranchHead, previous: BranchHead, auto_deploy: AutoDeploy | None) -> bool:
@@ -473,10 +489,13 @@ class DeployRequester(Protocol):
 class MergeAnnouncer(Protocol):
     """Posts merge news and problems to the repo's channel (Slack in production)."""
 
-    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+    def announce(
+        self, news: MergeNews, posted: Callable[[AnnouncementRef], None] | None = None
+    ) -> AnnouncementRef | None:
         """Post one announcement; raise if it was not posted (the poller retries next cycle).
 
-        Return where it went (or None when there is no message to thread under).
+        Return where it went (or None when there is no message to thread under, or it is still
+        queued). ``posted`` is called once the post is taken, now or later (on another thread).
         """
         ...
 

@@ -40,6 +40,34 @@ class Answerer:
         self._executor = DaemonThreadPool(workers, "answer")
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        self._owed = 0  # commands and clicks taken whose answer is not sent yet
+        self._settled = threading.Condition()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every command and click taken has had its answer
+        sent; True if so. At shutdown: a user who was told "working on it" hears the rest."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._owed == 0, timeout)
+
+    def _owe(self) -> None:
+        with self._settled:
+            self._owed += 1
+
+    def _paid(self) -> None:
+        with self._settled:
+            self._owed -= 1
+            self._settled.notify_all()
+
+    def _respond_later(self, respond: Respond) -> Callable[[Future[Reply]], None]:
+        """The done-callback that sends a late answer, and then counts it sent."""
+
+        def answer(done: Future[Reply]) -> None:
+            try:
+                _respond_later(done, respond)
+            finally:
+                self._paid()
+
+        return answer
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -61,21 +89,27 @@ class Answerer:
         with self._in_flight_lock:
             busy = self._in_flight > 0
             self._in_flight += 1
+        self._owe()
         future = self._executor.submit(_safely, work)
         future.add_done_callback(self._done)
         try:
             reply = future.result(timeout=0 if busy else budget)
         except FutureTimeout:
-            ack(text=WORKING_TEXT, response_type="ephemeral")
+            try:
+                ack(text=WORKING_TEXT, response_type="ephemeral")
+            finally:
+                future.add_done_callback(self._respond_later(respond))
             self._metrics.ack_sent(time.monotonic() - received)
-            future.add_done_callback(lambda done: _respond_later(done, respond))
             return
         except Exception:
             # Not a BotError: a robot bug, logged in full. The user still gets an ack (else Slack
             # shows its own error), saying honestly that something went wrong.
             log.exception("command failed")
             reply = Reply.error(FAULT_TEXT)
-        ack(**reply.as_kwargs())
+        try:
+            ack(**reply.as_kwargs())
+        finally:
+            self._paid()
         self._metrics.ack_sent(time.monotonic() - received)
 
     def later(self, work: Work, ack: AckFn, respond: Respond) -> None:
@@ -83,16 +117,18 @@ class Answerer:
         received = time.monotonic()
         ack(text=WORKING_TEXT, response_type="ephemeral")
         self._metrics.ack_sent(time.monotonic() - received)
+        self._owe()
         future = self._executor.submit(_safely, work)
-        future.add_done_callback(lambda done: _respond_later(done, respond))
+        future.add_done_callback(self._respond_later(respond))
 
     def click(self, work: Work, ack: AckFn, respond: Respond) -> None:
         """Buttons are acked empty at once; the answer follows as an ephemeral message."""
         received = time.monotonic()
         ack()
         self._metrics.ack_sent(time.monotonic() - received)
+        self._owe()
         future = self._executor.submit(_safely, work)
-        future.add_done_callback(lambda done: _respond_later(done, respond))
+        future.add_done_callback(self._respond_later(respond))
 
     def _done(self, future: Future[Reply]) -> None:
         with self._in_flight_lock:

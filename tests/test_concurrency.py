@@ -98,7 +98,7 @@ def test_fifty_deploys_for_twenty_environments_run_one_at_a_time_each_in_order(
     asked = {sha: (repo, env) for repo, env, sha in requests}
     texts = [f"{repo}@{sha} to {env}" for repo, env, sha in requests]
     workers = {"workers": 20, "ci_poll_interval": 0.2, "kill_grace": 1}
-    quick = {"channel_interval": 0.02}
+    quick = {"channel_interval": 0.02, "update_interval": 0.02}
     with RobotRig(tmp_path, github, slack, repos, deploys=workers, slack_settings=quick) as rig:
         with RunningSampler(rig) as sampler:
             envelopes = at_once(len(texts), lambda i: rig.send_command(texts[i]))

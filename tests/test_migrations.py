@@ -38,6 +38,7 @@ V1_COLUMNS = {
     "deploys": V1_DEPLOY_COLUMNS,
     "auto_deploys": "repo, env, sha, created_at",
     "locks": "repo, env, locked_by, reason, locked_at",
+    "heads": "repo, sha, etag, updated_at",
 }
 TABLES = {
     "deploys": "id",

@@ -251,3 +251,26 @@ def test_a_merge_held_by_a_lock_that_expires_deploys_once_and_the_expiry_is_told
     assert len(fleet.deploys()) == 1 and len(fleet.github.deployments(API)) == 1
     unlocks = [e for e in fleet.store.lock_history(API, "production") if e.action == "unlocked"]
     assert [e.actor for e in unlocks] == ["robot:robot"]
+
+
+def test_an_announcement_still_queued_when_its_poller_is_killed_is_posted_once_by_the_next(
+    fleet_for: Any,
+) -> None:
+    fleet: Fleet = fleet_for()
+    # Slack holds the leader's post (429, retry in a minute): claimed, owed, not posted.
+    fleet.slack.rate_limit_next("chat.postMessage", times=1, retry_after=60)
+    sha = fleet.merge("Queued when its poller died")
+    wait_for(lambda: fleet.slack.served_429 >= 1, WAIT, "the leader's post to be held")
+    head = fleet.store.get_head(API)
+    assert head is not None and head.sha == sha and head.owed_from is not None
+    killed_at = time.monotonic()
+    fleet.replicas.kill(0)
+    wait_for(lambda: fleet.announcements("Queued when its poller died") == 1, WAIT, "the next leader's post")
+    posted_after = time.monotonic() - killed_at
+    time.sleep(3 * POLL_INTERVAL)
+    assert fleet.announcements("Queued when its poller died") == 1
+    head = fleet.store.get_head(API)
+    assert head is not None and (head.sha, head.owed_from) == (sha, None)
+    assert "announcing the merge a stopped robot claimed and never posted" in fleet.replicas.log(1)
+    print(f"\nowed announcement posted {posted_after:.2f} s after its poller's SIGKILL")
+    assert posted_after <= LEASE["lease"] + POLL_INTERVAL + FAILOVER_SLACK + LEASE["heartbeat"]

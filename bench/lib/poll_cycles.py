@@ -78,10 +78,15 @@ class CountingAnnouncer:
         self.news: list[MergeNews] = []
         self._lock = threading.Lock()
 
-    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+    def announce(
+        self, news: MergeNews, posted: Callable[[AnnouncementRef], None] | None = None
+    ) -> AnnouncementRef | None:
         with self._lock:
             self.news.append(news)
-            return AnnouncementRef("C0DEPLOYS", f"1700000000.{len(self.news):06d}")
+            where = AnnouncementRef("C0DEPLOYS", f"1700000000.{len(self.news):06d}")
+        if posted is not None:
+            posted(where)
+        return where
 
     def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
         """Nothing to count: a problem is reported by the poll's outcome too."""

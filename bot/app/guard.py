@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +24,8 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 
 log = logging.getLogger(__name__)
 
+# A drain ends once nothing was queued or in a listener at two looks this far apart.
+DRAIN_QUIET_SECONDS = 0.05
 UNHANDLED_TEXT = "⚠️ The robot does not know this command or button (it may be out of date); nothing was done."
 
 
@@ -68,8 +73,62 @@ class GuardedSocketModeHandler(SocketModeHandler):
     socket that drops while acking a handled click must not tell the user nothing was done.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handling = 0  # envelopes being dispatched or acked now
+        self._idle = threading.Condition()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no envelope Slack sent this connection is still
+        unacked: none queued, none in a listener. True if it got there; the socket stays open.
+
+        Envelopes that arrive meanwhile are handled as usual: Slack sent them here, and it does
+        not send a slash command or a click again, so dropping one would leave its user without
+        an answer.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while True:
+            now = time.monotonic()
+            with self._idle:
+                busy = self._handling > 0 or not self.client.message_queue.empty()
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= DRAIN_QUIET_SECONDS:
+                # Quiet twice in a row: nothing sat between the queue and a listener in between.
+                return True
+            if now >= deadline:
+                return False
+            with self._idle:
+                self._idle.wait(min(DRAIN_QUIET_SECONDS, max(0.0, deadline - now)))
+
+    def hang_up(self) -> None:
+        """Shut the socket both ways at once, so Slack sends what comes next to other connections.
+
+        The SDK's own close waits for its reader's lock, held through a blocking read of up to
+        3 s, and the socket stays open (envelopes still arriving, never to be acked) meanwhile;
+        a shutdown wakes that read. ``close`` still follows, to stop the SDK's threads.
+        """
+        session = getattr(self.client, "current_session", None)
+        sock = getattr(session, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     # Typed like Bolt's own SocketModeHandler.handle, which narrows the client the same way.
     def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        with self._idle:
+            self._handling += 1
+        try:
+            self._handle(client, req)
+        finally:
+            with self._idle:
+                self._handling -= 1
+                self._idle.notify_all()
+
+    def _handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:
         try:
             response = self.app.dispatch(
                 BoltRequest(mode="socket_mode", body=req.payload, headers=_retry(req))

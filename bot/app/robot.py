@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any
 
 from slack_bolt import App, BoltContext, BoltResponse, Respond
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.error import BoltUnhandledRequestError
 
 from bot.app.guard import GuardedSocketModeHandler, PayloadGuard, unhandled
@@ -50,8 +49,10 @@ from handlers.routes import register
 
 log = logging.getLogger(__name__)
 
-# Of `deploys.stop_timeout`, at most this goes to closing the socket (Slack's SDK waits for
-# the envelope being handled) and this much is kept to flush Slack after the deploys ended.
+# Of `deploys.stop_timeout`, at most this (and a third of it) goes to acking the envelopes Slack
+# already sent before the socket closes, at most this to closing it, and this much is kept to
+# flush Slack after the deploys ended.
+DRAIN_SOCKET_SECONDS = 3.0
 CLOSE_SOCKET_SECONDS = 0.5
 FLUSH_SLACK_SECONDS = 2.0
 LISTENER_THREADS = 5
@@ -65,7 +66,7 @@ class Robot:
 
     core: Core
     app: App
-    handler: SocketModeHandler
+    handler: GuardedSocketModeHandler
     outbox: SlackOutbox
     notifier: SlackNotifier
     answerer: Answerer
@@ -131,7 +132,16 @@ class Robot:
         if self.metrics is not None:
             self.metrics.lead_poller(False)
         self.handler.client.auto_reconnect_enabled = False
+        # The socket closes only once what Slack already sent it is acked, and the deploys stop
+        # only once those commands are answered: closing first would leave a command sent just
+        # before the stop without its ack, so its user without an answer.
+        drain_by = time.monotonic() + min(DRAIN_SOCKET_SECONDS, timeout / 3)
+        if not self.handler.drain(max(0.0, drain_by - time.monotonic())):
+            log.warning("Slack envelopes still unacked after the drain; closing the socket anyway")
+        self.handler.hang_up()
         _within(self.handler.close, CLOSE_SOCKET_SECONDS, "slack-socket-close")
+        if not self.answerer.settle(max(0.0, drain_by - time.monotonic())):
+            log.warning("some commands are still unanswered; stopping anyway")
         flush = min(FLUSH_SLACK_SECONDS, timeout / 4)
         self.core.service.stop(max(0.0, deadline - flush - time.monotonic()))
         self.notifier.stop()
@@ -153,7 +163,10 @@ def build_robot(settings: Settings, environ: Mapping[str, str], store: CoreStore
     metrics: Metrics = telemetry if telemetry is not None else NO_METRICS
     client = build_web_client(slack, metrics)
     outbox = SlackOutbox(
-        client, message_interval=slack.message_interval, channel_interval=slack.channel_interval
+        client,
+        message_interval=slack.message_interval,
+        channel_interval=slack.channel_interval,
+        update_interval=slack.update_interval,
     )
     base = lay_foundation(settings, environ, store, metrics)
     approvals = partial(approval_view, settings, base.store)

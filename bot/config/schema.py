@@ -27,6 +27,8 @@ class SlackSettings(_Model):
     ping_interval: float = Field(10, gt=0)
     message_interval: float = Field(2.0, ge=0)
     channel_interval: float = Field(1.0, ge=0)
+    update_interval: float = Field(1.2, ge=0)
+    """At most one message edit this often across the workspace (chat.update: ~50 a minute)."""
     home_interval: float = Field(10.0, ge=0)
     """At most one App Home republish per user this often (a user's own open or click is at once)."""
 

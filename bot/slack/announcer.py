@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from bot.errors import BotError
 from bot.models import AnnouncementRef, Lock, MergeNews
@@ -28,7 +28,11 @@ class SlackAnnouncer:
         self._channels = channels  # repo → its channel, for warnings outside a thread
         self._post_wait = post_wait
 
-    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+    def announce(
+        self, news: MergeNews, posted: Callable[[AnnouncementRef], None] | None = None
+    ) -> AnnouncementRef | None:
+        """Post the announcement ahead of every other write (someone waits for it); ``posted``
+        is called on the outbox's thread once Slack took it."""
         text, blocks = merge_announcement(
             news.repo,
             news.pulls,
@@ -39,7 +43,14 @@ class SlackAnnouncer:
             news.commit_url,
             notes=_notes(news),
         )
-        ref = self._outbox.post(news.channel, text, blocks)
+        on_posted = None
+        if posted is not None:
+            taken = posted
+
+            def on_posted(ref: MessageRef) -> None:
+                taken(AnnouncementRef(ref.channel, ref.ts or ""))
+
+        ref = self._outbox.post(news.channel, text, blocks, on_posted=on_posted, urgent=True)
         ts = ref.wait(self._post_wait)
         if ref.failed:
             # Slack refused it for good: raising gives the head's claim back, so the next poll

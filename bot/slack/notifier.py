@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 # While a long step runs, the progress message is refreshed this often so elapsed time moves;
 # events refresh it sooner (the outbox still keeps each message to one write per 2 s).
 HEARTBEAT_SECONDS = 10.0
-# GitHub statuses wait this long at most for the root message to exist: a busy Slack outbox
-# must not hold the deploy queue (a later status carries the link).
-LOG_URL_WAIT_SECONDS = 0.5
+# A GitHub status of a deploy whose thread the store already names waits this long at most (once
+# per deploy) for this process to see it too (another process's root is seen at its follower's
+# next look); otherwise none waits: the pipeline already waited for the root, a busy Slack
+# outbox must not hold the deploy, and a later status carries the link.
+LOG_URL_WAIT_SECONDS = 0.25
 # A failed deploy's log is uploaded to its thread; past this size only its head and tail are.
 MAX_UPLOAD_CHARS = 4 * 1024 * 1024
 # The robot process that claimed a deploy's root posts it; others update it once its ts is in
@@ -72,6 +74,7 @@ class _LiveDeploy:
     show_tail: bool = False
     permalink: str | None = None
     posting: bool = False  # this process posts the root (the post carries the state it was made in)
+    url_waited: bool = False  # a status already waited for the root to be known
 
 
 class SlackNotifier:
@@ -180,7 +183,9 @@ class SlackNotifier:
             live = self._deploys.get(deploy.id)
         if live is None:
             return None
-        if live.permalink is None and live.parent.wait(LOG_URL_WAIT_SECONDS):
+        wait = 0.0 if live.url_waited or deploy.message_ts is None else LOG_URL_WAIT_SECONDS
+        live.url_waited = live.url_waited or wait > 0
+        if live.permalink is None and live.parent.wait(wait):
             try:
                 answer = self._client.chat_getPermalink(
                     channel=live.parent.channel, message_ts=live.parent.ts or ""
@@ -225,7 +230,7 @@ class SlackNotifier:
         if claimed:
             text, blocks = self._root_blocks(deploy)
             root = self._outbox.post(
-                channel, text, blocks, thread=thread, on_posted=self._recorder(deploy.id, token)
+                channel, text, blocks, thread=thread, on_posted=self._recorder(deploy.id, token), urgent=True
             )
             return _LiveDeploy(root, thread or root, steps, posting=True)
         root = MessageRef(channel)  # posted by another process: known once its ts is recorded
@@ -266,7 +271,12 @@ class SlackNotifier:
             text, blocks = self._root_blocks(deploy)
             thread = None if live.parent is stale else live.parent
             live.root = self._outbox.post(
-                stale.channel, text, blocks, thread=thread, on_posted=self._recorder(deploy.id, token)
+                stale.channel,
+                text,
+                blocks,
+                thread=thread,
+                on_posted=self._recorder(deploy.id, token),
+                urgent=True,
             )
             live.posting = True
             if thread is None:

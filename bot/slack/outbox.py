@@ -1,10 +1,16 @@
-"""Every Slack write the robot makes, paced, coalesced and retried on one thread.
+"""Every Slack write the robot makes, paced, coalesced, prioritised and retried on one thread.
 
-Why one thread: Slack allows about one message a second per channel and about 50 updates a
-minute per workspace, and answers 429 with Retry-After beyond that. Deploy output can change a
-message hundreds of times a second. So updates to one message are coalesced (the latest state
-wins, at most one write per ``message_interval``), each channel is paced, and a 429 parks the
-channel until Retry-After has passed — the write is kept, never dropped, so a final state
+Why one thread: Slack allows about one new message a second per channel (chat.postMessage's
+own limit) and, separately, about 50 edits a minute per workspace (chat.update is a Tier 3
+method), and answers 429 with Retry-After beyond that. Deploy output can change a message
+hundreds of times a second. So the two budgets are kept apart: posts (and uploads) are paced
+per channel (one per ``channel_interval`` on average, in bursts of up to ``channel_burst``, as
+Slack allows; a post nobody waits on leaves the last one of a burst to an urgent post), edits
+workspace-wide (``update_interval``) and per message
+(``message_interval``; a newer edit of one message replaces the one waiting, so the backlog of
+edits is at most one per live message). Posts someone waits on (a deploy's root, a merge
+announcement: ``urgent``) go first, then other posts, then edits. A 429 parks the budget it was
+charged to until Retry-After has passed — the write is kept, never dropped, so a final state
 always lands once Slack accepts writes again.
 """
 
@@ -53,9 +59,21 @@ class _Write:
     tries: int = 0
     render: Callable[[], Mapping[str, Any]] | None = None  # "publish": the view, rendered when sent
     interval: float = 0.0  # "publish": the next one to that user waits this long
+    urgent: bool = False  # "post": someone waits for it; goes before every other write
+
+    @property
+    def rank(self) -> int:
+        """Lower goes first: urgent posts, other posts and uploads, then edits and publishes."""
+        if self.kind == "post":
+            return 0 if self.urgent else 1
+        return 1 if self.kind == "upload" else 2
 
 
 View = Mapping[str, Any]
+
+# Slack takes short bursts of posts to one channel over its one a second: a few roots and
+# announcements posted together go at once, while the average stays one per channel_interval.
+CHANNEL_BURST = 3
 
 
 class SlackOutbox:
@@ -67,11 +85,21 @@ class SlackOutbox:
         *,
         message_interval: float = 2.0,
         channel_interval: float = 1.0,
+        update_interval: float = 0.0,
+        channel_burst: int = CHANNEL_BURST,
         max_tries: int = 50,
     ) -> None:
+        """``channel_interval``: between posts to one channel, on average over bursts of at most
+        ``channel_burst``; ``update_interval``: between edits anywhere (the workspace's
+        chat.update budget); ``message_interval``: between edits of one message."""
         self._client = client
         self._message_interval = message_interval
         self._channel_interval = channel_interval
+        self._update_interval = update_interval
+        self._updates_free_at = 0.0
+        self._burst = max(1, channel_burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel → posts in hand, as of when
+        self._ids: dict[str, str] = {}  # a channel's name (#deploys) → its id, once Slack said it
         self._max_tries = max_tries
         self._queue: list[_Write] = []
         self._cond = threading.Condition()
@@ -93,10 +121,14 @@ class SlackOutbox:
         blocks: Blocks = (),
         thread: MessageRef | None = None,
         on_posted: Callable[[MessageRef], None] | None = None,
+        urgent: bool = False,
     ) -> MessageRef:
-        """A new message (in ``thread`` if given); returns at once with a ref to follow."""
+        """A new message (in ``thread`` if given); returns at once with a ref to follow.
+
+        ``urgent``: someone waits for it (a deploy's root, a merge announcement), so it goes
+        before every write that is not urgent."""
         ref = MessageRef(channel, thread=thread)
-        self._put(_Write("post", ref, text, blocks, on_posted=on_posted))
+        self._put(_Write("post", ref, text, blocks, on_posted=on_posted, urgent=urgent))
         return ref
 
     def adopt(self, channel: str, ts: str) -> MessageRef:
@@ -211,34 +243,88 @@ class SlackOutbox:
                     self._cond.notify_all()
 
     def _next_ready(self) -> tuple[_Write | None, float]:
-        """The first write that may go now, else how long until one might."""
+        """The first write of the best rank that may go now, else how long until one might."""
         now = time.monotonic()
         soonest = 1.0
-        blocked_refs: set[int] = set()
+        best: _Write | None = None
+        seen: set[int] = set()
         for write in self._queue:
             ref = write.ref
             # Writes to one message keep their order; a reply waits for its parent's ts.
+            first = id(ref) not in seen
+            seen.add(id(ref))
+            if not first or (best is not None and write.rank >= best.rank):
+                continue
+            if write.kind != "post" and ref.ts is None and not ref.failed:
+                continue
             target = ref.thread if write.kind == "post" and ref.thread else ref
-            if id(ref) in blocked_refs or (write.kind != "post" and ref.ts is None and not ref.failed):
-                blocked_refs.add(id(ref))
-                continue
             if target is not ref and target.ts is None and not target.failed:
-                blocked_refs.add(id(ref))
                 continue
-            free_at = self._channel_free_at.get(ref.channel, 0.0)
-            if write.kind in ("update", "publish"):
-                free_at = max(free_at, self._message_free_at.get(id(ref), 0.0))
+            free_at = self._free_at(write)
             if free_at <= now:
-                return write, 0.0
-            blocked_refs.add(id(ref))
-            soonest = min(soonest, free_at - now)
+                best = write
+                if write.rank == 0:
+                    break
+            else:
+                soonest = min(soonest, free_at - now)
+        if best is not None:
+            return best, 0.0
         return None, max(soonest, 0.01)
+
+    def _free_at(self, write: _Write) -> float:
+        """When ``write``'s budgets allow it: its channel's posts for posts and uploads; the
+        workspace's edit budget and its message's for edits; its user's for publishes."""
+        ref = write.ref
+        if write.kind == "update":
+            return max(self._updates_free_at, self._message_free_at.get(id(ref), 0.0))
+        channel = self._ids.get(ref.channel, ref.channel)
+        parked = self._channel_free_at.get(channel, 0.0)
+        if write.kind == "publish":
+            return max(parked, self._message_free_at.get(id(ref), 0.0))
+        # An urgent post may take the last post in hand; any other leaves it for one.
+        need = 1.0 if write.rank == 0 else min(2.0, float(self._burst))
+        have = self._in_hand(channel, time.monotonic())
+        if have >= need or self._channel_interval <= 0:
+            return parked
+        return max(parked, time.monotonic() + (need - have) * self._channel_interval)
+
+    def _in_hand(self, channel: str, now: float) -> float:
+        """Posts ``channel`` may take now: one more each ``channel_interval``, ``channel_burst`` at most."""
+        if self._channel_interval <= 0:
+            return float(self._burst)
+        count, since = self._buckets.get(channel, (float(self._burst), now))
+        return min(float(self._burst), count + (now - since) / self._channel_interval)
+
+    def _spend(self, write: _Write, channel: str) -> None:
+        """``write`` to ``channel`` was sent (or tried): take it from its budget, from when Slack
+        answered."""
+        now = time.monotonic()
+        channel = self._ids.get(channel, channel)
+        if write.kind == "update":
+            self._updates_free_at = max(self._updates_free_at, now + self._update_interval)
+        elif write.kind == "publish":
+            free_at = now + self._channel_interval
+            self._channel_free_at[channel] = max(self._channel_free_at.get(channel, 0.0), free_at)
+        else:
+            self._buckets[channel] = (max(0.0, self._in_hand(channel, now) - 1.0), now)
+
+    def _park(self, write: _Write, seconds: float) -> None:
+        """Nothing more on ``write``'s budget (an edit's: the workspace's; else its channel's)
+        for ``seconds`` from now."""
+        free_at = time.monotonic() + seconds
+        if write.kind == "update":
+            self._updates_free_at = max(self._updates_free_at, free_at)
+        else:
+            channel = self._ids.get(write.ref.channel, write.ref.channel)
+            self._channel_free_at[channel] = max(self._channel_free_at.get(channel, 0.0), free_at)
 
     def _perform(self, write: _Write) -> None:
         ref = write.ref
         if ref.failed or (write.kind == "post" and ref.thread is not None and ref.thread.failed):
             self._give_up(write, "its message could not be posted")
             return
+        # Slack answers a post with the channel's id: what it cost is the channel's either way.
+        asked = ref.channel
         try:
             self._call(write)
         except SlackApiError as exc:
@@ -253,8 +339,7 @@ class SlackOutbox:
         finally:
             # Pace from when Slack answered, not from when we asked: the client may have slept
             # through a Retry-After inside the call, and the next write must not follow at once.
-            free_at = time.monotonic() + self._channel_interval
-            self._channel_free_at[ref.channel] = max(self._channel_free_at.get(ref.channel, 0.0), free_at)
+            self._spend(write, asked)
         self.writes += 1
         if write.kind == "update":
             self._message_free_at[id(ref)] = time.monotonic() + self._message_interval
@@ -276,6 +361,8 @@ class SlackOutbox:
                 unfurl_links=False,
                 unfurl_media=False,
             )
+            if str(response["channel"]) != ref.channel:
+                self._ids[ref.channel] = str(response["channel"])  # one budget for both names
             ref.channel = str(response["channel"])
             ref.ts = str(response["ts"])
             ref.posted.set()
@@ -304,7 +391,7 @@ class SlackOutbox:
         if response.status_code == 429 or response.get("error") == "ratelimited":
             self.rate_limited += 1
             retry_after = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)))
-            self._channel_free_at[write.ref.channel] = time.monotonic() + retry_after
+            self._park(write, retry_after)
             # Slack said when, not no: a rate limit costs no try, however long the storm lasts,
             # so a deploy's final state is never dropped for it.
             self._requeue(write)
@@ -319,10 +406,7 @@ class SlackOutbox:
             self._give_up(write, f"{why}, {write.tries} tries")
             return
         if delay:
-            free_at = time.monotonic() + delay
-            self._channel_free_at[write.ref.channel] = max(
-                self._channel_free_at.get(write.ref.channel, 0.0), free_at
-            )
+            self._park(write, delay)
         self._requeue(write)
 
     def _requeue(self, write: _Write) -> None:

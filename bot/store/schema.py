@@ -179,6 +179,10 @@ heads = Table(
     Column("sha", String(64), nullable=False),
     Column("etag", String(255), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A claimed move from owed_from to sha whose announcement Slack has not taken yet, and the
+    # process that posts it: another poller re-posts it only once that process is dead.
+    Column("owed_from", String(64), nullable=True),
+    Column("owed_by", Integer, nullable=True),
 )
 
 # Merge auto-deploys, claimed with their merge's head: the primary key makes "once per repo +

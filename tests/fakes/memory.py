@@ -596,12 +596,22 @@ class MemoryStore:
             self._heads[head.repo] = head
 
     def claim_head(
-        self, previous: str | None, head: BranchHead, auto_deploy: AutoDeploy | None = None
+        self,
+        previous: str | None,
+        head: BranchHead,
+        auto_deploy: AutoDeploy | None = None,
+        *,
+        owed: bool = False,
+        by: int | None = None,
     ) -> HeadClaim:
         with self._lock:
             stored = self._heads.get(head.repo)
             if (stored.sha if stored else None) != previous:
                 return HeadClaim(False)
+            if stored is not None and previous == head.sha:
+                head = replace(head, owed_from=stored.owed_from, owed_by=stored.owed_by)
+            else:
+                head = replace(head, owed_from=previous if owed else None, owed_by=by if owed else None)
             self._heads[head.repo] = head
             if auto_deploy is None or previous == head.sha:
                 return HeadClaim(True)
@@ -612,13 +622,33 @@ class MemoryStore:
             stored = self._heads.get(claimed.repo)
             if stored is None or stored.sha != claimed.sha:
                 return False
-            self._heads[claimed.repo] = previous
+            self._heads[claimed.repo] = replace(previous, owed_from=None, owed_by=None)
             if auto_deploy is not None:
                 key = (auto_deploy.repo, auto_deploy.env, auto_deploy.sha)
                 found = self._auto.get(key)
                 if found is not None and found.status is AutoDeployStatus.PENDING:
                     del self._auto[key]
             return True
+
+    def announcement_posted(self, repo: str, sha: str) -> bool:
+        with self._lock:
+            stored = self._heads.get(repo)
+            if stored is None or stored.sha != sha or stored.owed_from is None:
+                return False
+            self._heads[repo] = replace(stored, owed_from=None, owed_by=None)
+            return True
+
+    def reclaim_announcement(self, repo: str, sha: str, by: int | None, lease: float) -> str | None:
+        with self._lock:
+            stored = self._heads.get(repo)
+            if stored is None or stored.sha != sha or stored.owed_from is None:
+                return None
+            poster = self._processes.get(stored.owed_by) if stored.owed_by is not None else None
+            alive = poster is not None and poster.heartbeat_at >= self.clock() - timedelta(seconds=lease)
+            if stored.owed_by is not None and alive and stored.owed_by != by:
+                return None
+            self._heads[repo] = replace(stored, owed_by=by)
+            return stored.owed_from
 
     def mark_auto_deployed(self, repo: str, env: str, sha: str) -> bool:
         claim = AutoDeploy(repo, env, sha, AutoDeployStatus.PENDING, "merge", self.clock())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bot.models import (
@@ -69,13 +70,18 @@ class RecordingAnnouncer:
         self.fail_next = 0
         self._lock = threading.Lock()
 
-    def announce(self, news: MergeNews) -> AnnouncementRef | None:
+    def announce(
+        self, news: MergeNews, posted: Callable[[AnnouncementRef], None] | None = None
+    ) -> AnnouncementRef | None:
         with self._lock:
             if self.fail_next:
                 self.fail_next -= 1
                 raise ConnectionError("slack is down")
             self.news.append(news)
-            return AnnouncementRef(self.channel, f"1700000000.{len(self.news):06d}")
+            where = AnnouncementRef(self.channel, f"1700000000.{len(self.news):06d}")
+        if posted is not None:
+            posted(where)
+        return where
 
     def announce_problem(self, repo: str, text: str, thread: AnnouncementRef | None = None) -> None:
         with self._lock:

@@ -80,7 +80,8 @@ def slack_section(slack: FakeSlack, *, fast: bool = True, **overrides: Any) -> d
 
     Benchmarks pass ``fast=False`` to measure the robot with its default pacing.
     """
-    quick = {"ping_interval": 0.5, "message_interval": 0.3, "channel_interval": 0.05} if fast else {}
+    pacing = {"message_interval": 0.3, "channel_interval": 0.05, "update_interval": 0.02}
+    quick = {"ping_interval": 0.5, **pacing} if fast else {}
     return {
         "bot_token": "${SLACK_BOT_TOKEN}",
         "app_token": "${SLACK_APP_TOKEN}",

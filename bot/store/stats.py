@@ -127,7 +127,8 @@ class DoraRows(StoreRows):
             # from the newest, value), at the least cost per row for the tens of thousands of commits.
             leads = sorted(
                 (repo, env, int((end - shipped) // DAY_SECONDS), shipped - committed)
-                for repo, env, committed, shipped in conn.execute(_first_shipped(d, in_window))
+                # Fetched whole: row by row, the fetching cost more than the query.
+                for repo, env, committed, shipped in conn.execute(_first_shipped(d, in_window)).all()
             )
         return DoraHistory(
             days=tuple(
@@ -210,6 +211,9 @@ def _first_shipped(d: Any, in_window: ColumnElement[bool]) -> Any:
         select(c2.c.deploy_id)
         .where(
             c2.c.sha == c.c.sha,
+            # Most commits are found shipped by `d` itself: dismissed from the index alone,
+            # without reading that deploy again (it is not earlier than itself anyway).
+            c2.c.deploy_id != d.c.id,
             exists()
             .where(
                 d2.c.id == c2.c.deploy_id,

@@ -6,9 +6,10 @@ percentiles are left to bot/dora.py in Python, since SQLite has no percentile ag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -37,6 +39,7 @@ ROLLBACK_WITHIN_SECONDS = 86400.0
 
 _SUCCEEDED = DeployState.SUCCEEDED.value
 _FAILED = DeployState.FAILED.value
+_T = TypeVar("_T")
 
 
 class _Epoch(FunctionElement[float]):
@@ -81,6 +84,8 @@ def _whole_days_postgresql(element: _WholeDays, compiler: SQLCompiler, **kw: Any
 class DoraRows(StoreRows):
     """SqlStore's DORA reads (mixed into it): one read, three queries."""
 
+    _engine: Engine
+
     def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
         """The deploys of ``targets`` (repo, env) that finished in the ``days`` days before ``until``,
         summed up per day, with the lead time of each commit they shipped first and the incidents."""
@@ -122,20 +127,24 @@ class DoraRows(StoreRows):
             # rollback again wherever `rb` is used.
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        with self._read() as conn:
-            if conn.dialect.name == "postgresql":
-                # Past about 150 days the planner's estimates cross jit_above_cost and compiling
-                # the queries took longer (30-45 ms each) than running them.
-                conn.exec_driver_sql("SET LOCAL jit = off")
-            day_rows = conn.execute(_per_day(finished)).all()
-            incident_rows = conn.execute(_incidents(finished)).all()
-            # Plain tuples, sorted as they come: the one order every store gives (repo, env, day
-            # from the newest, value), at the least cost per row for the tens of thousands of commits.
-            leads = sorted(
-                (repo, env, int((end - shipped) // DAY_SECONDS), shipped - committed)
-                # Fetched whole: row by row, the fetching cost more than the query.
-                for repo, env, committed, shipped in conn.execute(_first_shipped(d, in_window)).all()
-            )
+        sums, incidents, first = _per_day(finished), _incidents(finished), _first_shipped(d, in_window)
+        if self._engine.dialect.name == "postgresql":
+            # Each statement reads its own snapshot there anyway (READ COMMITTED), so the longest
+            # one, the commits', runs on a second connection while the other two run and are read.
+            background = _Background(lambda: self._dora_rows(first)[0])
+            try:
+                day_rows, incident_rows = self._dora_rows(sums, incidents)
+            finally:
+                background.wait()
+            shipped_rows = background.result()
+        else:
+            day_rows, incident_rows, shipped_rows = self._dora_rows(sums, incidents, first)
+        # Plain tuples, sorted as they come: the one order every store gives (repo, env, day
+        # from the newest, value), at the least cost per row for the tens of thousands of commits.
+        leads = sorted(
+            (repo, env, int((end - shipped) // DAY_SECONDS), shipped - committed)
+            for repo, env, committed, shipped in shipped_rows
+        )
         return DoraHistory(
             days=tuple(
                 sorted(
@@ -153,6 +162,42 @@ class DoraRows(StoreRows):
                 )
             ),
         )
+
+    def _dora_rows(self, *statements: Any) -> list[Sequence[Any]]:
+        """Every row of each of ``statements``, read in one transaction."""
+        with self._read() as conn:
+            if conn.dialect.name == "postgresql":
+                # Past about 150 days the planner's estimates cross jit_above_cost and compiling
+                # the queries took longer (30-45 ms each) than running them.
+                conn.exec_driver_sql("SET LOCAL jit = off")
+            # Fetched whole: row by row, the fetching cost more than the query.
+            return [conn.execute(statement).all() for statement in statements]
+
+
+class _Background(Generic[_T]):
+    """``work`` run on a thread of its own: wait() for it, then result() returns or raises what it did."""
+
+    def __init__(self, work: Callable[[], _T]) -> None:
+        self._work = work
+        self._outcome: list[_T] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="dora-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome.append(self._work())
+        except BaseException as exc:  # handed to the caller by result()
+            self._error.append(exc)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> _T:
+        self.wait()
+        if self._error:
+            raise self._error[0]
+        return self._outcome[0]
 
 
 def _incident_order(incident: Incident) -> tuple[str, str, int, bool, float]:

@@ -6,9 +6,10 @@ percentiles are left to bot/dora.py in Python, since SQLite has no percentile ag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -37,6 +39,7 @@ ROLLBACK_WITHIN_SECONDS = 86400.0
 
 _SUCCEEDED = DeployState.SUCCEEDED.value
 _FAILED = DeployState.FAILED.value
+_T = TypeVar("_T")
 
 
 class _Epoch(FunctionElement[float]):
@@ -81,6 +84,8 @@ def _whole_days_postgresql(element: _WholeDays, compiler: SQLCompiler, **kw: Any
 class DoraRows(StoreRows):
     """SqlStore's DORA reads (mixed into it): one read, three queries."""
 
+    _engine: Engine
+
     def dora_history(self, targets: Sequence[tuple[str, str]], until: datetime, days: int) -> DoraHistory:
         """The deploys of ``targets`` (repo, env) that finished in the ``days`` days before ``until``,
         summed up per day, with the lead time of each commit they shipped first and the incidents."""
@@ -91,13 +96,15 @@ class DoraRows(StoreRows):
         d = deploys.alias("d")
         rollback = deploys.alias("r")
         pairs = sorted(set(targets))
+        repos, envs = sorted({repo for repo, _ in pairs}), sorted({env for _, env in pairs})
         # The IN lists lead the planner to ix_deploys_dora (repo, env, state, finished_at); the
-        # pairs then keep only the environments asked for.
-        in_targets = and_(
-            d.c.repo.in_(sorted({repo for repo, _ in pairs})),
-            d.c.env.in_(sorted({env for _, env in pairs})),
-            or_(*(and_(d.c.repo == repo, d.c.env == env) for repo, env in pairs)),
-        )
+        # pairs then keep only the environments asked for, unless the IN lists already do (every
+        # repo's same environments: the usual case, and one condition less per row and query).
+        in_targets = and_(d.c.repo.in_(repos), d.c.env.in_(envs))
+        if len(pairs) < len(repos) * len(envs):
+            in_targets = and_(
+                in_targets, or_(*(and_(d.c.repo == repo, d.c.env == env) for repo, env in pairs))
+            )
         in_window = and_(in_targets, d.c.finished_at >= since, d.c.finished_at < until)
         ended = _Epoch(d.c.finished_at)
         rolled_back = exists().where(
@@ -120,15 +127,24 @@ class DoraRows(StoreRows):
             # rollback again wherever `rb` is used.
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        with self._read() as conn:
-            day_rows = conn.execute(_per_day(finished)).all()
-            incident_rows = conn.execute(_incidents(finished)).all()
-            # Plain tuples, sorted as they come: the one order every store gives (repo, env, day
-            # from the newest, value), at the least cost per row for the tens of thousands of commits.
-            leads = sorted(
-                (repo, env, int((end - shipped) // DAY_SECONDS), shipped - committed)
-                for repo, env, committed, shipped in conn.execute(_first_shipped(d, in_window))
-            )
+        sums, incidents, first = _per_day(finished), _incidents(finished), _first_shipped(d, in_window)
+        if self._engine.dialect.name == "postgresql":
+            # Each statement reads its own snapshot there anyway (READ COMMITTED), so the longest
+            # one, the commits', runs on a second connection while the other two run and are read.
+            background = _Background(lambda: self._dora_rows(first)[0])
+            try:
+                day_rows, incident_rows = self._dora_rows(sums, incidents)
+            finally:
+                background.wait()
+            shipped_rows = background.result()
+        else:
+            day_rows, incident_rows, shipped_rows = self._dora_rows(sums, incidents, first)
+        # Plain tuples, sorted as they come: the one order every store gives (repo, env, day
+        # from the newest, value), at the least cost per row for the tens of thousands of commits.
+        leads = sorted(
+            (repo, env, int((end - shipped) // DAY_SECONDS), shipped - committed)
+            for repo, env, committed, shipped in shipped_rows
+        )
         return DoraHistory(
             days=tuple(
                 sorted(
@@ -146,6 +162,42 @@ class DoraRows(StoreRows):
                 )
             ),
         )
+
+    def _dora_rows(self, *statements: Any) -> list[Sequence[Any]]:
+        """Every row of each of ``statements``, read in one transaction."""
+        with self._read() as conn:
+            if conn.dialect.name == "postgresql":
+                # Past about 150 days the planner's estimates cross jit_above_cost and compiling
+                # the queries took longer (30-45 ms each) than running them.
+                conn.exec_driver_sql("SET LOCAL jit = off")
+            # Fetched whole: row by row, the fetching cost more than the query.
+            return [conn.execute(statement).all() for statement in statements]
+
+
+class _Background(Generic[_T]):
+    """``work`` run on a thread of its own: wait() for it, then result() returns or raises what it did."""
+
+    def __init__(self, work: Callable[[], _T]) -> None:
+        self._work = work
+        self._outcome: list[_T] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="dora-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome.append(self._work())
+        except BaseException as exc:  # handed to the caller by result()
+            self._error.append(exc)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> _T:
+        self.wait()
+        if self._error:
+            raise self._error[0]
+        return self._outcome[0]
 
 
 def _incident_order(incident: Incident) -> tuple[str, str, int, bool, float]:
@@ -174,20 +226,23 @@ def _incidents(finished: Any) -> Any:
     ).subquery("flagged")
     g = flagged.c
     env = [g.repo, g.env]
-    # The next good deploy's end is a running minimum from the newest row back: a frame that
-    # starts at the partition's start grows row by row, where "every row after this one" would
-    # be aggregated again for each row (quadratic in PostgreSQL).
+    # Both windows walk each environment from the newest deploy back, so one sort serves them:
+    # the deploy before this one is the next row in that order (lead). The next good deploy's
+    # end is a running minimum over the rows already walked: a frame that starts at the
+    # partition's start grows row by row, where "every row after this one" would be aggregated
+    # again for each row (quadratic in PostgreSQL).
+    newest_first = [g.t.desc(), g.id.desc()]
     marked = select(
         g.repo,
         g.env,
         g.day,
         g.t,
         g.bad,
-        func.lag(g.bad, literal_column("1"), literal_column("0"))
-        .over(partition_by=env, order_by=[g.t, g.id])
+        func.lead(g.bad, literal_column("1"), literal_column("0"))
+        .over(partition_by=env, order_by=newest_first)
         .label("before"),
         func.min(case((g.bad == 0, g.t)))
-        .over(partition_by=env, order_by=[g.t.desc(), g.id.desc()], rows=(None, -1))
+        .over(partition_by=env, order_by=newest_first, rows=(None, -1))
         .label("good"),
     ).subquery("marked")
     m = marked.c
@@ -210,6 +265,9 @@ def _first_shipped(d: Any, in_window: ColumnElement[bool]) -> Any:
         select(c2.c.deploy_id)
         .where(
             c2.c.sha == c.c.sha,
+            # Most commits are found shipped by `d` itself: dismissed from the index alone,
+            # without reading that deploy again (it is not earlier than itself anyway).
+            c2.c.deploy_id != d.c.id,
             exists()
             .where(
                 d2.c.id == c2.c.deploy_id,

@@ -78,7 +78,7 @@ class EnvCard:
     may_deploy: bool
     may_lock: bool
     cancellable: frozenset[int]
-    """The ids of this card's running and waiting deploys the user may cancel."""
+    """The ids of this card's running, waiting and awaiting-approval deploys the user may cancel."""
     awaiting: tuple[Awaiting, ...] = ()
     pending: PendingChanges | None = None
     """The head against the current SHA when that comparison is cached (None: not known here)."""
@@ -215,7 +215,9 @@ class Dashboard:
             may_deploy=may_deploy,
             may_lock=may_lock,
             cancellable=frozenset(
-                d.id for d in (card.running, *card.waiting) if d and self._service.may_cancel(actor, d)
+                d.id
+                for d in (card.running, *card.waiting, *(a.deploy for a in card.awaiting))
+                if d and self._service.may_cancel(actor, d)
             ),
             # Rolling back is a deployers' right, as deploying is (DeployService.rollback_to).
             may_roll_back=may_deploy,

@@ -160,6 +160,14 @@ def test_only_permitted_buttons_are_shown() -> None:
     ]
 
 
+def test_a_requester_may_cancel_their_deploy_awaiting_approval() -> None:
+    own = Awaiting(deploy(11, DeployState.AWAITING_APPROVAL), (), 1)
+    elements = env_buttons(card(may_lock=False, awaiting=(own,), cancellable=frozenset({11})))
+    assert ids(elements) == [HOME_DEPLOY_ACTION, HOME_CANCEL_ACTION]
+    assert elements[-1]["value"] == "11"
+    assert ids(env_buttons(card(may_lock=False, awaiting=(own,)))) == [HOME_DEPLOY_ACTION]
+
+
 def page(repos: int, envs: int, repo_filter: str | None = None) -> HomePage:
     names = tuple(f"acme/svc{n:03d}" for n in range(repos))
     shown = names[: repos_that_fit([envs] * repos)] if repo_filter is None else (repo_filter,)

@@ -125,6 +125,7 @@ def test_awaiting_deploys_with_approve_for_approvers_only_never_the_requester(
     assert (card(ANN).approvable, card(ANN).rejectable) == (frozenset(), frozenset({first.id}))
     assert card(BOB).approvable == card(BOB).rejectable == frozenset({first.id, second.id})
     assert card(REQUESTER).rejectable == frozenset()  # not a listed approver (and requested #1)
+    assert first.id in card(REQUESTER).cancellable  # but may cancel what they asked for
     assert not (card(ALICE).approvable or card(MALLORY).approvable or card(MALLORY).rejectable)
     # What the view offers is what the service allows.
     for user in (ANN, BOB, REQUESTER, ALICE, MALLORY):

@@ -209,7 +209,10 @@ def env_buttons(card: EnvCard) -> list[Block]:
         elements.append(rollback)
     for awaiting in card.awaiting[:APPROVALS_WITH_BUTTONS]:
         elements += _approval_buttons(card, awaiting.deploy)
-    target = card.running or (card.waiting[0] if card.waiting else None)
+    # One Cancel per card: the running deploy, else the next waiting one, else the oldest awaiting
+    # approval that this user may cancel (their own, say: they may not approve it).
+    own = (a.deploy for a in card.awaiting if a.deploy.id in card.cancellable)
+    target = card.running or (card.waiting[0] if card.waiting else None) or next(own, None)
     if target is not None and target.id in card.cancellable:
         elements.append(button(f"Cancel #{target.id}", HOME_CANCEL_ACTION, str(target.id), "danger"))
     if card.may_lock:

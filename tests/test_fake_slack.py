@@ -18,6 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, RESPONSE_URL_MAX_USES, FakeSlack
+from tests.fakes.slack_socket import JSON, _WsConnection
 
 pytestmark = pytest.mark.slow  # the fake Slack over loopback HTTP and WebSocket
 
@@ -291,6 +292,36 @@ def test_response_url_accepts_five_posts(slack: FakeSlack, bolt: BoltRig) -> Non
 
     assert statuses == [200] * (RESPONSE_URL_MAX_USES - 1) + [404]
     assert len(slack.response_posts(envelope_id)) == RESPONSE_URL_MAX_USES + 1
+
+
+@pytest.mark.parametrize("kind", ["click", "command"])
+def test_response_url_is_live_once_its_envelope_is_sent(
+    slack: FakeSlack, bolt: BoltRig, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """An app may answer on the response_url before the sender of the envelope runs again
+    (a loaded machine): that post is the envelope's response, never a 404."""
+    answered: queue.Queue[int] = queue.Queue()
+
+    def answer_at_once(ack: BoltAck, respond: Respond) -> None:
+        ack()
+        answered.put(respond(text="answered").status_code)
+
+    bolt.app.action("answer_at_once")(answer_at_once)
+    bolt.app.command("/answer")(answer_at_once)
+    sent = _WsConnection.send_json
+
+    def send_then_wait_for_the_answer(conn: _WsConnection, message: JSON) -> None:
+        sent(conn, message)
+        answered.put(answered.get(timeout=WAIT))  # the sender is descheduled until the app answered
+
+    monkeypatch.setattr(_WsConnection, "send_json", send_then_wait_for_the_answer)
+    if kind == "click":
+        envelope_id = slack.send_block_action("answer_at_once", "1")
+    else:
+        envelope_id = slack.send_slash_command(command="/answer")
+
+    assert answered.get(timeout=WAIT) == 200
+    assert slack.wait_response(envelope_id, timeout=WAIT)["text"] == "answered"
 
 
 def test_disconnect_message_makes_the_client_reconnect(slack: FakeSlack, bolt: BoltRig) -> None:

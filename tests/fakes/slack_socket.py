@@ -218,13 +218,25 @@ class SocketModeSide:
 
         self.wait_for(ready, timeout, f"a Socket Mode connection (total={total})")
 
-    def send_envelope(self, type_: str, payload: JSON, accepts_response_payload: bool = False) -> str:
-        """Send one envelope on the newest live connection; returns its envelope_id."""
+    def send_envelope(
+        self,
+        type_: str,
+        payload: JSON,
+        accepts_response_payload: bool = False,
+        response_id: str | None = None,
+    ) -> str:
+        """Send one envelope on the newest live connection; returns its envelope_id.
+
+        ``response_id``, the one in the payload's response_url, is bound to the envelope before
+        it leaves: the app may post there before this thread runs again.
+        """
         envelope_id = f"env-{next(self._ids)}"
         with self._lock:
             conn = self._live_connection()
             envelope = Envelope(envelope_id, type_, payload, conn.id, time.monotonic())
             self._envelopes[envelope_id] = envelope
+            if response_id is not None:
+                self._response_ids[response_id] = envelope_id
         conn.send_json(
             {
                 "envelope_id": envelope_id,
@@ -261,9 +273,9 @@ class SocketModeSide:
             "response_url": f"{self.base_url}/response/{response_id}",
             "trigger_id": f"trigger-{next(self._ids)}",
         }
-        envelope_id = self.send_envelope("slash_commands", payload, accepts_response_payload=True)
-        self._bind_response(response_id, envelope_id)
-        return envelope_id
+        return self.send_envelope(
+            "slash_commands", payload, accepts_response_payload=True, response_id=response_id
+        )
 
     def send_block_action(
         self,
@@ -317,9 +329,7 @@ class SocketModeSide:
         }
         if message is not None:
             payload["message"] = message
-        envelope_id = self.send_envelope("interactive", payload)
-        self._bind_response(response_id, envelope_id)
-        return envelope_id
+        return self.send_envelope("interactive", payload, response_id=response_id)
 
     def send_app_home_opened(self, user_id: str = "U1", tab: str = "home") -> str:
         """Send an `app_home_opened` event (the user opened the Home tab); returns its envelope_id."""

@@ -156,6 +156,10 @@ def _respond_later(done: Future[Reply], respond: Respond) -> None:
         log.warning("no response_url to answer on; the answer is dropped")
         return
     try:
-        respond(replace_original=False, **reply.as_kwargs())
+        sent = respond(replace_original=False, **reply.as_kwargs())
     except Exception:  # the answer path itself failed (Slack down): nothing more to tell anyone
         log.exception("could not answer through response_url")
+        return
+    if sent.status_code != 200:
+        # Slack refused the post (used or expired url): nobody else will ever say so.
+        log.warning("Slack refused the answer on response_url: %s %s", sent.status_code, sent.body)

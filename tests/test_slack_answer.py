@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from slack_bolt import Respond
+from slack_sdk.webhook import WebhookResponse
 
 from bot.errors import RequestError
 from bot.slack.chatops import Reply
@@ -30,14 +31,17 @@ class Recorder:
 
 
 class RecordingRespond(Respond):
-    """Bolt's Respond with a response_url, recording instead of posting."""
+    """Bolt's Respond with a response_url, recording instead of posting; Slack answers ``status``."""
 
-    def __init__(self, response_url: str | None = "https://hooks.slack.test/r/1") -> None:
+    def __init__(self, response_url: str | None = "https://hooks.slack.test/r/1", status: int = 200) -> None:
         super().__init__(response_url=response_url)
         self.record = Recorder()
+        self.status = status
 
     def __call__(self, **kwargs: Any) -> Any:  # type: ignore[override]  # records whatever is sent
         self.record(**kwargs)
+        body = "ok" if self.status == 200 else "no_such_url"
+        return WebhookResponse(url=self.response_url or "", status_code=self.status, body=body, headers={})
 
 
 @pytest.fixture
@@ -126,6 +130,16 @@ def test_without_a_response_url_the_answer_is_dropped(
         time.sleep(0.02)  # log records wake nobody: poll, bounded
     assert "no response_url" in caplog.text
     assert respond.record.calls == []
+
+
+def test_an_answer_slack_refuses_is_logged(answerer: Answerer, caplog: pytest.LogCaptureFixture) -> None:
+    respond = RecordingRespond(status=404)
+    answerer.click(lambda: Reply("refused"), Recorder(), respond)
+    assert respond.record.called.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    while "refused the answer" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)  # log records wake nobody: poll, bounded
+    assert "Slack refused the answer on response_url: 404 no_such_url" in caplog.text
 
 
 def test_a_bug_inside_the_ack_budget_is_still_acked(answerer: Answerer) -> None:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 if TYPE_CHECKING:
     from bench.lib.poll_world import StampedGitHub
+    from bench.lib.replica_figures import Run
     from bench.lib.replica_fleet import Fleet, Replica, RoutingSlack
     from bot.store import SqlStore
 
@@ -117,6 +118,7 @@ class Drive:
         self.began = began
         self.merges = Merges(github)
         self.outcome = Outcome()
+        self.request_every = REQUEST_EVERY
         self._stop_merging = threading.Event()
         self._watchers: list[threading.Thread] = []
 
@@ -147,9 +149,9 @@ class Drive:
 
     def _requests(self, order: list[tuple[str, str]]) -> None:
         for index, (repo, env) in enumerate(order):
-            if time.monotonic() - self.began > DRIVE_BUDGET:
+            if time.monotonic() - self.began > DRIVE_BUDGET + REQUESTS * (self.request_every - REQUEST_EVERY):
                 break
-            slot = time.monotonic() + REQUEST_EVERY
+            slot = time.monotonic() + self.request_every
             if index == LEADER_KILL_AT:
                 self._kill_the_leader()
             self.github.push(repo, f"r{index}")
@@ -300,7 +302,7 @@ def _failover(github: StampedGitHub, kill: Kill | None) -> float | None:
 
 
 def _report(drive: Drive, outcome: Outcome) -> None:
-    from bench.lib.replica_figures import Run, overlaps, percentile, read_marks, run_twice, runs_of
+    from bench.lib.replica_figures import overlaps, percentile, read_marks, run_twice, runs_of
     from bench.lib.replica_fleet import LEASE, POLL_INTERVAL, announcements
     from bot.models import DeployState
 
@@ -402,8 +404,40 @@ def _report(drive: Drive, outcome: Outcome) -> None:
             f"idle store transactions per replica (pg_stat_database commits + rollbacks) | "
             f"{outcome.xacts_per_s:.1f} /s | | | (info) |"
         )
+    for row in _phase_rows(drive, outcome, first_start):
+        print(row)
     if drive.slack.server_errors:
         print(f"fake Slack errors: {len(drive.slack.server_errors)}", file=sys.stderr)
+
+
+def _phase_rows(drive: Drive, outcome: Outcome, first_start: Mapping[int, Run]) -> list[str]:
+    """/deploy → step start split into phases per deploy (bench/lib/replica_phases.py)."""
+    from bench.lib.replica_fleet import REPOS
+    from bench.lib.replica_phases import DeployFacts, phase_rows, timelines, unix_offset
+
+    made = {
+        int(d.request.get("payload", {}).get("robot_deploy_id", -1)): d
+        for repo in REPOS
+        for d in drive.github.deployments(repo)
+        if isinstance(d.request.get("payload"), dict)
+    }
+    facts = []
+    for deploy in drive.store.list_deploys(limit=10_000):
+        deployment = made.get(deploy.id)
+        facts.append(
+            DeployFacts(
+                deploy.id,
+                deploy.sha,
+                deploy.created_at.timestamp() if deploy.created_at else None,
+                deploy.started_at.timestamp() if deploy.started_at else None,
+                deployment.id if deployment else None,
+                deployment.created_at.timestamp() if deployment else None,
+            )
+        )
+    sent = {r.deploy: r.sent for r in outcome.requests if r.deploy is not None}
+    starts = {deploy: run.start for deploy, run in first_start.items()}
+    lines = timelines(sent, starts, facts, drive.github.stamps_since(0.0), unix_offset())
+    return phase_rows(lines)
 
 
 def _dump_slack(slack: RoutingSlack, path: Path) -> None:
@@ -422,7 +456,23 @@ def main() -> None:
         "--seed", type=int, default=9, help="environments and replicas picked (default: %(default)s)"
     )
     parser.add_argument(
-        "--default-pacing", action="store_true", help="pace Slack writes as shipped (1 s per channel)"
+        "--default-pacing",
+        action="store_true",
+        help="pace Slack writes and the GitHub client as shipped (Slack: 1 s per channel)",
+    )
+    parser.add_argument(
+        "--github-writes",
+        type=float,
+        metavar="SECONDS",
+        help="github.seconds_between_writes (default: the shipped value with --default-pacing, else 0)",
+    )
+    parser.add_argument(
+        "--request-every",
+        type=float,
+        default=REQUEST_EVERY,
+        metavar="SECONDS",
+        help="seconds between `/deploy` commands (default: %(default)s; 3 keeps a deploy's 4 GitHub"
+        " writes within GitHub's 80 content-creating requests a minute)",
     )
     parser.add_argument("--keep", type=Path, help="copy the run's folder (logs, runs file) here at the end")
     args = parser.parse_args()
@@ -447,10 +497,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="robot-replicas-") as tmp, github, slack:
             folder = Path(tmp)
             url = server.new_database()
-            config, runs = write_world(folder, github, slack, url, default_pacing=args.default_pacing)
+            config, runs = write_world(
+                folder,
+                github,
+                slack,
+                url,
+                default_pacing=args.default_pacing,
+                github_writes=args.github_writes,
+            )
             store = SqlStore.from_url(url)
             fleet = Fleet(config, folder, slack)
             drive = Drive(fleet, github, store, runs, args.seed, began)
+            drive.request_every = args.request_every
             try:
                 outcome = drive.run()
                 drive.idle(bare_argv(slack, 10.0), _pg_counter(server.port, url.rsplit("/", 1)[1]))

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import yaml
+
 from bench.lib.poll_world import StampedGitHub
 from tests.fakes.slack import FakeSlack, SpreadingSlack
 from tests.support.harness import ROOT, TOKEN, make_git_repo, write_config
@@ -189,11 +191,18 @@ def announcements(slack: FakeSlack, titles: list[str]) -> dict[str, int]:
 
 
 def write_world(
-    folder: Path, github: StampedGitHub, slack: FakeSlack, store_url: str, *, default_pacing: bool = False
+    folder: Path,
+    github: StampedGitHub,
+    slack: FakeSlack,
+    store_url: str,
+    *,
+    default_pacing: bool = False,
+    github_writes: float | None = None,
 ) -> tuple[Path, Path]:
     """The repos on the fake GitHub, a checkout, the step, robot.yaml; returns (config, runs file).
 
-    ``default_pacing``: Slack writes paced as shipped (2 s per message, 1 s per channel).
+    ``default_pacing``: Slack writes and the GitHub client paced as shipped (the harness turns
+    GitHub's client pacing off); ``github_writes`` sets github.seconds_between_writes (a what-if).
     """
     checkout = make_git_repo(folder / "checkout")
     script = folder / "step.py"
@@ -213,6 +222,14 @@ def write_world(
         slack=slack_section(slack, fast=False, **({} if default_pacing else SLACK_PACING)),
         state={"url": store_url, "heartbeat": HEARTBEAT, "lease": LEASE},
     )
+    if default_pacing or github_writes is not None:
+        data = yaml.safe_load(config.read_text())
+        if default_pacing:
+            for key in ("seconds_between_requests", "seconds_between_writes"):
+                data["github"].pop(key, None)
+        if github_writes is not None:
+            data["github"]["seconds_between_writes"] = github_writes
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
     return config, runs
 
 

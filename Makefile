@@ -1,6 +1,6 @@
 # make run: install into .venv and start the robot.
 # make test: install, then lint + typecheck + the whole suite (what CI runs; three pytest workers).
-# make test-fast: the unit tier only (pytest -m "not slow": no loopback servers, no processes).
+# make test-fast: the unit tier only (pytest -m "not slow" on three workers: no loopback servers, no processes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,7 +25,7 @@ test: lint typecheck pytest
 
 # The unit tier, with a fifth of the property tests' examples: the quick loop while editing.
 test-fast: $(STAMP)
-	ROBOT_FUZZ_SCALE=0.2 $(BIN)/pytest -m "not slow"
+	ROBOT_FUZZ_SCALE=0.2 $(BIN)/pytest -n 3 -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot handlers tests bench

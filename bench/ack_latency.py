@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run both scenarios and print the table; report, never fail."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.lib.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import reporting, took, use_repo_venv
 
     use_repo_venv("slack_bolt", "sqlalchemy")
     began = time.monotonic()
@@ -57,18 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {args.only} if args.only else {"acks", "writes", "clicks"}
     with tempfile.TemporaryDirectory(prefix="bench-slack-") as tmp:
         root = Path(tmp)
-        try:
+        with reporting(lambda: _clean_up(root)):
             acks = _scenario_acks(root, args) if "acks" in wanted else None
             writes = _scenario_writes(root, args) if "writes" in wanted else None
             clicks = _scenario_clicks(root, args) if "clicks" in wanted else None
-        except Exception:
-            # A benchmark reports; it does not fail the build.
-            traceback.print_exc()
-            print("bench: stopped by the error above; numbers are incomplete.")
-        finally:
-            _clean_up(root)
     _report(acks, writes, clicks)
-    print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
+    print(took(began))
     return 0
 
 

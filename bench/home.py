@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run both scenarios and print the table; report, never fail."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.lib.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import reporting, took, use_repo_venv
 
     use_repo_venv("slack_bolt", "sqlalchemy")
     began = time.monotonic()
@@ -75,18 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     burst: BurstResult | None = None
     with tempfile.TemporaryDirectory(prefix="bench-home-") as tmp:
         root = Path(tmp)
-        try:
+        from bench.lib.app_process import kill_leftovers
+
+        with reporting(lambda: kill_leftovers(root)):
             opens = _scenario_opens(root / "opens", args.batches)
             burst = _scenario_burst(root / "burst", args.deploys)
-        except Exception:
-            traceback.print_exc()
-            print("bench: stopped by the error above; numbers are incomplete.")
-        finally:
-            from bench.lib.app_process import kill_leftovers
-
-            kill_leftovers(root)
     _report(opens, burst)
-    print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
+    print(took(began))
     return 0
 
 

@@ -18,13 +18,11 @@ Usage (repo root): python bench/metrics_cost.py [--repos 50] [--scrapes 50] [--c
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
 import sys
 import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run both scenarios and print the table; report, never fail."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.lib.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import reporting, took, use_repo_venv
 
     use_repo_venv("slack_bolt", "sqlalchemy", "prometheus_client")
     began = time.monotonic()
@@ -75,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     control: AckResult | None = None
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         root = Path(tmp)
-        try:
+        from bench.lib.app_process import kill_leftovers
+
+        with reporting(lambda: kill_leftovers(root)):
             scrape = _scenario_scrape(root / "scrape", args)
             costs = _call_costs()
             print(
@@ -86,15 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             acks = _scenario_acks(root / "acks", args, metrics=True)
             control = _scenario_acks(root / "control", args, metrics=False)
-        except Exception:
-            traceback.print_exc()
-            print("bench: stopped by the error above; numbers are incomplete.")
-        finally:
-            from bench.lib.app_process import kill_leftovers
-
-            kill_leftovers(root)
     _report(scrape, costs, acks, control)
-    print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
+    print(took(began))
     return 0
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run both scenarios, print the table, the breakdown and (when a target is missed) profiles."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.lib.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import reporting, took, use_repo_venv
 
     use_repo_venv("github", "sqlalchemy")
     from bench.lib.world import NOT_A_USERS_SHELL, World
@@ -59,15 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-robot-") as tmp:
         world = World(Path(tmp))
-        try:
+        with reporting(world.stop):
             _run(world.start(), args)
-        except Exception:
-            # A benchmark reports; it does not fail the build.
-            traceback.print_exc()
-            print("bench: stopped by the error above; numbers are incomplete.")
-        finally:
-            world.stop()
-    print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
+    print(took(began))
     return 0
 
 

@@ -14,11 +14,9 @@ Usage (repo root): python bench/poll_cost.py [--repos 100] [--samples 6]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every part, print the table and the details; a failure is reported, never raised."""
     args = _parser().parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from bench.lib.bootstrap import use_repo_venv
+    from bench.lib.bootstrap import reporting, took, use_repo_venv
 
     use_repo_venv("github", "slack_bolt")
     from bench.lib.poll_world import PollWorld
@@ -51,15 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     deadline = began + BUDGET_SECONDS
     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
         world = PollWorld(Path(tmp), args.repos)
-        try:
+        with reporting(world.stop):
             _run(world.start(), args, deadline)
-        except Exception:
-            # A benchmark reports; it does not fail the build.
-            traceback.print_exc()
-            print("bench: stopped by the error above; numbers are incomplete.")
-        finally:
-            world.stop()
-    print(f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})")
+    print(took(began))
     return 0
 
 

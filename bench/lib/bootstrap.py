@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,3 +26,21 @@ def use_repo_venv(*modules: str) -> None:
         if venv.exists() and Path(sys.executable) != venv:
             os.execv(venv, [str(venv), *sys.argv])
         raise
+
+
+@contextmanager
+def reporting(clean_up: Callable[[], object]) -> Iterator[None]:
+    """One bench run: an error stops it with its traceback, not the report that follows (a
+    benchmark reports; it does not fail the build); ``clean_up`` runs either way."""
+    try:
+        yield
+    except Exception:
+        traceback.print_exc()
+        print("bench: stopped by the error above; numbers are incomplete.")
+    finally:
+        clean_up()
+
+
+def took(began: float) -> str:
+    """The closing line of a bench: how long it ran (``began`` is a monotonic time) and where."""
+    return f"\n(bench took {time.monotonic() - began:.0f} s; {os.cpu_count()} CPUs; {sys.version.split()[0]})"
